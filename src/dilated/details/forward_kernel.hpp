@@ -1,0 +1,139 @@
+// dilated/details/forward_kernel.hpp - the portable forward pass of one branch.
+//
+// A team owns a tile of queries of one sparse segment (batch b, head h,
+// segment s, tile t). It streams the segment's key tiles through scratch with
+// an online softmax (running max m, running sum l, unnormalised accumulator)
+// and never materialises more than a tile x tile score block, so memory is
+// O(N). Dilation is index arithmetic (pattern.position), not a gather copy.
+//
+// Branches are processed one after another and each merges into the running
+// (out, lse) by log-sum-exp, which is exactly LongNet's Eq. 10: one softmax
+// over the multiset union of the branches' keys.
+#pragma once
+
+#include <cmath>
+
+#include "dilated/details/kernel_params.hpp"
+#include "dilated/tensor_ref.hpp"
+
+namespace dilated {
+namespace details {
+
+template <class ExecSpace, class T>
+struct ForwardBranchKernel {
+  using Acc = accum_t<T>;
+  using member_type = typename Kokkos::TeamPolicy<ExecSpace>::member_type;
+  using Scratch = ScratchArray<ExecSpace, Acc>;
+
+  TensorRef<const T, 4> q, k, v;
+  TensorRef<T, 4> out;
+  TensorRef<Acc, 3> lse;  // [batch, heads, seq]
+  KernelParams p;
+  std::int64_t league_offset = 0;
+
+  static std::size_t scratch_bytes(const KernelParams& p) {
+    const std::int64_t d = p.head_dim, tq = p.tile_q, tk = p.tile_k;
+    return Scratch::shmem_size(tq * d) * 2 + Scratch::shmem_size(tk * d) * 2 +
+           Scratch::shmem_size(tq * tk) + Scratch::shmem_size(tq) * 2;
+  }
+
+  KOKKOS_INLINE_FUNCTION void operator()(const member_type& team) const {
+    const TileCoord c = decode_tile(p, team.league_rank() + league_offset);
+    const int br = p.branch;
+    if (!p.pattern.active(c.h, br)) return;
+    const std::int64_t off = p.pattern.offset(c.h, br);
+    const std::int64_t n = p.pattern.kept_count(br, c.s, off);
+    const std::int64_t q0 = c.t * p.tile_q;
+    if (q0 >= n) return;
+    const std::int64_t qn = n - q0 < p.tile_q ? n - q0 : p.tile_q;
+    const std::int64_t d = p.head_dim, tq = p.tile_q, tk = p.tile_k;
+
+    Scratch qs(team.team_scratch(0), tq * d), acc(team.team_scratch(0), tq * d);
+    Scratch ks(team.team_scratch(0), tk * d), vs(team.team_scratch(0), tk * d);
+    Scratch sc(team.team_scratch(0), tq * tk);
+    Scratch m(team.team_scratch(0), tq), l(team.team_scratch(0), tq);
+
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, qn * d), [&](const std::int64_t idx) {
+      const std::int64_t i = idx / d, x = idx % d;
+      qs(idx) = static_cast<Acc>(q(c.b, p.pattern.position(br, c.s, off, q0 + i), c.h, x));
+      acc(idx) = 0;
+      if (x == 0) {
+        m(i) = -INFINITY;
+        l(i) = 0;
+      }
+    });
+    const std::int64_t kend = key_range_end(p.causal, n, q0, qn);
+    const Acc scale = static_cast<Acc>(p.scale);
+    for (std::int64_t k0 = 0; k0 < kend; k0 += tk) {
+      const std::int64_t kn = kend - k0 < tk ? kend - k0 : tk;
+      team.team_barrier();  // previous tile's readers are done with ks/vs
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kn * d), [&](const std::int64_t idx) {
+        const std::int64_t j = idx / d, x = idx % d;
+        const std::int64_t pos = p.pattern.position(br, c.s, off, k0 + j);
+        ks(idx) = static_cast<Acc>(k(c.b, pos, c.h, x));
+        vs(idx) = static_cast<Acc>(v(c.b, pos, c.h, x));
+      });
+      team.team_barrier();
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, qn), [&](const std::int64_t i) {
+        Acc* srow = &sc(i * tk);
+        const Acc* qrow = &qs(i * d);
+        Acc mx = m(i);
+        for (std::int64_t j = 0; j < kn; ++j) {
+          const Acc* krow = &ks(j * d);
+          Acc dot = 0;
+          for (std::int64_t x = 0; x < d; ++x) dot += qrow[x] * krow[x];
+          const bool masked = p.causal && k0 + j > q0 + i;
+          srow[j] = masked ? -INFINITY : dot * scale;
+          mx = srow[j] > mx ? srow[j] : mx;
+        }
+        // mx is finite: the first key tile always holds key 0 <= every query.
+        const Acc alpha = math_exp(m(i) - mx);
+        Acc sum = 0;
+        const std::int64_t qpos = p.pattern.position(br, c.s, off, q0 + i);
+        for (std::int64_t j = 0; j < kn; ++j) {
+          Acc pj = math_exp(srow[j] - mx);
+          sum += pj;  // the softmax denominator never sees dropout
+          if (p.dropout.enabled() && pj != 0)
+            pj *= static_cast<Acc>(p.dropout.factor(
+                c.b, c.h, qpos, p.pattern.position(br, c.s, off, k0 + j), br));
+          srow[j] = pj;
+        }
+        l(i) = l(i) * alpha + sum;
+        m(i) = mx;
+        Acc* arow = &acc(i * d);
+        for (std::int64_t x = 0; x < d; ++x) arow[x] *= alpha;
+        for (std::int64_t j = 0; j < kn; ++j) {
+          const Acc pj = srow[j];
+          const Acc* vrow = &vs(j * d);
+          for (std::int64_t x = 0; x < d; ++x) arow[x] += pj * vrow[x];
+        }
+      });
+    }
+    team.team_barrier();
+    // Merge this branch into the running (out, lse): Eq. 10 by log-sum-exp.
+    const Acc oscale = static_cast<Acc>(p.output_scale);
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, qn), [&](const std::int64_t i) {
+      const std::int64_t pos = p.pattern.position(br, c.s, off, q0 + i);
+      const Acc lse_b = m(i) + math_log(l(i));
+      const Acc lse_old = lse(c.b, c.h, pos);
+      Acc w_old = 0, w_new = 1, lse_new = lse_b;
+      if (lse_old != -INFINITY) {
+        const Acc hi = lse_old > lse_b ? lse_old : lse_b;
+        const Acc lo = lse_old > lse_b ? lse_b : lse_old;
+        lse_new = hi + math_log1p(math_exp(lo - hi));
+        w_old = math_exp(lse_old - lse_new);
+        w_new = math_exp(lse_b - lse_new);
+      }
+      const Acc f = oscale * w_new / l(i);
+      const Acc* arow = &acc(i * d);
+      for (std::int64_t x = 0; x < d; ++x) {
+        T& o = out(c.b, pos, c.h, x);
+        o = static_cast<T>(w_old == 0 ? f * arow[x] : static_cast<Acc>(o) * w_old + f * arow[x]);
+      }
+      lse(c.b, c.h, pos) = lse_new;
+    });
+  }
+};
+
+}  // namespace details
+}  // namespace dilated

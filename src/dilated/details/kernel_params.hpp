@@ -1,0 +1,100 @@
+// dilated/details/kernel_params.hpp - what every portable kernel needs to know
+// besides its tensors, and the league decomposition they share.
+#pragma once
+
+#include <Kokkos_Core.hpp>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
+#include "dilated/dropout_rng.hpp"
+#include "dilated/pattern.hpp"
+
+namespace dilated {
+namespace details {
+
+// Accumulation type: float for float storage (and, later, half types), double
+// for double.
+template <class T>
+struct accum {
+  using type = float;
+};
+template <>
+struct accum<double> {
+  using type = double;
+};
+template <class T>
+using accum_t = typename accum<T>::type;
+
+// exp/log/log1p in the accumulation type, callable on host and device without
+// depending on a Kokkos-version-specific math namespace.
+KOKKOS_INLINE_FUNCTION float math_exp(float x) { return ::expf(x); }
+KOKKOS_INLINE_FUNCTION double math_exp(double x) { return ::exp(x); }
+KOKKOS_INLINE_FUNCTION float math_log(float x) { return ::logf(x); }
+KOKKOS_INLINE_FUNCTION double math_log(double x) { return ::log(x); }
+KOKKOS_INLINE_FUNCTION float math_log1p(float x) { return ::log1pf(x); }
+KOKKOS_INLINE_FUNCTION double math_log1p(double x) { return ::log1p(x); }
+
+struct KernelParams {
+  PatternParams pattern;
+  DropoutParams dropout;
+  double scale = 1.0;         // softmax scale
+  double output_scale = 1.0;  // 1, or 1/k in head-group mode
+  bool causal = false;
+  std::int64_t batch = 0, heads = 0, head_dim = 0;
+  int branch = 0;             // the branch a launch processes
+  std::int64_t tile_q = 64;   // query rows per team (sparse indices)
+  std::int64_t tile_k = 64;   // key rows per inner step
+  std::int64_t tiles_per_segment = 0;
+  std::int64_t segments = 0;
+};
+
+// One team per (batch, head, segment, tile of the branch's sparse segment).
+struct TileCoord {
+  std::int64_t b, h, s, t;
+};
+KOKKOS_INLINE_FUNCTION TileCoord decode_tile(const KernelParams& p, std::int64_t r) {
+  TileCoord c;
+  c.t = r % p.tiles_per_segment;
+  r /= p.tiles_per_segment;
+  c.s = r % p.segments;
+  r /= p.segments;
+  c.h = r % p.heads;
+  c.b = r / p.heads;
+  return c;
+}
+
+inline std::int64_t league_size(const KernelParams& p) {
+  return p.batch * p.heads * p.segments * p.tiles_per_segment;
+}
+
+// Host backends run one thread per team and let the compiler vectorise the
+// contiguous head_dim loops; device backends use a full team.
+template <class ExecSpace>
+constexpr bool is_host_space() {
+  return std::is_same<typename ExecSpace::memory_space, Kokkos::HostSpace>::value;
+}
+
+// Launches `functor` over `total` league entries in chunks that fit the int
+// league size of Kokkos' TeamPolicy; the functor adds `league_offset`.
+template <class ExecSpace, class Functor>
+void launch_teams(const ExecSpace& space, const char* label, Functor functor, std::int64_t total,
+                  std::size_t scratch_bytes) {
+  const std::int64_t chunk = std::numeric_limits<int>::max() / 2;
+  for (std::int64_t begin = 0; begin < total; begin += chunk) {
+    const std::int64_t n = total - begin < chunk ? total - begin : chunk;
+    functor.league_offset = begin;
+    const int team = is_host_space<ExecSpace>() ? 1 : 64;
+    Kokkos::TeamPolicy<ExecSpace> policy(space, static_cast<int>(n), team);
+    policy.set_scratch_size(0, Kokkos::PerTeam(scratch_bytes));
+    Kokkos::parallel_for(label, policy, functor);
+  }
+}
+
+template <class ExecSpace, class Acc>
+using ScratchArray = Kokkos::View<Acc*, typename ExecSpace::scratch_memory_space,
+                                  Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+
+}  // namespace details
+}  // namespace dilated

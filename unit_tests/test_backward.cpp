@@ -1,0 +1,49 @@
+// Backward pass against the float64 reference on every backend x dtype.
+#include "test_harness.hpp"
+
+namespace dtest {
+namespace {
+
+template <class B>
+class Backward : public ::testing::Test {};
+TYPED_TEST_SUITE(Backward, AllBackends);
+
+template <class B>
+void check_backward(const Case& c, std::uint64_t seed) {
+  SCOPED_TRACE(case_name(c.config, c.shape) + " on " + B::exec::name());
+  const ProblemShape& s = c.shape;
+  std::vector<double> qd, kd, vd, dod;
+  auto q = to_view<B>(random_vector(numel(s), seed), s, &qd, "q");
+  auto k = to_view<B>(random_vector(numel(s), seed + 1), s, &kd, "k");
+  auto v = to_view<B>(random_vector(numel(s), seed + 2), s, &vd, "v");
+  auto dout = to_view<B>(random_vector(numel(s), seed + 3), s, &dod, "dout");
+  typename B::View4 out("out", s.batch, s.seq_len, s.heads, s.head_dim);
+  typename B::ViewL lse("lse", s.batch, s.heads, s.seq_len);
+  typename B::View4 dq("dq", s.batch, s.seq_len, s.heads, s.head_dim);
+  typename B::View4 dk("dk", s.batch, s.seq_len, s.heads, s.head_dim);
+  typename B::View4 dv("dv", s.batch, s.seq_len, s.heads, s.head_dim);
+  poison(dq);
+  poison(dk);
+  poison(dv);
+
+  dilated::Plan<typename B::exec> plan(c.config, s);
+  plan.forward(q, k, v, out, lse);
+  plan.backward(q, k, v, out, lse, dout, dq, dk, dv);
+  Kokkos::fence();
+
+  std::vector<double> rdq(numel(s)), rdk(numel(s)), rdv(numel(s));
+  dilated::reference::backward(c.config, s, qd.data(), kd.data(), vd.data(), dod.data(),
+                               rdq.data(), rdk.data(), rdv.data());
+  using T = typename B::value;
+  EXPECT_LE(scaled_error(from_view(dq), rdq), Tol<T>::grad) << "dq";
+  EXPECT_LE(scaled_error(from_view(dk), rdk), Tol<T>::grad) << "dk";
+  EXPECT_LE(scaled_error(from_view(dv), rdv), Tol<T>::grad) << "dv";
+}
+
+TYPED_TEST(Backward, MatchesFloat64Reference) {
+  std::uint64_t seed = 5000;
+  for (const Case& c : correctness_cases()) check_backward<TypeParam>(c, seed += 10);
+}
+
+}  // namespace
+}  // namespace dtest

@@ -1,0 +1,221 @@
+// Shared helpers of the unit tests: the backend x dtype matrix every kernel
+// test runs on (Kokkos Kernels style), random inputs, poisoning, conversion to
+// the float64 reference's layout, and tolerance checks.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <Kokkos_Core.hpp>
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <dilated_attention.hpp>
+
+namespace dtest {
+
+using dilated::AttentionConfig;
+using dilated::Branch;
+using dilated::HeadMode;
+using dilated::ProblemShape;
+
+// Every execution space this Kokkos build enables, crossed with both dtypes.
+template <class Exec, class T>
+struct Backend {
+  using exec = Exec;
+  using value = T;
+  using acc = dilated::details::accum_t<T>;
+  using mem = typename Exec::memory_space;
+  using View4 = Kokkos::View<T****, Kokkos::LayoutRight, mem>;
+  using ViewL = Kokkos::View<acc***, Kokkos::LayoutRight, mem>;
+};
+template <class... Ts>
+struct List {};
+template <class A, class B>
+struct Cat;
+template <class... A, class... B>
+struct Cat<List<A...>, List<B...>> {
+  using type = List<A..., B...>;
+};
+template <class L>
+struct ToTypes;
+template <class... A>
+struct ToTypes<List<A...>> {
+  using type = ::testing::Types<A...>;
+};
+#if defined(KOKKOS_ENABLE_SERIAL)
+using SerialBackends = List<Backend<Kokkos::Serial, double>, Backend<Kokkos::Serial, float>>;
+#else
+using SerialBackends = List<>;
+#endif
+#if defined(KOKKOS_ENABLE_OPENMP)
+using OpenMPBackends = List<Backend<Kokkos::OpenMP, double>, Backend<Kokkos::OpenMP, float>>;
+#else
+using OpenMPBackends = List<>;
+#endif
+#if defined(KOKKOS_ENABLE_CUDA)
+using CudaBackends = List<Backend<Kokkos::Cuda, double>, Backend<Kokkos::Cuda, float>>;
+#else
+using CudaBackends = List<>;
+#endif
+using AllBackends = typename ToTypes<
+    typename Cat<typename Cat<SerialBackends, OpenMPBackends>::type, CudaBackends>::type>::type;
+
+// Tolerances per dtype, against the float64 reference, scaled by max(1, max|ref|).
+template <class T>
+struct Tol;
+template <>
+struct Tol<double> {
+  static constexpr double out = 1e-11, lse = 1e-11, grad = 1e-10;
+};
+template <>
+struct Tol<float> {
+  static constexpr double out = 3e-5, lse = 1e-5, grad = 3e-4;
+};
+
+// A host vector of uniform[-1, 1) values, fresh per seed.
+inline std::vector<double> random_vector(std::size_t n, std::uint64_t seed, double lo = -1.0,
+                                         double hi = 1.0) {
+  std::mt19937_64 gen(seed);
+  std::uniform_real_distribution<double> dist(lo, hi);
+  std::vector<double> v(n);
+  for (auto& x : v) x = dist(gen);
+  return v;
+}
+
+inline std::size_t numel(const ProblemShape& s) {
+  return static_cast<std::size_t>(s.batch * s.seq_len * s.heads * s.head_dim);
+}
+
+// Device View from a [B, N, H, D] host vector. The values are rounded to T,
+// and `rounded` (if given) receives exactly what the kernel sees, so the
+// reference runs on identical inputs.
+template <class B>
+typename B::View4 to_view(const std::vector<double>& src, const ProblemShape& s,
+                          std::vector<double>* rounded = nullptr, const char* label = "t") {
+  typename B::View4 v(std::string(label), s.batch, s.seq_len, s.heads, s.head_dim);
+  auto h = Kokkos::create_mirror_view(v);
+  std::size_t i = 0;
+  for (std::int64_t b = 0; b < s.batch; ++b)
+    for (std::int64_t p = 0; p < s.seq_len; ++p)
+      for (std::int64_t hh = 0; hh < s.heads; ++hh)
+        for (std::int64_t x = 0; x < s.head_dim; ++x)
+          h(b, p, hh, x) = static_cast<typename B::value>(src[i++]);
+  Kokkos::deep_copy(v, h);
+  if (rounded) {
+    rounded->resize(src.size());
+    for (std::size_t j = 0; j < src.size(); ++j)
+      (*rounded)[j] = static_cast<double>(static_cast<typename B::value>(src[j]));
+  }
+  return v;
+}
+
+template <class View4>
+std::vector<double> from_view(const View4& v) {
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
+  std::vector<double> out;
+  out.reserve(h.size());
+  for (std::size_t b = 0; b < h.extent(0); ++b)
+    for (std::size_t p = 0; p < h.extent(1); ++p)
+      for (std::size_t hh = 0; hh < h.extent(2); ++hh)
+        for (std::size_t x = 0; x < h.extent(3); ++x) out.push_back(h(b, p, hh, x));
+  return out;
+}
+
+template <class ViewL>
+std::vector<double> lse_from_view(const ViewL& v) {
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
+  std::vector<double> out;
+  for (std::size_t b = 0; b < h.extent(0); ++b)
+    for (std::size_t hh = 0; hh < h.extent(1); ++hh)
+      for (std::size_t p = 0; p < h.extent(2); ++p) out.push_back(h(b, hh, p));
+  return out;
+}
+
+// Fill with a value no kernel would produce, so an unwritten element shows.
+template <class V>
+void poison(const V& v, double value = std::numeric_limits<double>::quiet_NaN()) {
+  Kokkos::deep_copy(v, static_cast<typename V::non_const_value_type>(value));
+}
+
+// Max |got - want| / max(1, max|want|); -inf == -inf counts as equal, and any
+// NaN in got (e.g. left-over poison) makes the error infinite.
+inline double scaled_error(const std::vector<double>& got, const std::vector<double>& want) {
+  double scale = 1.0, err = 0.0;
+  for (double w : want)
+    if (std::isfinite(w)) scale = std::max(scale, std::fabs(w));
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    if (std::isnan(got[i])) return std::numeric_limits<double>::infinity();
+    if (std::isinf(want[i]) || std::isinf(got[i])) {
+      if (got[i] != want[i]) return std::numeric_limits<double>::infinity();
+      continue;
+    }
+    err = std::max(err, std::fabs(got[i] - want[i]));
+  }
+  return err / scale;
+}
+
+inline std::string case_name(const AttentionConfig& c, const ProblemShape& s) {
+  std::ostringstream os;
+  os << dilated::describe(c) << " B=" << s.batch << " N=" << s.seq_len << " H=" << s.heads
+     << " d=" << s.head_dim;
+  if (c.softmax_scale > 0) os << " scale=" << c.softmax_scale;
+  return os.str();
+}
+
+struct Case {
+  AttentionConfig config;
+  ProblemShape shape;
+};
+
+inline AttentionConfig make_config(std::vector<Branch> br, bool causal = false,
+                                   HeadMode mode = HeadMode::LongNet) {
+  AttentionConfig c;
+  c.branches = std::move(br);
+  c.causal = causal;
+  c.head_mode = mode;
+  return c;
+}
+
+// The forward/backward correctness matrix: 1..5 branches, r up to 16, w % r
+// != 0, causal and not, both head modes, head_dim 16..256, odd batch/heads,
+// multi-tile segments, partial segments, custom scale, dropout, duplicates.
+inline std::vector<Case> correctness_cases() {
+  std::vector<Case> cs;
+  auto add = [&](AttentionConfig c, ProblemShape s) { cs.push_back(Case{std::move(c), s}); };
+  for (bool causal : {false, true}) {
+    add(make_config({{64, 1}}, causal), {1, 64, 2, 32});                               // dense
+    add(make_config({{16, 1}, {32, 2}, {64, 4}}, causal), {2, 128, 4, 64});             // LongNet
+    add(make_config({{12, 5}, {24, 6}, {48, 7}}, causal), {1, 96, 5, 24});              // w % r != 0
+    add(make_config({{32, 1}, {64, 16}, {16, 16}}, causal), {1, 128, 17, 16});          // r = 16
+    add(make_config({{8, 1}, {16, 2}, {32, 4}, {64, 6}, {128, 12}}, causal), {3, 128, 3, 128});
+    add(make_config({{16, 2}, {32, 4}}, causal), {1, 64, 3, 16});                      // unkept rows
+    add(make_config({{16, 1}, {32, 2}, {64, 4}}, causal, HeadMode::HeadGroups), {1, 64, 7, 32});
+    add(make_config({{300, 2}}, causal), {1, 300, 2, 16});                             // 3 tiles/segment
+    add(make_config({{200, 1}, {400, 3}}, causal), {1, 400, 1, 20});                   // multi-tile
+    add(make_config({{32, 2}, {32, 2}}, causal), {1, 64, 2, 16});                      // duplicate
+    AttentionConfig partial = make_config({{32, 1}, {48, 3}}, causal);
+    partial.allow_partial_segments = true;
+    add(partial, {2, 100, 3, 16});
+    AttentionConfig big_d = make_config({{32, 2}, {64, 1}}, causal);
+    big_d.softmax_scale = 0.05;
+    add(big_d, {1, 64, 1, 256});
+    add(make_config({{16, 1}, {48, 3}}, causal), {1, 48, 2, 100});                     // d = 100
+    AttentionConfig drop = make_config({{16, 1}, {32, 2}, {64, 4}}, causal);
+    drop.dropout_p = 0.25;
+    drop.dropout_seed = 0x5eed;
+    add(drop, {2, 64, 3, 16});
+    AttentionConfig drop_groups = make_config({{16, 1}, {32, 3}}, causal, HeadMode::HeadGroups);
+    drop_groups.dropout_p = 0.4;
+    drop_groups.dropout_seed = 7;
+    add(drop_groups, {1, 64, 5, 16});
+  }
+  return cs;
+}
+
+}  // namespace dtest
