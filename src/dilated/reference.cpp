@@ -19,9 +19,10 @@ struct Layout {
   }
 };
 
-double dot(const double* a, const double* b, std::int64_t n) {
+template <class A, class B>
+double dot(const A* a, const B* b, std::int64_t n) {
   double s = 0;
-  for (std::int64_t x = 0; x < n; ++x) s += a[x] * b[x];
+  for (std::int64_t x = 0; x < n; ++x) s += static_cast<double>(a[x]) * static_cast<double>(b[x]);
   return s;
 }
 
@@ -34,8 +35,9 @@ struct Entry {
 
 // All entries of row (b, p, h): for every branch the head runs and that keeps
 // p, the keys of p's sparse segment (causal: up to p).
+template <class In>
 std::vector<Entry> row_entries(const AttentionConfig& c, const ProblemShape& s,
-                               const PatternParams& pat, const double* q, const double* k,
+                               const PatternParams& pat, const In* q, const In* k,
                                std::int64_t b, std::int64_t p, std::int64_t h) {
   const Layout L{s.seq_len, s.heads, s.head_dim};
   const double scale = effective_softmax_scale(c, s.head_dim);
@@ -55,11 +57,10 @@ std::vector<Entry> row_entries(const AttentionConfig& c, const ProblemShape& s,
   return e;
 }
 
-}  // namespace
-
-void forward_row(const AttentionConfig& c, const ProblemShape& s, const double* q,
-                 const double* k, const double* v, std::int64_t b, std::int64_t p,
-                 std::int64_t h, double* out_row, double* lse) {
+template <class In>
+void forward_row_impl(const AttentionConfig& c, const ProblemShape& s, const In* q, const In* k,
+                      const In* v, std::int64_t b, std::int64_t p, std::int64_t h,
+                      double* out_row, double* lse) {
   validate(c, s);
   const PatternParams pat = make_pattern(c, s);
   const DropoutParams drop = make_dropout(c.dropout_p, c.dropout_seed);
@@ -83,8 +84,8 @@ void forward_row(const AttentionConfig& c, const ProblemShape& s, const double* 
       if (e.branch != i) continue;
       double prob = std::exp(e.score - lse_i);
       if (drop.enabled()) prob *= drop.factor(b, h, p, e.key_pos, i);
-      const double* vrow = v + L.at(b, e.key_pos, h);
-      for (std::int64_t x = 0; x < s.head_dim; ++x) o[x] += prob * vrow[x];
+      const In* vrow = v + L.at(b, e.key_pos, h);
+      for (std::int64_t x = 0; x < s.head_dim; ++x) o[x] += prob * static_cast<double>(vrow[x]);
     }
     branch_lse.push_back(lse_i);
     branch_out.push_back(std::move(o));
@@ -105,6 +106,20 @@ void forward_row(const AttentionConfig& c, const ProblemShape& s, const double* 
     for (std::int64_t x = 0; x < s.head_dim; ++x) out_row[x] += c_out * w * branch_out[i][x];
   }
   *lse = lse_all;
+}
+
+}  // namespace
+
+void forward_row(const AttentionConfig& c, const ProblemShape& s, const double* q,
+                 const double* k, const double* v, std::int64_t b, std::int64_t p,
+                 std::int64_t h, double* out_row, double* lse) {
+  forward_row_impl(c, s, q, k, v, b, p, h, out_row, lse);
+}
+
+void forward_row(const AttentionConfig& c, const ProblemShape& s, const float* q,
+                 const float* k, const float* v, std::int64_t b, std::int64_t p,
+                 std::int64_t h, double* out_row, double* lse) {
+  forward_row_impl(c, s, q, k, v, b, p, h, out_row, lse);
 }
 
 void forward(const AttentionConfig& c, const ProblemShape& s, const double* q, const double* k,

@@ -18,9 +18,14 @@
 namespace dilated {
 namespace reference {
 
-// One output row (b, p, h): out_row[head_dim] and its LSE.
+// One output row (b, p, h): out_row[head_dim] and its LSE, computed in
+// float64. The float overload reads float inputs (for spot checks of large
+// problems without a float64 copy) and still computes in float64.
 void forward_row(const AttentionConfig& config, const ProblemShape& shape, const double* q,
                  const double* k, const double* v, std::int64_t b, std::int64_t p,
+                 std::int64_t h, double* out_row, double* lse);
+void forward_row(const AttentionConfig& config, const ProblemShape& shape, const float* q,
+                 const float* k, const float* v, std::int64_t b, std::int64_t p,
                  std::int64_t h, double* out_row, double* lse);
 
 void forward(const AttentionConfig& config, const ProblemShape& shape, const double* q,
