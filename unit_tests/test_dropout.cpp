@@ -73,6 +73,29 @@ TEST(DropoutRng, KeepRateAndScaleMatchP) {
   }
 }
 
+// Masks of neighbouring seeds, heads, branches and batches are independent
+// (a seed must not reproduce another seed's mask at shifted coordinates).
+TEST(DropoutRng, NeighbouringSeedsAndCoordinatesAreIndependent) {
+  const double p = 0.5, keep = 0.5;
+  const int n = 1 << 16;
+  auto agree = [&](auto fa, auto fb) {
+    int both = 0;
+    for (int i = 0; i < n; ++i) both += (fa(i) != 0) == (fb(i) != 0);
+    return static_cast<double>(both) / n;  // 0.5 when independent
+  };
+  const auto d0 = dilated::make_dropout(p, 0), d1 = dilated::make_dropout(p, 1),
+             d16 = dilated::make_dropout(p, 16);
+  const double sigma = std::sqrt(keep * (1 - keep) / n);
+  EXPECT_NEAR(agree([&](int i) { return d0.factor(0, 0, i, i / 7, 1); },
+                    [&](int i) { return d1.factor(0, 0, i, i / 7, 0); }), 0.5, 6 * sigma);
+  EXPECT_NEAR(agree([&](int i) { return d0.factor(0, 1, i, i / 7, 0); },
+                    [&](int i) { return d16.factor(0, 0, i, i / 7, 0); }), 0.5, 6 * sigma);
+  EXPECT_NEAR(agree([&](int i) { return d0.factor(1, 0, i, i / 7, 0); },
+                    [&](int i) { return d1.factor(0, 0, i, i / 7, 0); }), 0.5, 6 * sigma);
+  EXPECT_NEAR(agree([&](int i) { return d0.factor(0, 0, i, i / 7, 0); },
+                    [&](int i) { return d0.factor(0, 0, i / 7, i, 0); }), 0.5, 6 * sigma);
+}
+
 // Inverted dropout is unbiased: averaged over many seeds the output tends to
 // the dropout-free output.
 TEST(DropoutStatistics, OutputIsUnbiased) {

@@ -51,41 +51,47 @@ TEST(Reference, DenseIsPlainSoftmaxAttention) {
   }
 }
 
-// Eq. 10 == one softmax over the multiset union of the branches' keys.
+// Eq. 10 == one softmax over the multiset union of the branches' keys,
+// enumerated by brute force (segment ends clipped at N for partial segments).
 TEST(Reference, Eq10EqualsUnionSoftmax) {
   for (bool causal : {false, true}) {
-    const ProblemShape s{1, 48, 5, 6};
-    const AttentionConfig c = make_config({{12, 1}, {24, 5}, {48, 4}, {48, 4}}, causal);
-    const auto q = random_vector(numel(s), 21), k = random_vector(numel(s), 22),
-               v = random_vector(numel(s), 23);
-    std::vector<double> out(numel(s)), lse(5 * 48), want(6);
-    dilated::reference::forward(c, s, q.data(), k.data(), v.data(), out.data(), lse.data());
-    for (std::int64_t p = 0; p < 48; ++p)
-      for (std::int64_t h = 0; h < 5; ++h) {
-        std::vector<std::int64_t> keys;  // multiset union, by brute force
-        for (const Branch& br : c.branches) {
-          const std::int64_t w = br.segment_length, r = br.dilation, o = h % r;
-          if ((p % w) % r != o) continue;
-          for (std::int64_t j = (p / w) * w; j < (p / w + 1) * w; ++j)
-            if ((j % w) % r == o && (!causal || j <= p)) keys.push_back(j);
+    for (bool partial : {false, true}) {
+      const ProblemShape s{1, partial ? 53 : 48, 5, 6};
+      const std::int64_t N = s.seq_len;
+      AttentionConfig c = make_config({{12, 1}, {24, 5}, {48, 4}, {48, 4}}, causal);
+      c.allow_partial_segments = partial;
+      const auto q = random_vector(numel(s), 21), k = random_vector(numel(s), 22),
+                 v = random_vector(numel(s), 23);
+      std::vector<double> out(numel(s)), lse(5 * N), want(6);
+      dilated::reference::forward(c, s, q.data(), k.data(), v.data(), out.data(), lse.data());
+      for (std::int64_t p = 0; p < N; ++p)
+        for (std::int64_t h = 0; h < 5; ++h) {
+          std::vector<std::int64_t> keys;  // multiset union, by brute force
+          for (const Branch& br : c.branches) {
+            const std::int64_t w = br.segment_length, r = br.dilation, o = h % r;
+            if ((p % w) % r != o) continue;
+            for (std::int64_t j = (p / w) * w; j < std::min((p / w + 1) * w, N); ++j)
+              if ((j % w) % r == o && (!causal || j <= p)) keys.push_back(j);
+          }
+          if (keys.empty()) {
+            EXPECT_EQ(lse[h * N + p], -std::numeric_limits<double>::infinity());
+            continue;
+          }
+          double wl;
+          attend(s, q, k, v, 0, p, h, keys, 1 / std::sqrt(6.0), want.data(), &wl);
+          EXPECT_NEAR(lse[h * N + p], wl, 1e-12) << "p=" << p << " h=" << h;
+          for (int x = 0; x < 6; ++x) EXPECT_NEAR(out[at(s, 0, p, h) + x], want[x], 1e-12);
         }
-        if (keys.empty()) {
-          EXPECT_EQ(lse[h * 48 + p], -std::numeric_limits<double>::infinity());
-          continue;
-        }
-        double wl;
-        attend(s, q, k, v, 0, p, h, keys, 1 / std::sqrt(6.0), want.data(), &wl);
-        EXPECT_NEAR(lse[h * 48 + p], wl, 1e-12) << "p=" << p << " h=" << h;
-        for (int x = 0; x < 6; ++x) EXPECT_NEAR(out[at(s, 0, p, h) + x], want[x], 1e-12);
-      }
+    }
   }
 }
 
 // Head groups: each head attends with its group's single branch; output / k.
 TEST(Reference, HeadGroupsAverageOneBranchPerGroup) {
+ for (bool causal : {false, true}) {
   const ProblemShape s{1, 32, 5, 4};
-  const AttentionConfig c =
-      make_config({{8, 1}, {16, 2}, {32, 3}}, false, HeadMode::HeadGroups);
+  AttentionConfig c = make_config({{8, 1}, {16, 2}, {32, 3}}, causal, HeadMode::HeadGroups);
+  c.softmax_scale = 0.5;
   const auto q = random_vector(numel(s), 31), k = random_vector(numel(s), 32),
              v = random_vector(numel(s), 33);
   std::vector<double> out(numel(s)), lse(5 * 32), want(4);
@@ -101,11 +107,12 @@ TEST(Reference, HeadGroupsAverageOneBranchPerGroup) {
       }
       std::vector<std::int64_t> keys;
       for (std::int64_t j = (p / w) * w; j < (p / w + 1) * w; ++j)
-        if ((j % w) % r == o) keys.push_back(j);
+        if ((j % w) % r == o && (!causal || j <= p)) keys.push_back(j);
       double wl;
       attend(s, q, k, v, 0, p, h, keys, 0.5, want.data(), &wl);
       for (int x = 0; x < 4; ++x) EXPECT_NEAR(out[at(s, 0, p, h) + x], want[x] / 3, 1e-12);
     }
+ }
 }
 
 }  // namespace

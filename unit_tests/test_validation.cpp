@@ -55,6 +55,24 @@ TEST(Validation, ConfigScalarRules) {
   expect_rule([&] { construct(c); }, "config.head_mode", "7");
 }
 
+TEST(Validation, DropoutIndexRange) {
+  AttentionConfig c = AttentionConfig::dense(std::int64_t(1) << 33);
+  c.dropout_p = 0.1;
+  expect_rule([&] { construct(c, {1, std::int64_t(1) << 33, 1, 8}); },
+              "config.dropout_index_range", "seq_len = 8589934592");
+}
+
+TEST(Validation, CostFunctionsValidateToo) {
+  expect_rule([] { dilated::forward_flops(make_config({{0, 1}}), kShape); },
+              "config.segment_length_positive", "segment_length=0");
+}
+
+// The paper's default schedule is valid for any length (partial segments on).
+TEST(Validation, LongNetDefaultAlwaysValid) {
+  for (std::int64_t n : {100, 3000, 6144, 10240, 65536})
+    EXPECT_NO_THROW(construct(AttentionConfig::longnet_default(n), {1, n, 2, 8})) << n;
+}
+
 TEST(Validation, BranchRules) {
   expect_rule([] { construct(make_config({})); }, "config.branches_nonempty", "no branches");
   expect_rule([] { construct(make_config(std::vector<Branch>(17, Branch{16, 1}))); },
@@ -134,6 +152,26 @@ TYPED_TEST(ViewValidation, UnallocatedViewThrows) {
       null_v(nullptr, 2, 64, 4, 16);
   expect_rule([&] { plan.forward(io.q, io.k, null_v, io.out, io.lse); }, "view.allocated",
               "v has no data");
+  EXPECT_TRUE(io.untouched());
+}
+
+TYPED_TEST(ViewValidation, SelfOverlappingOutputThrows) {
+  using B = TypeParam;
+  using T = typename B::value;
+  Io<B> io;
+  dilated::Plan<typename B::exec> plan(good(), io.s);
+  // Heads dimension with stride 0: all heads write the same memory.
+  Kokkos::LayoutStride layout;
+  layout.dimension[0] = 2;  layout.stride[0] = 64 * 16;
+  layout.dimension[1] = 64; layout.stride[1] = 16;
+  layout.dimension[2] = 4;  layout.stride[2] = 0;
+  layout.dimension[3] = 16; layout.stride[3] = 1;
+  Kokkos::View<T*, typename B::mem> buf("buf", 2 * 64 * 16);
+  Kokkos::View<T****, Kokkos::LayoutStride, typename B::mem,
+               Kokkos::MemoryTraits<Kokkos::Unmanaged>>
+      broadcast(buf.data(), layout);
+  expect_rule([&] { plan.forward(io.q, io.k, io.v, broadcast, io.lse); }, "view.self_overlap",
+              "output out has stride 0 in dimension 2");
   EXPECT_TRUE(io.untouched());
 }
 

@@ -4,6 +4,7 @@
 #include <sstream>
 
 #include "dilated/config.hpp"
+#include "dilated/dropout_rng.hpp"
 #include "dilated/error.hpp"
 #include "dilated/pattern.hpp"
 
@@ -51,6 +52,12 @@ void validate(const AttentionConfig& c, const ProblemShape& s) {
   if (!(c.dropout_p >= 0.0 && c.dropout_p < 1.0))
     fail("config.dropout_p",
          "dropout_p = " + std::to_string(c.dropout_p) + " must be in [0, 1)");
+  if (c.dropout_p > 0.0 && (s.seq_len > kDropoutMaxSeq || s.heads > kDropoutMaxHeads ||
+                           s.batch > kDropoutMaxBatch))
+    fail("config.dropout_index_range",
+         "dropout needs seq_len <= 2^32, heads <= 2^28 and batch <= 2^32 (its RNG counter is "
+         "32-bit per coordinate); got seq_len = " + std::to_string(s.seq_len) + ", heads = " +
+             std::to_string(s.heads) + ", batch = " + std::to_string(s.batch));
   if (c.head_mode != HeadMode::LongNet && c.head_mode != HeadMode::HeadGroups)
     fail("config.head_mode", "head_mode = " + std::to_string(static_cast<int>(c.head_mode)) +
                                  " is not a HeadMode value");
@@ -112,6 +119,8 @@ AttentionConfig AttentionConfig::longnet_default(std::int64_t seq_len) {
   for (std::int64_t r : rates) {
     if (w > seq_len) break;
     c.branches.push_back(Branch{w, r});
+    // A sequence that is not a multiple of w gets a shorter last segment.
+    if (seq_len % w != 0) c.allow_partial_segments = true;
     w *= 2;
   }
   if (c.branches.empty()) c.branches.push_back(Branch{seq_len, 1});

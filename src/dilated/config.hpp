@@ -50,7 +50,8 @@ struct AttentionConfig {
   // Dense attention over the whole sequence (w = N, r = 1).
   static AttentionConfig dense(std::int64_t seq_len, bool causal = false);
   // The LongNet paper's schedule: w = 2048 * 2^i, r = {1, 2, 4, 6, 12} for
-  // segment lengths that fit into seq_len (at least one branch).
+  // segment lengths that fit into seq_len (dense if none does). Sets
+  // allow_partial_segments when seq_len is not a multiple of every w.
   static AttentionConfig longnet_default(std::int64_t seq_len);
 };
 

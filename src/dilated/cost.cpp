@@ -5,6 +5,7 @@
 namespace dilated {
 
 double attended_pairs(const AttentionConfig& c, const ProblemShape& s) {
+  validate(c, s);
   const PatternParams pat = make_pattern(c, s);
   double total = 0;
   for (int i = 0; i < pat.num_branches; ++i) {

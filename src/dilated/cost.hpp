@@ -6,6 +6,7 @@
 
 namespace dilated {
 
+// All three validate their arguments (dilated::Error) first.
 // Attended (query, key) entries summed over batch, heads and branches (a key
 // kept by two branches counts twice, as in the merged softmax).
 double attended_pairs(const AttentionConfig& config, const ProblemShape& shape);

@@ -48,24 +48,41 @@ struct DropoutParams {
 
   // Multiplier of the probability of key `kpos` for query `qpos` in branch
   // `branch` of (batch b, head h): 0 (dropped) or 1/(1-p) (kept).
+  // Counter = (qpos, kpos, head/branch, batch), key = a mix of the seed, so
+  // distinct coordinates or seeds give independent draws. The counter words
+  // are 32-bit: validate() bounds seq_len, heads and batch when dropout is on.
   DILATED_INLINE double factor(std::int64_t b, std::int64_t h, std::int64_t qpos,
                                std::int64_t kpos, int branch) const {
-    // Counter = (query, key) positions; key = seed mixed with (batch, head,
-    // branch). Distinct coordinates give independent draws.
-    const Philox4x32 ctr{{static_cast<std::uint32_t>(qpos), static_cast<std::uint32_t>(qpos >> 32),
-                          static_cast<std::uint32_t>(kpos), static_cast<std::uint32_t>(kpos >> 32)}};
-    const std::uint32_t k0 = static_cast<std::uint32_t>(seed) ^
-                             static_cast<std::uint32_t>((static_cast<std::uint64_t>(h) << 4) | branch);
-    const std::uint32_t k1 = static_cast<std::uint32_t>(seed >> 32) ^ static_cast<std::uint32_t>(b);
-    const Philox4x32 r = philox4x32_10(ctr, k0, k1);
+    const Philox4x32 ctr{{static_cast<std::uint32_t>(qpos), static_cast<std::uint32_t>(kpos),
+                          static_cast<std::uint32_t>((static_cast<std::uint64_t>(h) << 4) |
+                                                     static_cast<std::uint64_t>(branch)),
+                          static_cast<std::uint32_t>(b)}};
+    const Philox4x32 r = philox4x32_10(ctr, key0, key1);
     return r.v[0] < threshold ? 0.0 : keep_scale;
   }
+  std::uint32_t key0 = 0, key1 = 0;  // splitmix64(seed)
 };
+
+// SplitMix64 finaliser: decorrelates nearby seeds (0, 1, 2, ... = training steps).
+inline std::uint64_t splitmix64(std::uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// Dropout RNG index limits (32-bit counter words; branch takes 4 bits of head's word).
+inline constexpr std::int64_t kDropoutMaxSeq = std::int64_t(1) << 32;
+inline constexpr std::int64_t kDropoutMaxHeads = std::int64_t(1) << 28;
+inline constexpr std::int64_t kDropoutMaxBatch = std::int64_t(1) << 32;
 
 inline DropoutParams make_dropout(double p, std::uint64_t seed) {
   DropoutParams d;
   d.p = p;
   d.seed = seed;
+  const std::uint64_t key = splitmix64(seed);
+  d.key0 = static_cast<std::uint32_t>(key);
+  d.key1 = static_cast<std::uint32_t>(key >> 32);
   // threshold = round(p * 2^32), at least 1 when p > 0 so that enabled() is
   // exact: p == 0 takes the no-dropout path everywhere (bit-identical).
   if (p > 0.0) {

@@ -4,8 +4,10 @@
 // Thread safety: a Plan is immutable after construction and its calls keep no
 // shared mutable state (no caches, no RNG state: dropout is counter-based), so
 // several host threads may call one plan concurrently, each on its own
-// execution-space instance. Calls are asynchronous with respect to that
-// instance, exactly like Kokkos::parallel_for; fence it before reading results.
+// execution-space instance. forward() is asynchronous with respect to that
+// instance, exactly like Kokkos::parallel_for; fence it before reading
+// results. backward() fences its instance before returning, because it frees
+// a temporary workspace (until src/memory provides pooled workspaces).
 #pragma once
 
 #include <Kokkos_Core.hpp>
@@ -28,7 +30,8 @@ class Plan {
  public:
   using execution_space = ExecSpace;
 
-  // Validates everything about the config and shape; throws dilated::Error.
+  // Validates everything about the config and shape, and that the kernels'
+  // tiles fit this backend's team scratch; throws dilated::Error.
   Plan(AttentionConfig config, ProblemShape shape)
       : config_(std::move(config)), shape_(shape) {
     validate(config_, shape_);
@@ -40,6 +43,15 @@ class Plan {
     params_.batch = shape_.batch;
     params_.heads = shape_.heads;
     params_.head_dim = shape_.head_dim;
+    forward_level_ = scratch_level_for(
+        "forward", details::ForwardBranchKernel<ExecSpace, float>::scratch_bytes(params_) *
+                       sizeof(details::accum_t<double>) / sizeof(float));
+    dq_level_ = scratch_level_for(
+        "backward dq", details::BackwardDQKernel<ExecSpace, float>::scratch_bytes(params_) *
+                           sizeof(details::accum_t<double>) / sizeof(float));
+    dkv_level_ = scratch_level_for(
+        "backward dk/dv", details::BackwardDKVKernel<ExecSpace, float>::scratch_bytes(params_) *
+                              sizeof(details::accum_t<double>) / sizeof(float));
   }
 
   const AttentionConfig& config() const { return config_; }
@@ -73,6 +85,8 @@ class Plan {
     details::check_bshd("v", vr, shape_);
     details::check_bshd("out", outr, shape_);
     details::check_lse("lse", lser, shape_);
+    details::check_no_self_overlap("out", outr);
+    details::check_no_self_overlap("lse", lser);
     details::check_no_alias("out", outr, "q", qr);
     details::check_no_alias("out", outr, "k", kr);
     details::check_no_alias("out", outr, "v", vr);
@@ -83,7 +97,8 @@ class Plan {
     // --- nothing above writes; everything below may ---
     details::init_forward_outputs<ExecSpace, T>(space, outr, lser);
     for (int br = 0; br < params_.pattern.num_branches; ++br) {
-      details::ForwardBranchKernel<ExecSpace, T> f{qr, kr, vr, outr, lser, branch_params(br)};
+      details::ForwardBranchKernel<ExecSpace, T> f{qr, kr, vr, outr, lser,
+                                                   branch_params(br, forward_level_, false)};
       details::launch_teams(space, "dilated::forward_branch", f, details::league_size(f.p),
                             f.scratch_bytes(f.p));
     }
@@ -122,6 +137,7 @@ class Plan {
     for (int i = 0; i < 8; ++i) details::check_bshd(names[i], all[i], shape_);
     details::check_lse("lse", t.lse, shape_);
     for (int g = 5; g < 8; ++g) {
+      details::check_no_self_overlap(names[g], all[g]);
       for (int i = 0; i < 8; ++i)
         if (i != g) details::check_no_alias(names[g], all[g], names[i], all[i]);
       details::check_no_alias(names[g], all[g], "lse", t.lse);
@@ -137,12 +153,10 @@ class Plan {
     details::zero_tensor<ExecSpace, T>(space, t.dk);
     details::zero_tensor<ExecSpace, T>(space, t.dv);
     for (int br = 0; br < params_.pattern.num_branches; ++br) {
-      details::BackwardDQKernel<ExecSpace, T> fq{t, branch_params(br)};
+      details::BackwardDQKernel<ExecSpace, T> fq{t, branch_params(br, dq_level_, false)};
       details::launch_teams(space, "dilated::backward_dq", fq, details::league_size(fq.p),
                             fq.scratch_bytes(fq.p));
-      details::KernelParams pk = branch_params(br);  // teams own key tiles here
-      pk.tiles_per_segment = (params_.pattern.max_kept_count(br) + pk.tile_k - 1) / pk.tile_k;
-      details::BackwardDKVKernel<ExecSpace, T> fkv{t, pk};
+      details::BackwardDKVKernel<ExecSpace, T> fkv{t, branch_params(br, dkv_level_, true)};
       details::launch_teams(space, "dilated::backward_dkv", fkv, details::league_size(fkv.p),
                             fkv.scratch_bytes(fkv.p));
     }
@@ -157,12 +171,27 @@ class Plan {
   }
 
  private:
-  details::KernelParams branch_params(int br) const {
+  // Launch parameters of one branch. Teams own query tiles, or key tiles
+  // (the dk/dv kernel) when `key_tiles`.
+  details::KernelParams branch_params(int br, int scratch_level, bool key_tiles) const {
     details::KernelParams p = params_;
     p.branch = br;
+    p.scratch_level = scratch_level;
     p.segments = params_.pattern.num_segments(br);
-    p.tiles_per_segment = (params_.pattern.max_kept_count(br) + p.tile_q - 1) / p.tile_q;
+    const std::int64_t tile = key_tiles ? p.tile_k : p.tile_q;
+    p.tiles_per_segment = (params_.pattern.max_kept_count(br) + tile - 1) / tile;
     return p;
+  }
+
+  // Sized for double (the largest accumulation type) so one answer serves
+  // every dtype a call may use.
+  static int scratch_level_for(const char* kernel, std::size_t bytes) {
+    const int level = details::choose_scratch_level<ExecSpace>(bytes);
+    if (level < 0)
+      throw Error("backend.scratch", std::string(kernel) + " tiles need " +
+                                         std::to_string(bytes) + " bytes of team scratch, more "
+                                         "than " + ExecSpace::name() + " offers at any level");
+    return level;
   }
 
   template <class T, class... Vs>
@@ -193,6 +222,7 @@ class Plan {
   AttentionConfig config_;
   ProblemShape shape_;
   details::KernelParams params_;
+  int forward_level_ = 0, dq_level_ = 0, dkv_level_ = 0;
 };
 
 }  // namespace dilated

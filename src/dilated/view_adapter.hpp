@@ -75,6 +75,32 @@ void check_lse(const char* name, const TensorRef<T, 3>& t, const ProblemShape& s
     throw Error("view.allocated", std::string(name) + " has no data (unallocated View)");
 }
 
+// An output's own elements must not share memory (e.g. a LayoutStride View
+// with a zero or too-small stride), or kernels writing it would race.
+template <class T, int R>
+void check_no_self_overlap(const char* name, const TensorRef<T, R>& t) {
+  int order[R];
+  for (int i = 0; i < R; ++i) order[i] = i;
+  // Insertion sort of the dimensions by stride.
+  for (int i = 1; i < R; ++i)
+    for (int j = i; j > 0 && t.stride[order[j]] < t.stride[order[j - 1]]; --j) {
+      const int tmp = order[j];
+      order[j] = order[j - 1];
+      order[j - 1] = tmp;
+    }
+  std::int64_t span = 1;  // elements covered by the dimensions seen so far
+  for (int i = 0; i < R; ++i) {
+    const int d = order[i];
+    if (t.extent[d] <= 1) continue;
+    if (t.stride[d] < span)
+      throw Error("view.self_overlap",
+                  std::string("output ") + name + " has stride " + std::to_string(t.stride[d]) +
+                      " in dimension " + std::to_string(d) +
+                      ", so distinct elements share memory; outputs need non-overlapping strides");
+    span = t.stride[d] * t.extent[d];
+  }
+}
+
 // An output must not share memory with any other tensor of the call.
 template <class A, int RA, class B, int RB>
 void check_no_alias(const char* out_name, const TensorRef<A, RA>& out, const char* other_name,

@@ -53,10 +53,10 @@ struct BackwardDQKernel {
     const std::int64_t qn = n - q0 < p.tile_q ? n - q0 : p.tile_q;
     const std::int64_t d = p.head_dim, tq = p.tile_q, tk = p.tile_k;
 
-    Scratch qs(team.team_scratch(0), tq * d), dos(team.team_scratch(0), tq * d),
-        dqs(team.team_scratch(0), tq * d);
-    Scratch ks(team.team_scratch(0), tk * d), vs(team.team_scratch(0), tk * d);
-    Scratch lrow(team.team_scratch(0), tq), drow(team.team_scratch(0), tq);
+    Scratch qs(team.team_scratch(p.scratch_level), tq * d), dos(team.team_scratch(p.scratch_level), tq * d),
+        dqs(team.team_scratch(p.scratch_level), tq * d);
+    Scratch ks(team.team_scratch(p.scratch_level), tk * d), vs(team.team_scratch(p.scratch_level), tk * d);
+    Scratch lrow(team.team_scratch(p.scratch_level), tq), drow(team.team_scratch(p.scratch_level), tq);
     const Acc oscale = static_cast<Acc>(p.output_scale);
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, qn * d), [&](const std::int64_t idx) {
       const std::int64_t i = idx / d, x = idx % d;
@@ -140,10 +140,10 @@ struct BackwardDKVKernel {
     const std::int64_t kn = n - k0 < p.tile_k ? n - k0 : p.tile_k;
     const std::int64_t d = p.head_dim, tq = p.tile_q, tk = p.tile_k;
 
-    Scratch ks(team.team_scratch(0), tk * d), vs(team.team_scratch(0), tk * d),
-        dks(team.team_scratch(0), tk * d), dvs(team.team_scratch(0), tk * d);
-    Scratch qs(team.team_scratch(0), tq * d), dos(team.team_scratch(0), tq * d);
-    Scratch lrow(team.team_scratch(0), tq), drow(team.team_scratch(0), tq);
+    Scratch ks(team.team_scratch(p.scratch_level), tk * d), vs(team.team_scratch(p.scratch_level), tk * d),
+        dks(team.team_scratch(p.scratch_level), tk * d), dvs(team.team_scratch(p.scratch_level), tk * d);
+    Scratch qs(team.team_scratch(p.scratch_level), tq * d), dos(team.team_scratch(p.scratch_level), tq * d);
+    Scratch lrow(team.team_scratch(p.scratch_level), tq), drow(team.team_scratch(p.scratch_level), tq);
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kn * d), [&](const std::int64_t idx) {
       const std::int64_t j = idx / d, x = idx % d;
       const std::int64_t pos = p.pattern.position(br, c.s, off, k0 + j);

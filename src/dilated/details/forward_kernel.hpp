@@ -48,10 +48,10 @@ struct ForwardBranchKernel {
     const std::int64_t qn = n - q0 < p.tile_q ? n - q0 : p.tile_q;
     const std::int64_t d = p.head_dim, tq = p.tile_q, tk = p.tile_k;
 
-    Scratch qs(team.team_scratch(0), tq * d), acc(team.team_scratch(0), tq * d);
-    Scratch ks(team.team_scratch(0), tk * d), vs(team.team_scratch(0), tk * d);
-    Scratch sc(team.team_scratch(0), tq * tk);
-    Scratch m(team.team_scratch(0), tq), l(team.team_scratch(0), tq);
+    Scratch qs(team.team_scratch(p.scratch_level), tq * d), acc(team.team_scratch(p.scratch_level), tq * d);
+    Scratch kt(team.team_scratch(p.scratch_level), tk * d), vs(team.team_scratch(p.scratch_level), tk * d);
+    Scratch sc(team.team_scratch(p.scratch_level), tq * tk);
+    Scratch m(team.team_scratch(p.scratch_level), tq), l(team.team_scratch(p.scratch_level), tq);
 
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, qn * d), [&](const std::int64_t idx) {
       const std::int64_t i = idx / d, x = idx % d;
@@ -66,32 +66,39 @@ struct ForwardBranchKernel {
     const Acc scale = static_cast<Acc>(p.scale);
     for (std::int64_t k0 = 0; k0 < kend; k0 += tk) {
       const std::int64_t kn = kend - k0 < tk ? kend - k0 : tk;
-      team.team_barrier();  // previous tile's readers are done with ks/vs
+      team.team_barrier();  // previous tile's readers are done with kt/vs
       Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kn * d), [&](const std::int64_t idx) {
         const std::int64_t j = idx / d, x = idx % d;
         const std::int64_t pos = p.pattern.position(br, c.s, off, k0 + j);
-        ks(idx) = static_cast<Acc>(k(c.b, pos, c.h, x));
+        kt(x * tk + j) = static_cast<Acc>(k(c.b, pos, c.h, x));  // transposed: see below
         vs(idx) = static_cast<Acc>(v(c.b, pos, c.h, x));
       });
       team.team_barrier();
       Kokkos::parallel_for(Kokkos::TeamThreadRange(team, qn), [&](const std::int64_t i) {
         Acc* srow = &sc(i * tk);
         const Acc* qrow = &qs(i * d);
+        // S row = q_i K^T as rank-1 updates over head_dim: with K transposed
+        // in scratch the inner loop is contiguous in j and vectorises
+        // without reassociating a dot-product reduction.
+        for (std::int64_t j = 0; j < kn; ++j) srow[j] = 0;
+        for (std::int64_t x = 0; x < d; ++x) {
+          const Acc qx = qrow[x] * scale;
+          const Acc* ktx = &kt(x * tk);
+          for (std::int64_t j = 0; j < kn; ++j) srow[j] += qx * ktx[j];
+        }
         Acc mx = m(i);
         for (std::int64_t j = 0; j < kn; ++j) {
-          const Acc* krow = &ks(j * d);
-          Acc dot = 0;
-          for (std::int64_t x = 0; x < d; ++x) dot += qrow[x] * krow[x];
-          const bool masked = p.causal && k0 + j > q0 + i;
-          srow[j] = masked ? -INFINITY : dot * scale;
+          if (p.causal && k0 + j > q0 + i) srow[j] = -INFINITY;
           mx = srow[j] > mx ? srow[j] : mx;
         }
-        // mx is finite: the first key tile always holds key 0 <= every query.
-        const Acc alpha = math_exp(m(i) - mx);
+        // mx is -inf only if every score so far is -inf (inputs of -inf);
+        // use 0 as the reference then, so exp() gives 0 instead of NaN.
+        const Acc mref = mx == -INFINITY ? Acc(0) : mx;
+        const Acc alpha = math_exp(m(i) - mref);
         Acc sum = 0;
         const std::int64_t qpos = p.pattern.position(br, c.s, off, q0 + i);
         for (std::int64_t j = 0; j < kn; ++j) {
-          Acc pj = math_exp(srow[j] - mx);
+          Acc pj = math_exp(srow[j] - mref);
           sum += pj;  // the softmax denominator never sees dropout
           if (p.dropout.enabled() && pj != 0)
             pj *= static_cast<Acc>(p.dropout.factor(
@@ -113,6 +120,9 @@ struct ForwardBranchKernel {
     // Merge this branch into the running (out, lse): Eq. 10 by log-sum-exp.
     const Acc oscale = static_cast<Acc>(p.output_scale);
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, qn), [&](const std::int64_t i) {
+      // l == 0 only when every score was -inf: the branch adds nothing.
+      // (A NaN l falls through, so NaN inputs propagate to their row.)
+      if (l(i) == 0) return;
       const std::int64_t pos = p.pattern.position(br, c.s, off, q0 + i);
       const Acc lse_b = m(i) + math_log(l(i));
       const Acc lse_old = lse(c.b, c.h, pos);

@@ -48,6 +48,7 @@ struct KernelParams {
   std::int64_t tile_k = 64;   // key rows per inner step
   std::int64_t tiles_per_segment = 0;
   std::int64_t segments = 0;
+  int scratch_level = 0;      // 0: fast team scratch (shared memory on GPUs); 1: larger, slower
 };
 
 // One team per (batch, head, segment, tile of the branch's sparse segment).
@@ -78,6 +79,18 @@ constexpr bool is_host_space() {
 
 // Launches `functor` over `total` league entries in chunks that fit the int
 // league size of Kokkos' TeamPolicy; the functor adds `league_offset`.
+constexpr int kDeviceTeamSize = 64;
+
+// Picks the scratch level for a kernel needing `bytes` per team: level 0 when
+// it fits the backend's limit, else level 1. Returns -1 when neither fits.
+template <class ExecSpace>
+int choose_scratch_level(std::size_t bytes) {
+  using Policy = Kokkos::TeamPolicy<ExecSpace>;
+  if (bytes <= static_cast<std::size_t>(Policy::scratch_size_max(0))) return 0;
+  if (bytes <= static_cast<std::size_t>(Policy::scratch_size_max(1))) return 1;
+  return -1;
+}
+
 template <class ExecSpace, class Functor>
 void launch_teams(const ExecSpace& space, const char* label, Functor functor, std::int64_t total,
                   std::size_t scratch_bytes) {
@@ -85,9 +98,9 @@ void launch_teams(const ExecSpace& space, const char* label, Functor functor, st
   for (std::int64_t begin = 0; begin < total; begin += chunk) {
     const std::int64_t n = total - begin < chunk ? total - begin : chunk;
     functor.league_offset = begin;
-    const int team = is_host_space<ExecSpace>() ? 1 : 64;
+    const int team = is_host_space<ExecSpace>() ? 1 : kDeviceTeamSize;
     Kokkos::TeamPolicy<ExecSpace> policy(space, static_cast<int>(n), team);
-    policy.set_scratch_size(0, Kokkos::PerTeam(scratch_bytes));
+    policy.set_scratch_size(functor.p.scratch_level, Kokkos::PerTeam(scratch_bytes));
     Kokkos::parallel_for(label, policy, functor);
   }
 }
