@@ -32,9 +32,9 @@ struct ForwardBranchKernel {
   std::int64_t league_offset = 0;
 
   static std::size_t scratch_bytes(const KernelParams& p) {
-    const std::int64_t d = p.head_dim, tq = p.tile_q, tk = p.tile_k;
-    return Scratch::shmem_size(tq * d) * 2 + Scratch::shmem_size(tk * d) * 2 +
-           Scratch::shmem_size(tq * tk) + Scratch::shmem_size(tq) * 2;
+    const std::int64_t d = p.head_dim, tq = p.tile_q;
+    return Scratch::shmem_size(tq * d) * 2 + Scratch::shmem_size(kKeyTile * d) * 2 +
+           Scratch::shmem_size(tq) * 2;
   }
 
   KOKKOS_INLINE_FUNCTION void operator()(const member_type& team) const {
@@ -46,49 +46,64 @@ struct ForwardBranchKernel {
     const std::int64_t q0 = c.t * p.tile_q;
     if (q0 >= n) return;
     const std::int64_t qn = n - q0 < p.tile_q ? n - q0 : p.tile_q;
-    const std::int64_t d = p.head_dim, tq = p.tile_q, tk = p.tile_k;
+    const std::int64_t d = p.head_dim, tq = p.tile_q;
 
-    Scratch qs(team.team_scratch(p.scratch_level), tq * d), acc(team.team_scratch(p.scratch_level), tq * d);
-    Scratch kt(team.team_scratch(p.scratch_level), tk * d), vs(team.team_scratch(p.scratch_level), tk * d);
-    Scratch sc(team.team_scratch(p.scratch_level), tq * tk);
+    Scratch qs(team.team_scratch(p.scratch_level), tq * d);
+    Scratch acc(team.team_scratch(p.scratch_level), tq * d);
+    Scratch kt(team.team_scratch(p.scratch_level), kKeyTile * d);
+    Scratch vs(team.team_scratch(p.scratch_level), kKeyTile * d);
     Scratch m(team.team_scratch(p.scratch_level), tq), l(team.team_scratch(p.scratch_level), tq);
 
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, qn * d), [&](const std::int64_t idx) {
-      const std::int64_t i = idx / d, x = idx % d;
-      qs(idx) = static_cast<Acc>(q(c.b, p.pattern.position(br, c.s, off, q0 + i), c.h, x));
-      acc(idx) = 0;
-      if (x == 0) {
-        m(i) = -INFINITY;
-        l(i) = 0;
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, qn), [&](const std::int64_t i) {
+      const T* qrow = &q(c.b, p.pattern.position(br, c.s, off, q0 + i), c.h, 0);
+      for (std::int64_t x = 0; x < d; ++x) {
+        qs(i * d + x) = static_cast<Acc>(qrow[x * q.stride[3]]);
+        acc(i * d + x) = 0;
       }
+      m(i) = -INFINITY;
+      l(i) = 0;
     });
     const std::int64_t kend = key_range_end(p.causal, n, q0, qn);
     const Acc scale = static_cast<Acc>(p.scale);
-    for (std::int64_t k0 = 0; k0 < kend; k0 += tk) {
-      const std::int64_t kn = kend - k0 < tk ? kend - k0 : tk;
+    for (std::int64_t k0 = 0; k0 < kend; k0 += kKeyTile) {
+      const std::int64_t kn = kend - k0 < kKeyTile ? kend - k0 : kKeyTile;
       team.team_barrier();  // previous tile's readers are done with kt/vs
-      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kn * d), [&](const std::int64_t idx) {
-        const std::int64_t j = idx / d, x = idx % d;
-        const std::int64_t pos = p.pattern.position(br, c.s, off, k0 + j);
-        kt(x * tk + j) = static_cast<Acc>(k(c.b, pos, c.h, x));  // transposed: see below
-        vs(idx) = static_cast<Acc>(v(c.b, pos, c.h, x));
+      // Load the key tile transposed (kt[x][j]) and the value tile (vs[j][x]);
+      // rows past kn are zero so the fixed-size loops below stay finite.
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kKeyTile), [&](const std::int64_t j) {
+        Acc* vrow = &vs(j * d);
+        if (j < kn) {
+          const std::int64_t pos = p.pattern.position(br, c.s, off, k0 + j);
+          const T* krow = &k(c.b, pos, c.h, 0);
+          const T* vsrc = &v(c.b, pos, c.h, 0);
+          const std::int64_t ks = k.stride[3], vstr = v.stride[3];
+          for (std::int64_t x = 0; x < d; ++x) {
+            kt(x * kKeyTile + j) = static_cast<Acc>(krow[x * ks]);
+            vrow[x] = static_cast<Acc>(vsrc[x * vstr]);
+          }
+        } else {
+          for (std::int64_t x = 0; x < d; ++x) {
+            kt(x * kKeyTile + j) = 0;
+            vrow[x] = 0;
+          }
+        }
       });
       team.team_barrier();
       Kokkos::parallel_for(Kokkos::TeamThreadRange(team, qn), [&](const std::int64_t i) {
-        Acc* srow = &sc(i * tk);
         const Acc* qrow = &qs(i * d);
-        // S row = q_i K^T as rank-1 updates over head_dim: with K transposed
-        // in scratch the inner loop is contiguous in j and vectorises
-        // without reassociating a dot-product reduction.
-        for (std::int64_t j = 0; j < kn; ++j) srow[j] = 0;
+        // Score row s = q_i K^T as rank-1 updates over head_dim into a
+        // fixed-size local array: contiguous in j (vectorises without
+        // reassociating a reduction) and held in registers across x.
+        Acc srow[kKeyTile];
+        for (int j = 0; j < kKeyTile; ++j) srow[j] = 0;
         for (std::int64_t x = 0; x < d; ++x) {
           const Acc qx = qrow[x] * scale;
-          const Acc* ktx = &kt(x * tk);
-          for (std::int64_t j = 0; j < kn; ++j) srow[j] += qx * ktx[j];
+          const Acc* ktx = &kt(x * kKeyTile);
+          for (int j = 0; j < kKeyTile; ++j) srow[j] += qx * ktx[j];
         }
         Acc mx = m(i);
-        for (std::int64_t j = 0; j < kn; ++j) {
-          if (p.causal && k0 + j > q0 + i) srow[j] = -INFINITY;
+        for (int j = 0; j < kKeyTile; ++j) {
+          if (j >= kn || (p.causal && k0 + j > q0 + i)) srow[j] = -INFINITY;
           mx = srow[j] > mx ? srow[j] : mx;
         }
         // mx is -inf only if every score so far is -inf (inputs of -inf);
@@ -97,7 +112,7 @@ struct ForwardBranchKernel {
         const Acc alpha = math_exp(m(i) - mref);
         Acc sum = 0;
         const std::int64_t qpos = p.pattern.position(br, c.s, off, q0 + i);
-        for (std::int64_t j = 0; j < kn; ++j) {
+        for (int j = 0; j < kKeyTile; ++j) {
           Acc pj = math_exp(srow[j] - mref);
           sum += pj;  // the softmax denominator never sees dropout
           if (p.dropout.enabled() && pj != 0)
@@ -107,12 +122,23 @@ struct ForwardBranchKernel {
         }
         l(i) = l(i) * alpha + sum;
         m(i) = mx;
+        // acc_i = alpha * acc_i + p V, in register-sized chunks of head_dim.
         Acc* arow = &acc(i * d);
-        for (std::int64_t x = 0; x < d; ++x) arow[x] *= alpha;
-        for (std::int64_t j = 0; j < kn; ++j) {
-          const Acc pj = srow[j];
-          const Acc* vrow = &vs(j * d);
-          for (std::int64_t x = 0; x < d; ++x) arow[x] += pj * vrow[x];
+        std::int64_t x0 = 0;
+        for (; x0 + kDimChunk <= d; x0 += kDimChunk) {
+          Acc a[kDimChunk];
+          for (int x = 0; x < kDimChunk; ++x) a[x] = arow[x0 + x] * alpha;
+          for (std::int64_t j = 0; j < kn; ++j) {
+            const Acc pj = srow[j];
+            const Acc* vrow = &vs(j * d + x0);
+            for (int x = 0; x < kDimChunk; ++x) a[x] += pj * vrow[x];
+          }
+          for (int x = 0; x < kDimChunk; ++x) arow[x0 + x] = a[x];
+        }
+        for (std::int64_t x = x0; x < d; ++x) {  // head_dim % kDimChunk tail
+          Acc a = arow[x] * alpha;
+          for (std::int64_t j = 0; j < kn; ++j) a += srow[j] * vs(j * d + x);
+          arow[x] = a;
         }
       });
     }

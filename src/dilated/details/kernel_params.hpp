@@ -36,6 +36,11 @@ KOKKOS_INLINE_FUNCTION double math_log(double x) { return ::log(x); }
 KOKKOS_INLINE_FUNCTION float math_log1p(float x) { return ::log1pf(x); }
 KOKKOS_INLINE_FUNCTION double math_log1p(double x) { return ::log1p(x); }
 
+// Key rows per inner step of the forward kernel (compile-time so score rows
+// live in registers), and the head_dim chunk accumulated in registers.
+constexpr int kKeyTile = 64;
+constexpr int kDimChunk = 32;
+
 struct KernelParams {
   PatternParams pattern;
   DropoutParams dropout;
@@ -45,7 +50,7 @@ struct KernelParams {
   std::int64_t batch = 0, heads = 0, head_dim = 0;
   int branch = 0;             // the branch a launch processes
   std::int64_t tile_q = 64;   // query rows per team (sparse indices)
-  std::int64_t tile_k = 64;   // key rows per inner step
+  std::int64_t tile_k = 64;   // key rows per inner step (backward; forward uses kKeyTile)
   std::int64_t tiles_per_segment = 0;
   std::int64_t segments = 0;
   int scratch_level = 0;      // 0: fast team scratch (shared memory on GPUs); 1: larger, slower
