@@ -31,9 +31,10 @@ constexpr int view_rank() {
 template <class V>
 TensorRef<typename V::value_type, view_rank<V>()> make_ref(const V& v) {
   constexpr int R = view_rank<V>();
+  static_assert(R >= 1, "make_ref: rank-0 Views are not tensors");
   TensorRef<typename V::value_type, R> r;
   r.data = v.data();
-  for (int i = 0; i < R; ++i) {
+  for (std::size_t i = 0; i < static_cast<std::size_t>(R); ++i) {
     r.extent[i] = static_cast<std::int64_t>(v.extent(i));
     r.stride[i] = static_cast<std::int64_t>(v.stride(i));
   }

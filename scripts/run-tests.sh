@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: installs what is missing, builds
+# (CI preset), runs ctest, proves the installed package works for a consumer
+# (examples/ built against it, demo run), smoke-runs the benchmarks, then
+# builds and runs the suite again under ASan+UBSan.
+#   DILATED_SKIP_SANITIZERS=1  skip the sanitizer stage
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+deps=$(scripts/install-deps.sh | tail -n1)
+export DILATED_DEPS_PREFIX=$deps
+export OMP_PROC_BIND=${OMP_PROC_BIND:-false} OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
+step() { printf '\n=== %s ===\n' "$*"; }
+
+step "configure + build (preset ci)"
+cmake --preset ci
+cmake --build --preset ci
+
+step "unit tests"
+ctest --preset ci
+
+step "install, then build examples/ against the installed package"
+rm -rf build/install-ci
+cmake --install build/ci --prefix build/install-ci
+cmake -S examples -B build/examples-ci -G Ninja -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_CXX_FLAGS=-march=native -DCMAKE_PREFIX_PATH="$root/build/install-ci;$deps"
+cmake --build build/examples-ci
+OMP_NUM_THREADS=2 build/examples-ci/longnet_demo --seq 16384 --heads 2 --backward
+
+step "benchmark smoke run (JSON out)"
+OMP_NUM_THREADS=2 build/ci/perf_tests/bench_attention \
+  --benchmark_filter='BM_Attention/kind:2/seq:16384/heads:4/dim:64/bwd:0' \
+  --benchmark_min_time=0.01 --benchmark_out=build/ci/bench_smoke.json --benchmark_out_format=json
+grep -q '"GFLOP/s"' build/ci/bench_smoke.json
+
+if [ "${DILATED_SKIP_SANITIZERS:-0}" != 1 ]; then
+  step "ASan + UBSan build of the suite"
+  cmake --preset asan
+  cmake --build --preset asan
+  ctest --preset asan
+fi
+step "all test stages passed"
