@@ -1,6 +1,7 @@
 // One plan called concurrently from several host threads, each on its own
 // execution-space instance: every thread's results must equal (bitwise) the
 // results of the same calls made one at a time.
+#include <algorithm>
 #include <thread>
 
 #include "test_harness.hpp"
@@ -67,11 +68,15 @@ TEST(Concurrency, OnePlanManyHostThreads) {
       threads, 1);
 #elif defined(KOKKOS_ENABLE_OPENMP)
   // Kokkos 4+: independent instances from partition_space, one std::thread each.
-  auto instances = Kokkos::Experimental::partition_space(Kokkos::OpenMP(), 1, 1, 1, 1);
+  // partition_space aborts when a partition would get no thread, so ask for at
+  // most one per pool thread (3.x's partition_master clamps the same way).
+  const int parts = std::min(threads, Kokkos::OpenMP().concurrency());
+  auto instances =
+      Kokkos::Experimental::partition_space(Kokkos::OpenMP(), std::vector<int>(parts, 1));
   std::vector<std::thread> pool;
-  for (int t = 0; t < threads; ++t)
+  for (int t = 0; t < parts; ++t)
     pool.emplace_back([&, t] {
-      for (int i = t; i < static_cast<int>(jobs.size()); i += threads) jobs[i].run(plan, instances[t]);
+      for (int i = t; i < static_cast<int>(jobs.size()); i += parts) jobs[i].run(plan, instances[t]);
     });
   for (auto& th : pool) th.join();
 #else
