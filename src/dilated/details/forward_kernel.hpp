@@ -2,9 +2,11 @@
 //
 // A team owns a tile of queries of one sparse segment (batch b, head h,
 // segment s, tile t). It streams the segment's key tiles through scratch with
-// an online softmax (running max m, running sum l, unnormalised accumulator)
+// an online softmax (running max m, running sum l, unnormalised accumulator O)
 // and never materialises more than a tile x tile score block, so memory is
 // O(N). Dilation is index arithmetic (pattern.position), not a gather copy.
+// Per key tile: S = Q K^T and O = alpha O + P V are register-blocked tile
+// products (tile_gemm.hpp); the softmax uses a vectorised exp.
 //
 // Branches are processed one after another and each merges into the running
 // (out, lse) by log-sum-exp, which is exactly LongNet's Eq. 10: one softmax
@@ -13,7 +15,10 @@
 
 #include <cmath>
 
+#include "dilated/details/fast_exp.hpp"
 #include "dilated/details/kernel_params.hpp"
+#include "dilated/details/row_ops.hpp"
+#include "dilated/details/tile_gemm.hpp"
 #include "dilated/tensor_ref.hpp"
 
 namespace dilated {
@@ -32,9 +37,9 @@ struct ForwardBranchKernel {
   std::int64_t league_offset = 0;
 
   static std::size_t scratch_bytes(const KernelParams& p) {
-    const std::int64_t d = p.head_dim, tq = p.tile_q;
-    return Scratch::shmem_size(tq * d) * 2 + Scratch::shmem_size(kKeyTile * d) * 2 +
-           Scratch::shmem_size(tq) * 2;
+    const std::int64_t dp = round_up(p.head_dim, kTileNR), tq = p.tile_q;
+    return Scratch::shmem_size(tq * dp) * 2 + Scratch::shmem_size(kKeyTile * dp) * 2 +
+           Scratch::shmem_size(tq * kKeyTile) + Scratch::shmem_size(tq) * 3;
   }
 
   KOKKOS_INLINE_FUNCTION void operator()(const member_type& team) const {
@@ -46,101 +51,86 @@ struct ForwardBranchKernel {
     const std::int64_t q0 = c.t * p.tile_q;
     if (q0 >= n) return;
     const std::int64_t qn = n - q0 < p.tile_q ? n - q0 : p.tile_q;
-    const std::int64_t d = p.head_dim, tq = p.tile_q;
+    const std::int64_t d = p.head_dim, tq = p.tile_q, dp = round_up(d, kTileNR);
+    const std::int64_t mq = round_up(qn, kTileMR);  // rows the tile products cover
+    constexpr std::int64_t tk = kKeyTile;
 
-    Scratch qs(team.team_scratch(p.scratch_level), tq * d);
-    Scratch acc(team.team_scratch(p.scratch_level), tq * d);
-    Scratch kt(team.team_scratch(p.scratch_level), kKeyTile * d);
-    Scratch vs(team.team_scratch(p.scratch_level), kKeyTile * d);
-    Scratch m(team.team_scratch(p.scratch_level), tq), l(team.team_scratch(p.scratch_level), tq);
+    const auto& scratch = team.team_scratch(p.scratch_level);
+    Scratch qs(scratch, tq * dp), o(scratch, tq * dp);   // [row][dim]
+    Scratch kt(scratch, dp * tk);                          // [dim][key]: K transposed
+    Scratch vs(scratch, tk * dp);                          // [key][dim]
+    Scratch sc(scratch, tq * tk);                          // scores, then probabilities
+    Scratch m(scratch, tq), l(scratch, tq), alpha(scratch, tq);
 
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, qn), [&](const std::int64_t i) {
-      const T* qrow = &q(c.b, p.pattern.position(br, c.s, off, q0 + i), c.h, 0);
-      for (std::int64_t x = 0; x < d; ++x) {
-        qs(i * d + x) = static_cast<Acc>(qrow[x * q.stride[3]]);
-        acc(i * d + x) = 0;
+    const Acc scale = static_cast<Acc>(p.scale);
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, mq), [&](const std::int64_t i) {
+      Acc* qrow = &qs(i * dp);
+      Acc* orow = &o(i * dp);
+      if (i < qn) {
+        const T* src = &q(c.b, p.pattern.position(br, c.s, off, q0 + i), c.h, 0);
+        for (std::int64_t x = 0; x < d; ++x) qrow[x] = static_cast<Acc>(src[x * q.stride[3]]) * scale;
+      } else {
+        for (std::int64_t x = 0; x < d; ++x) qrow[x] = 0;
       }
+      for (std::int64_t x = 0; x < dp; ++x) orow[x] = 0;
       m(i) = -INFINITY;
       l(i) = 0;
     });
     const std::int64_t kend = key_range_end(p.causal, n, q0, qn);
-    const Acc scale = static_cast<Acc>(p.scale);
-    for (std::int64_t k0 = 0; k0 < kend; k0 += kKeyTile) {
-      const std::int64_t kn = kend - k0 < kKeyTile ? kend - k0 : kKeyTile;
-      team.team_barrier();  // previous tile's readers are done with kt/vs
-      // Load the key tile transposed (kt[x][j]) and the value tile (vs[j][x]);
-      // rows past kn are zero so the fixed-size loops below stay finite.
-      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kKeyTile), [&](const std::int64_t j) {
-        Acc* vrow = &vs(j * d);
+    for (std::int64_t k0 = 0; k0 < kend; k0 += tk) {
+      const std::int64_t kn = kend - k0 < tk ? kend - k0 : tk;
+      const std::int64_t nk = round_up(kn, kTileNR);  // score columns computed
+      team.team_barrier();  // the previous tile's readers are done with kt / vs
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nk), [&](const std::int64_t j) {
+        Acc* vrow = &vs(j * dp);
         if (j < kn) {
           const std::int64_t pos = p.pattern.position(br, c.s, off, k0 + j);
-          const T* krow = &k(c.b, pos, c.h, 0);
+          const T* ksrc = &k(c.b, pos, c.h, 0);
           const T* vsrc = &v(c.b, pos, c.h, 0);
-          const std::int64_t ks = k.stride[3], vstr = v.stride[3];
           for (std::int64_t x = 0; x < d; ++x) {
-            kt(x * kKeyTile + j) = static_cast<Acc>(krow[x * ks]);
-            vrow[x] = static_cast<Acc>(vsrc[x * vstr]);
+            kt(x * tk + j) = static_cast<Acc>(ksrc[x * k.stride[3]]);
+            vrow[x] = static_cast<Acc>(vsrc[x * v.stride[3]]);
           }
-        } else {
-          for (std::int64_t x = 0; x < d; ++x) {
-            kt(x * kKeyTile + j) = 0;
-            vrow[x] = 0;
-          }
+          for (std::int64_t x = d; x < dp; ++x) vrow[x] = 0;
+        } else {  // padding columns of K^T: finite, and masked below
+          for (std::int64_t x = 0; x < d; ++x) kt(x * tk + j) = 0;
         }
       });
       team.team_barrier();
-      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, qn), [&](const std::int64_t i) {
-        const Acc* qrow = &qs(i * d);
-        // Score row s = q_i K^T as rank-1 updates over head_dim into a
-        // fixed-size local array: contiguous in j (vectorises without
-        // reassociating a reduction) and held in registers across x.
-        Acc srow[kKeyTile];
-        for (int j = 0; j < kKeyTile; ++j) srow[j] = 0;
-        for (std::int64_t x = 0; x < d; ++x) {
-          const Acc qx = qrow[x] * scale;
-          const Acc* ktx = &kt(x * kKeyTile);
-          for (int j = 0; j < kKeyTile; ++j) srow[j] += qx * ktx[j];
+      team_tile_gemm(team, mq, nk, d, &qs(0), dp, &kt(0), tk, &sc(0), tk, false);  // S = Q K^T
+      team.team_barrier();
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, mq), [&](const std::int64_t i) {
+        Acc* srow = &sc(i * tk);
+        if (i >= qn) {  // padding rows: no probability mass
+          for (std::int64_t j = 0; j < nk; ++j) srow[j] = 0;
+          alpha(i) = 1;
+          return;
         }
-        Acc mx = m(i);
-        for (int j = 0; j < kKeyTile; ++j) {
-          if (j >= kn || (p.causal && k0 + j > q0 + i)) srow[j] = -INFINITY;
-          mx = srow[j] > mx ? srow[j] : mx;
-        }
+        const std::int64_t last = p.causal ? q0 + i - k0 : kn - 1;  // last visible key
+        for (std::int64_t j = 0; j < nk; ++j)
+          srow[j] = (j > last || j >= kn) ? Acc(-INFINITY) : srow[j];
+        const Acc mx = row_max(srow, nk, m(i));
         // mx is -inf only if every score so far is -inf (inputs of -inf);
         // use 0 as the reference then, so exp() gives 0 instead of NaN.
         const Acc mref = mx == -INFINITY ? Acc(0) : mx;
-        const Acc alpha = math_exp(m(i) - mref);
-        Acc sum = 0;
-        const std::int64_t qpos = p.pattern.position(br, c.s, off, q0 + i);
-        for (int j = 0; j < kKeyTile; ++j) {
-          Acc pj = math_exp(srow[j] - mref);
-          sum += pj;  // the softmax denominator never sees dropout
-          if (p.dropout.enabled() && pj != 0)
-            pj *= static_cast<Acc>(p.dropout.factor(
-                c.b, c.h, qpos, p.pattern.position(br, c.s, off, k0 + j), br));
-          srow[j] = pj;
+        for (std::int64_t j = 0; j < nk; ++j) srow[j] = fast_exp(srow[j] - mref);
+        const Acc sum = row_sum(srow, nk);  // the denominator never sees dropout
+        if (p.dropout.enabled()) {
+          const std::int64_t qpos = p.pattern.position(br, c.s, off, q0 + i);
+          for (std::int64_t j = 0; j < kn; ++j)
+            if (srow[j] != 0)
+              srow[j] *= static_cast<Acc>(p.dropout.factor(
+                  c.b, c.h, qpos, p.pattern.position(br, c.s, off, k0 + j), br));
         }
-        l(i) = l(i) * alpha + sum;
+        alpha(i) = fast_exp(m(i) - mref);
+        l(i) = l(i) * alpha(i) + sum;
         m(i) = mx;
-        // acc_i = alpha * acc_i + p V, in register-sized chunks of head_dim.
-        Acc* arow = &acc(i * d);
-        std::int64_t x0 = 0;
-        for (; x0 + kDimChunk <= d; x0 += kDimChunk) {
-          Acc a[kDimChunk];
-          for (int x = 0; x < kDimChunk; ++x) a[x] = arow[x0 + x] * alpha;
-          for (std::int64_t j = 0; j < kn; ++j) {
-            const Acc pj = srow[j];
-            const Acc* vrow = &vs(j * d + x0);
-            for (int x = 0; x < kDimChunk; ++x) a[x] += pj * vrow[x];
-          }
-          for (int x = 0; x < kDimChunk; ++x) arow[x0 + x] = a[x];
-        }
-        for (std::int64_t x = x0; x < d; ++x) {  // head_dim % kDimChunk tail
-          Acc a = arow[x] * alpha;
-          for (std::int64_t j = 0; j < kn; ++j) a += srow[j] * vs(j * d + x);
-          arow[x] = a;
-        }
+        Acc* orow = &o(i * dp);
+        const Acc a = alpha(i);
+        for (std::int64_t x = 0; x < dp; ++x) orow[x] *= a;
       });
+      team.team_barrier();
+      team_tile_gemm(team, mq, dp, kn, &sc(0), tk, &vs(0), dp, &o(0), dp, true);  // O += P V
     }
     team.team_barrier();
     // Merge this branch into the running (out, lse): Eq. 10 by log-sum-exp.
@@ -161,10 +151,12 @@ struct ForwardBranchKernel {
         w_new = math_exp(lse_b - lse_new);
       }
       const Acc f = oscale * w_new / l(i);
-      const Acc* arow = &acc(i * d);
+      const Acc* orow = &o(i * dp);
+      T* dst = &out(c.b, pos, c.h, 0);
+      const std::int64_t os = out.stride[3];
       for (std::int64_t x = 0; x < d; ++x) {
-        T& o = out(c.b, pos, c.h, x);
-        o = static_cast<T>(w_old == 0 ? f * arow[x] : static_cast<Acc>(o) * w_old + f * arow[x]);
+        T& dv = dst[x * os];
+        dv = static_cast<T>(w_old == 0 ? f * orow[x] : static_cast<Acc>(dv) * w_old + f * orow[x]);
       }
       lse(c.b, c.h, pos) = lse_new;
     });
