@@ -49,7 +49,7 @@ struct KernelParams {
   bool causal = false;
   std::int64_t batch = 0, heads = 0, head_dim = 0;
   int branch = 0;             // the branch a launch processes
-  std::int64_t tile_q = 64;   // query rows per team (sparse indices)
+  std::int64_t tile_q = 128;  // query rows per team (sparse indices)
   std::int64_t tile_k = 64;   // key rows per inner step (backward; forward uses kKeyTile)
   std::int64_t tiles_per_segment = 0;
   std::int64_t segments = 0;
