@@ -39,7 +39,7 @@ struct ForwardBranchKernel {
   static std::size_t scratch_bytes(const KernelParams& p) {
     const std::int64_t dp = round_up(p.head_dim, kTileNR), tq = p.tile_q;
     return Scratch::shmem_size(tq * dp) * 2 + Scratch::shmem_size(kKeyTile * dp) * 2 +
-           Scratch::shmem_size(tq * kKeyTile) + Scratch::shmem_size(tq) * 3;
+           Scratch::shmem_size(kKeyTile * tq) + Scratch::shmem_size(tq) * 3;
   }
 
   KOKKOS_INLINE_FUNCTION void operator()(const member_type& team) const {
@@ -52,85 +52,111 @@ struct ForwardBranchKernel {
     if (q0 >= n) return;
     const std::int64_t qn = n - q0 < p.tile_q ? n - q0 : p.tile_q;
     const std::int64_t d = p.head_dim, tq = p.tile_q, dp = round_up(d, kTileNR);
-    const std::int64_t mq = round_up(qn, kTileMR);  // rows the tile products cover
+    const std::int64_t mq = round_up(qn, kTileMR);  // output rows the PV product covers
+    const std::int64_t nq = round_up(qn, kTileNR);  // score columns (queries) computed
     constexpr std::int64_t tk = kKeyTile;
 
+    // Scores are kept transposed, S^T = K Q^T ([key][query]): Q^T is built
+    // once per query tile, key tiles are plain row copies, and the softmax
+    // runs down columns, i.e. vectorised across queries.
     const auto& scratch = team.team_scratch(p.scratch_level);
-    Scratch qs(scratch, tq * dp), o(scratch, tq * dp);   // [row][dim]
-    Scratch kt(scratch, dp * tk);                          // [dim][key]: K transposed
-    Scratch vs(scratch, tk * dp);                          // [key][dim]
-    Scratch sc(scratch, tq * tk);                          // scores, then probabilities
+    Scratch qt(scratch, dp * tq);  // [dim][query], pre-scaled by the softmax scale
+    Scratch o(scratch, tq * dp);   // [query][dim] unnormalised output
+    Scratch ks(scratch, tk * dp), vs(scratch, tk * dp);  // [key][dim]
+    Scratch st(scratch, tk * tq);  // S^T, then P^T
     Scratch m(scratch, tq), l(scratch, tq), alpha(scratch, tq);
 
     const Acc scale = static_cast<Acc>(p.scale);
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, mq), [&](const std::int64_t i) {
-      Acc* qrow = &qs(i * dp);
-      Acc* orow = &o(i * dp);
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nq), [&](const std::int64_t i) {
       if (i < qn) {
         const T* src = &q(c.b, p.pattern.position(br, c.s, off, q0 + i), c.h, 0);
-        for (std::int64_t x = 0; x < d; ++x) qrow[x] = static_cast<Acc>(src[x * q.stride[3]]) * scale;
-      } else {
-        for (std::int64_t x = 0; x < d; ++x) qrow[x] = 0;
+        for (std::int64_t x = 0; x < d; ++x)
+          qt(x * tq + i) = static_cast<Acc>(src[x * q.stride[3]]) * scale;
+      } else {  // padding queries: finite scores, never stored
+        for (std::int64_t x = 0; x < d; ++x) qt(x * tq + i) = 0;
       }
-      for (std::int64_t x = 0; x < dp; ++x) orow[x] = 0;
+      for (std::int64_t x = 0; x < dp; ++x) o(i * dp + x) = 0;
       m(i) = -INFINITY;
       l(i) = 0;
     });
     const std::int64_t kend = key_range_end(p.causal, n, q0, qn);
     for (std::int64_t k0 = 0; k0 < kend; k0 += tk) {
       const std::int64_t kn = kend - k0 < tk ? kend - k0 : tk;
-      const std::int64_t nk = round_up(kn, kTileNR);  // score columns computed
-      team.team_barrier();  // the previous tile's readers are done with kt / vs
-      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nk), [&](const std::int64_t j) {
+      const std::int64_t mk = round_up(kn, kTileMR);  // key rows computed
+      team.team_barrier();  // the previous tile's readers are done with ks / vs
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, mk), [&](const std::int64_t j) {
+        Acc* krow = &ks(j * dp);
         Acc* vrow = &vs(j * dp);
         if (j < kn) {
           const std::int64_t pos = p.pattern.position(br, c.s, off, k0 + j);
           const T* ksrc = &k(c.b, pos, c.h, 0);
           const T* vsrc = &v(c.b, pos, c.h, 0);
-          for (std::int64_t x = 0; x < d; ++x) {
-            kt(x * tk + j) = static_cast<Acc>(ksrc[x * k.stride[3]]);
-            vrow[x] = static_cast<Acc>(vsrc[x * v.stride[3]]);
+          for (std::int64_t x = 0; x < d; ++x) krow[x] = static_cast<Acc>(ksrc[x * k.stride[3]]);
+          for (std::int64_t x = 0; x < d; ++x) vrow[x] = static_cast<Acc>(vsrc[x * v.stride[3]]);
+        } else {  // padding keys: finite, masked below
+          for (std::int64_t x = 0; x < d; ++x) krow[x] = vrow[x] = 0;
+        }
+        for (std::int64_t x = d; x < dp; ++x) vrow[x] = 0;
+      });
+      team.team_barrier();
+      team_tile_gemm(team, mk, nq, d, &ks(0), dp, &qt(0), tq, &st(0), tq, false);  // S^T = K Q^T
+      team.team_barrier();
+      // Online softmax down each column (query), kRowLanes columns at a time.
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nq / kRowLanes), [&](const std::int64_t g) {
+        const std::int64_t i0 = g * kRowLanes;
+        Acc mx[kRowLanes], mref[kRowLanes], sum[kRowLanes];
+        for (int u = 0; u < kRowLanes; ++u) mx[u] = m(i0 + u);
+        for (std::int64_t j = 0; j < mk; ++j) {
+          Acc* srow = &st(j * tq + i0);
+          // Causal: key k0 + j is visible to query q0 + i iff k0 + j <= q0 + i.
+          const std::int64_t first = p.causal ? k0 + j - q0 - i0 : -kRowLanes;
+          for (int u = 0; u < kRowLanes; ++u) {
+            const Acc sv = (j >= kn || u < first) ? Acc(-INFINITY) : srow[u];
+            srow[u] = sv;
+            mx[u] = sv > mx[u] ? sv : mx[u];
           }
-          for (std::int64_t x = d; x < dp; ++x) vrow[x] = 0;
-        } else {  // padding columns of K^T: finite, and masked below
-          for (std::int64_t x = 0; x < d; ++x) kt(x * tk + j) = 0;
+        }
+        // mx is -inf only if every score so far is -inf (inputs of -inf);
+        // use 0 as the reference then, so exp() gives 0 instead of NaN.
+        for (int u = 0; u < kRowLanes; ++u) {
+          mref[u] = mx[u] == -INFINITY ? Acc(0) : mx[u];
+          sum[u] = 0;
+        }
+        for (std::int64_t j = 0; j < mk; ++j) {
+          Acc* srow = &st(j * tq + i0);
+          for (int u = 0; u < kRowLanes; ++u) {
+            srow[u] = fast_exp(srow[u] - mref[u]);
+            sum[u] += srow[u];  // the denominator never sees dropout
+          }
+        }
+        for (int u = 0; u < kRowLanes; ++u) {
+          const std::int64_t i = i0 + u;
+          alpha(i) = fast_exp(m(i) - mref[u]);
+          l(i) = l(i) * alpha(i) + sum[u];
+          m(i) = mx[u];
+        }
+        if (p.dropout.enabled()) {
+          for (int u = 0; u < kRowLanes && i0 + u < qn; ++u) {
+            const std::int64_t qpos = p.pattern.position(br, c.s, off, q0 + i0 + u);
+            for (std::int64_t j = 0; j < kn; ++j) {
+              Acc& pj = st(j * tq + i0 + u);
+              if (pj != 0)
+                pj *= static_cast<Acc>(p.dropout.factor(
+                    c.b, c.h, qpos, p.pattern.position(br, c.s, off, k0 + j), br));
+            }
+          }
         }
       });
       team.team_barrier();
-      team_tile_gemm(team, mq, nk, d, &qs(0), dp, &kt(0), tk, &sc(0), tk, false);  // S = Q K^T
-      team.team_barrier();
       Kokkos::parallel_for(Kokkos::TeamThreadRange(team, mq), [&](const std::int64_t i) {
-        Acc* srow = &sc(i * tk);
-        if (i >= qn) {  // padding rows: no probability mass
-          for (std::int64_t j = 0; j < nk; ++j) srow[j] = 0;
-          alpha(i) = 1;
-          return;
-        }
-        const std::int64_t last = p.causal ? q0 + i - k0 : kn - 1;  // last visible key
-        for (std::int64_t j = 0; j < nk; ++j)
-          srow[j] = (j > last || j >= kn) ? Acc(-INFINITY) : srow[j];
-        const Acc mx = row_max(srow, nk, m(i));
-        // mx is -inf only if every score so far is -inf (inputs of -inf);
-        // use 0 as the reference then, so exp() gives 0 instead of NaN.
-        const Acc mref = mx == -INFINITY ? Acc(0) : mx;
-        for (std::int64_t j = 0; j < nk; ++j) srow[j] = fast_exp(srow[j] - mref);
-        const Acc sum = row_sum(srow, nk);  // the denominator never sees dropout
-        if (p.dropout.enabled()) {
-          const std::int64_t qpos = p.pattern.position(br, c.s, off, q0 + i);
-          for (std::int64_t j = 0; j < kn; ++j)
-            if (srow[j] != 0)
-              srow[j] *= static_cast<Acc>(p.dropout.factor(
-                  c.b, c.h, qpos, p.pattern.position(br, c.s, off, k0 + j), br));
-        }
-        alpha(i) = fast_exp(m(i) - mref);
-        l(i) = l(i) * alpha(i) + sum;
-        m(i) = mx;
         Acc* orow = &o(i * dp);
         const Acc a = alpha(i);
         for (std::int64_t x = 0; x < dp; ++x) orow[x] *= a;
       });
       team.team_barrier();
-      team_tile_gemm(team, mq, dp, kn, &sc(0), tk, &vs(0), dp, &o(0), dp, true);  // O += P V
+      // O += P V with P read straight from P^T (row stride 1, key stride tq).
+      team_tile_gemm_strided(team, mq, dp, kn, &st(0), std::int64_t(1), tq, &vs(0), dp, &o(0),
+                             dp, true);
     }
     team.team_barrier();
     // Merge this branch into the running (out, lse): Eq. 10 by log-sum-exp.
