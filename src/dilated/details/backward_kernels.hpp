@@ -15,6 +15,7 @@
 
 #include "dilated/details/fast_exp.hpp"
 #include "dilated/details/kernel_params.hpp"
+#include "dilated/details/row_ops.hpp"
 #include "dilated/details/tile_gemm.hpp"
 #include "dilated/tensor_ref.hpp"
 
@@ -56,10 +57,13 @@ struct BackwardDQKernel {
 
   static std::size_t scratch_bytes(const KernelParams& p) {
     const std::int64_t dp = round_up(p.head_dim, kTileNR), tq = p.tile_q, tk = kKeyTile;
-    return Scratch::shmem_size(tq * dp) * 3 + Scratch::shmem_size(tk * dp) * 3 +
+    return Scratch::shmem_size(tq * dp) * 3 + Scratch::shmem_size(tk * dp) * 2 +
            Scratch::shmem_size(tq * tk) * 2 + Scratch::shmem_size(tq) * 2;
   }
 
+  // Like the forward kernel, products are oriented so that the streamed key
+  // tiles are plain row copies: S^T = K Q^T, dP^T = V dO^T ([key][query]),
+  // and dQ += dS K reads dS straight from dS^T.
   KOKKOS_INLINE_FUNCTION void operator()(const member_type& team) const {
     const TileCoord c = decode_tile(p, team.league_rank() + league_offset);
     const int br = p.branch;
@@ -70,85 +74,89 @@ struct BackwardDQKernel {
     if (q0 >= n) return;
     const std::int64_t qn = n - q0 < p.tile_q ? n - q0 : p.tile_q;
     const std::int64_t d = p.head_dim, tq = p.tile_q, dp = round_up(d, kTileNR);
-    const std::int64_t mq = round_up(qn, kTileMR);
+    const std::int64_t mq = round_up(qn, kTileMR), nq = round_up(qn, kTileNR);
     constexpr std::int64_t tk = kKeyTile;
 
     const auto& scratch = team.team_scratch(p.scratch_level);
-    Scratch qs(scratch, tq * dp), dos(scratch, tq * dp), dqs(scratch, tq * dp);
-    Scratch kt(scratch, dp * tk), vt(scratch, dp * tk), ks(scratch, tk * dp);
-    Scratch sc(scratch, tq * tk), dpm(scratch, tq * tk);
+    Scratch qt(scratch, dp * tq), dot(scratch, dp * tq);  // [dim][query]
+    Scratch dqs(scratch, tq * dp);                          // [query][dim]
+    Scratch ks(scratch, tk * dp), vs(scratch, tk * dp);    // [key][dim]
+    Scratch st(scratch, tk * tq), dpt(scratch, tk * tq);   // S^T -> dS^T, dP^T
     Scratch lrow(scratch, tq), drow(scratch, tq);
     const Acc scale = static_cast<Acc>(p.scale);
     const Acc oscale = static_cast<Acc>(p.output_scale);
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, mq), [&](const std::int64_t i) {
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nq), [&](const std::int64_t i) {
       if (i < qn) {
         const std::int64_t pos = p.pattern.position(br, c.s, off, q0 + i);
-        load_row(&qs(i * dp), &t.q(c.b, pos, c.h, 0), t.q.stride[3], d, dp, scale);
+        load_col(&qt(0), tq, i, &t.q(c.b, pos, c.h, 0), t.q.stride[3], d, scale);
         // dO_true = output_scale * dout (see the head-group mode)
-        load_row(&dos(i * dp), &t.dout(c.b, pos, c.h, 0), t.dout.stride[3], d, dp, oscale);
+        load_col(&dot(0), tq, i, &t.dout(c.b, pos, c.h, 0), t.dout.stride[3], d, oscale);
         lrow(i) = t.lse(c.b, c.h, pos);
         drow(i) = t.delta(c.b, c.h, pos);
       } else {
-        for (std::int64_t x = 0; x < dp; ++x) qs(i * dp + x) = dos(i * dp + x) = 0;
+        for (std::int64_t x = 0; x < d; ++x) qt(x * tq + i) = dot(x * tq + i) = 0;
+        lrow(i) = drow(i) = 0;
       }
       for (std::int64_t x = 0; x < dp; ++x) dqs(i * dp + x) = 0;
     });
     const std::int64_t kend = key_range_end(p.causal, n, q0, qn);
     for (std::int64_t k0 = 0; k0 < kend; k0 += tk) {
       const std::int64_t kn = kend - k0 < tk ? kend - k0 : tk;
-      const std::int64_t nk = round_up(kn, kTileNR);
+      const std::int64_t mk = round_up(kn, kTileMR);
       team.team_barrier();
-      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nk), [&](const std::int64_t j) {
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, mk), [&](const std::int64_t j) {
         if (j < kn) {
           const std::int64_t pos = p.pattern.position(br, c.s, off, k0 + j);
-          const T* ksrc = &t.k(c.b, pos, c.h, 0);
-          load_col(&kt(0), tk, j, ksrc, t.k.stride[3], d, Acc(1));
-          load_col(&vt(0), tk, j, &t.v(c.b, pos, c.h, 0), t.v.stride[3], d, Acc(1));
-          load_row(&ks(j * dp), ksrc, t.k.stride[3], d, dp, Acc(1));
+          load_row(&ks(j * dp), &t.k(c.b, pos, c.h, 0), t.k.stride[3], d, dp, Acc(1));
+          load_row(&vs(j * dp), &t.v(c.b, pos, c.h, 0), t.v.stride[3], d, dp, Acc(1));
         } else {
-          for (std::int64_t x = 0; x < d; ++x) kt(x * tk + j) = vt(x * tk + j) = 0;
+          for (std::int64_t x = 0; x < dp; ++x) ks(j * dp + x) = vs(j * dp + x) = 0;
         }
       });
       team.team_barrier();
-      team_tile_gemm(team, mq, nk, d, &qs(0), dp, &kt(0), tk, &sc(0), tk, false);    // S (scaled)
-      team_tile_gemm(team, mq, nk, d, &dos(0), dp, &vt(0), tk, &dpm(0), tk, false);  // dP
+      team_tile_gemm(team, mk, nq, d, &ks(0), dp, &qt(0), tq, &st(0), tq, false);    // S^T
+      team_tile_gemm(team, mk, nq, d, &vs(0), dp, &dot(0), tq, &dpt(0), tq, false);  // dP^T
       team.team_barrier();
-      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, mq), [&](const std::int64_t i) {
-        Acc* srow = &sc(i * tk);
-        const Acc* dprow = &dpm(i * tk);
-        if (i >= qn) {
-          for (std::int64_t j = 0; j < nk; ++j) srow[j] = 0;
-          return;
-        }
-        const std::int64_t last = p.causal ? q0 + i - k0 : kn - 1;
-        const Acc li = lrow(i), di = drow(i);
-        if (!p.dropout.enabled()) {
-          for (std::int64_t j = 0; j < nk; ++j) {
-            const Acc prob = fast_exp(srow[j] - li);
-            srow[j] = (j > last || j >= kn) ? Acc(0) : prob * (dprow[j] - di) * scale;  // dS
-          }
-        } else {
-          const std::int64_t qpos = p.pattern.position(br, c.s, off, q0 + i);
-          for (std::int64_t j = 0; j < nk; ++j) {
-            if (j > last || j >= kn) {
-              srow[j] = 0;
-              continue;
+      // dS = P (z dP - D) scale, down each column (query), kRowLanes at a time.
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nq / kRowLanes), [&](const std::int64_t g) {
+        const std::int64_t i0 = g * kRowLanes;
+        for (std::int64_t j = 0; j < mk; ++j) {
+          Acc* srow = &st(j * tq + i0);
+          const Acc* dprow = &dpt(j * tq + i0);
+          const std::int64_t first = p.causal ? k0 + j - q0 - i0 : -kRowLanes;
+          const std::int64_t lanes = qn - i0;  // valid queries in this group
+          if (!p.dropout.enabled()) {
+            for (int u = 0; u < kRowLanes; ++u) {
+              const bool visible = j < kn && u >= first && u < lanes;
+              const Acc prob = fast_exp(srow[u] - lrow(i0 + u));
+              srow[u] = visible ? prob * (dprow[u] - drow(i0 + u)) * scale : Acc(0);
             }
-            const Acc z = static_cast<Acc>(p.dropout.factor(
-                c.b, c.h, qpos, p.pattern.position(br, c.s, off, k0 + j), br));
-            srow[j] = fast_exp(srow[j] - li) * (z * dprow[j] - di) * scale;
+          } else {
+            const std::int64_t kpos = p.pattern.position(br, c.s, off, k0 + (j < kn ? j : 0));
+            for (int u = 0; u < kRowLanes; ++u) {
+              const bool visible = j < kn && u >= first && u < lanes;
+              if (!visible) {
+                srow[u] = 0;
+                continue;
+              }
+              const Acc z = static_cast<Acc>(p.dropout.factor(
+                  c.b, c.h, p.pattern.position(br, c.s, off, q0 + i0 + u), kpos, br));
+              srow[u] = fast_exp(srow[u] - lrow(i0 + u)) * (z * dprow[u] - drow(i0 + u)) * scale;
+            }
           }
         }
       });
       team.team_barrier();
-      team_tile_gemm(team, mq, dp, kn, &sc(0), tk, &ks(0), dp, &dqs(0), dp, true);  // dQ += dS K
+      // dQ += dS K, with dS read from dS^T (row stride 1, key stride tq).
+      team_tile_gemm_strided(team, mq, dp, kn, &st(0), std::int64_t(1), tq, &ks(0), dp, &dqs(0),
+                             dp, true);
     }
     team.team_barrier();
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, qn), [&](const std::int64_t i) {
       T* g = &t.dq(c.b, p.pattern.position(br, c.s, off, q0 + i), c.h, 0);
-      const std::int64_t st = t.dq.stride[3];
+      const std::int64_t sd = t.dq.stride[3];
       for (std::int64_t x = 0; x < d; ++x)
-        g[x * st] = static_cast<T>(static_cast<Acc>(g[x * st]) + dqs(i * dp + x));
+        g[x * sd] = static_cast<T>(static_cast<Acc>(g[x * sd]) + dqs(i * dp + x));
     });
   }
 };
@@ -164,10 +172,13 @@ struct BackwardDKVKernel {
 
   static std::size_t scratch_bytes(const KernelParams& p) {
     const std::int64_t dp = round_up(p.head_dim, kTileNR), tk = p.tile_k, tq = kKeyTile;
-    return Scratch::shmem_size(tk * dp) * 4 + Scratch::shmem_size(tq * dp) * 4 +
-           Scratch::shmem_size(tk * tq) * 2 + Scratch::shmem_size(tq) * 2;
+    return Scratch::shmem_size(tk * dp) * 4 + Scratch::shmem_size(tq * dp) * 2 +
+           Scratch::shmem_size(tq * tk) * 2 + Scratch::shmem_size(tq) * 2;
   }
 
+  // The team's key tile is transposed once (K^T, V^T); the streamed query
+  // tiles are plain rows: S = Q K^T, dP = dO V^T ([query][key]), and
+  // dV += P^T dO, dK += dS^T Q read P and dS transposed in place.
   KOKKOS_INLINE_FUNCTION void operator()(const member_type& team) const {
     const TileCoord c = decode_tile(p, team.league_rank() + league_offset);
     const int br = p.branch;
@@ -178,85 +189,83 @@ struct BackwardDKVKernel {
     if (k0 >= n) return;
     const std::int64_t kn = n - k0 < p.tile_k ? n - k0 : p.tile_k;
     const std::int64_t d = p.head_dim, tk = p.tile_k, dp = round_up(d, kTileNR);
-    const std::int64_t mk = round_up(kn, kTileMR);
+    const std::int64_t mk = round_up(kn, kTileMR), nk = round_up(kn, kTileNR);
     constexpr std::int64_t tq = kKeyTile;  // query rows per step
 
     const auto& scratch = team.team_scratch(p.scratch_level);
-    Scratch ks(scratch, tk * dp), vs(scratch, tk * dp), dks(scratch, tk * dp),
-        dvs(scratch, tk * dp);
-    Scratch qt(scratch, dp * tq), dot(scratch, dp * tq);  // transposed query / dO tiles
-    Scratch qs(scratch, tq * dp), dos(scratch, tq * dp);
-    Scratch st(scratch, tk * tq), dpt(scratch, tk * tq);  // S^T, dP^T
+    Scratch kt(scratch, dp * tk), vt(scratch, dp * tk);     // [dim][key]
+    Scratch dks(scratch, tk * dp), dvs(scratch, tk * dp);   // [key][dim]
+    Scratch qs(scratch, tq * dp), dos(scratch, tq * dp);    // [query][dim]
+    Scratch sc(scratch, tq * tk), dpm(scratch, tq * tk);    // [query][key]
     Scratch lrow(scratch, tq), drow(scratch, tq);
     const Acc scale = static_cast<Acc>(p.scale);
     const Acc oscale = static_cast<Acc>(p.output_scale);
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, mk), [&](const std::int64_t j) {
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nk), [&](const std::int64_t j) {
       if (j < kn) {
         const std::int64_t pos = p.pattern.position(br, c.s, off, k0 + j);
-        load_row(&ks(j * dp), &t.k(c.b, pos, c.h, 0), t.k.stride[3], d, dp, Acc(1));
-        load_row(&vs(j * dp), &t.v(c.b, pos, c.h, 0), t.v.stride[3], d, dp, Acc(1));
+        load_col(&kt(0), tk, j, &t.k(c.b, pos, c.h, 0), t.k.stride[3], d, Acc(1));
+        load_col(&vt(0), tk, j, &t.v(c.b, pos, c.h, 0), t.v.stride[3], d, Acc(1));
       } else {
-        for (std::int64_t x = 0; x < dp; ++x) ks(j * dp + x) = vs(j * dp + x) = 0;
+        for (std::int64_t x = 0; x < d; ++x) kt(x * tk + j) = vt(x * tk + j) = 0;
       }
-      for (std::int64_t x = 0; x < dp; ++x) dks(j * dp + x) = dvs(j * dp + x) = 0;
+      if (j < mk)
+        for (std::int64_t x = 0; x < dp; ++x) dks(j * dp + x) = dvs(j * dp + x) = 0;
     });
     for (std::int64_t q0 = query_range_begin(p.causal, k0); q0 < n; q0 += tq) {
       const std::int64_t qn = n - q0 < tq ? n - q0 : tq;
-      const std::int64_t nq = round_up(qn, kTileNR);
+      const std::int64_t mq = round_up(qn, kTileMR);
       team.team_barrier();
-      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nq), [&](const std::int64_t i) {
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, mq), [&](const std::int64_t i) {
         if (i < qn) {
           const std::int64_t pos = p.pattern.position(br, c.s, off, q0 + i);
-          const T* qsrc = &t.q(c.b, pos, c.h, 0);
-          const T* dsrc = &t.dout(c.b, pos, c.h, 0);
-          load_col(&qt(0), tq, i, qsrc, t.q.stride[3], d, scale);
-          load_col(&dot(0), tq, i, dsrc, t.dout.stride[3], d, oscale);
-          load_row(&qs(i * dp), qsrc, t.q.stride[3], d, dp, Acc(1));
-          load_row(&dos(i * dp), dsrc, t.dout.stride[3], d, dp, oscale);
+          // Q pre-scaled: S = (scale Q) K^T, and dK = dS'^T (scale Q) below.
+          load_row(&qs(i * dp), &t.q(c.b, pos, c.h, 0), t.q.stride[3], d, dp, scale);
+          load_row(&dos(i * dp), &t.dout(c.b, pos, c.h, 0), t.dout.stride[3], d, dp, oscale);
           lrow(i) = t.lse(c.b, c.h, pos);
           drow(i) = t.delta(c.b, c.h, pos);
         } else {
-          for (std::int64_t x = 0; x < d; ++x) qt(x * tq + i) = dot(x * tq + i) = 0;
+          for (std::int64_t x = 0; x < dp; ++x) qs(i * dp + x) = dos(i * dp + x) = 0;
+          lrow(i) = drow(i) = 0;
         }
       });
       team.team_barrier();
-      team_tile_gemm(team, mk, nq, d, &ks(0), dp, &qt(0), tq, &st(0), tq, false);   // S^T
-      team_tile_gemm(team, mk, nq, d, &vs(0), dp, &dot(0), tq, &dpt(0), tq, false); // dP^T
+      team_tile_gemm(team, mq, nk, d, &qs(0), dp, &kt(0), tk, &sc(0), tk, false);    // S
+      team_tile_gemm(team, mq, nk, d, &dos(0), dp, &vt(0), tk, &dpm(0), tk, false);  // dP
       team.team_barrier();
-      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, mk), [&](const std::int64_t j) {
-        Acc* srow = &st(j * tq);   // becomes P * z
-        Acc* dsrow = &dpt(j * tq); // becomes dS
-        if (j >= kn) {
-          for (std::int64_t i = 0; i < nq; ++i) srow[i] = dsrow[i] = 0;
-          return;
-        }
-        // Causal: query q0 + i sees key k0 + j iff q0 + i >= k0 + j.
-        const std::int64_t first = p.causal ? k0 + j - q0 : 0;
+      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, mq), [&](const std::int64_t i) {
+        Acc* srow = &sc(i * tk);   // becomes P z
+        Acc* dsrow = &dpm(i * tk); // becomes dS' = P (z dP - D)
+        // Causal: query q0 + i sees key k0 + j iff k0 + j <= q0 + i.
+        const std::int64_t last = i >= qn ? -1 : (p.causal ? q0 + i - k0 : kn - 1);
+        const Acc li = lrow(i), di = drow(i);
         if (!p.dropout.enabled()) {
-          for (std::int64_t i = 0; i < nq; ++i) {
-            const bool visible = i >= first && i < qn;
-            const Acc prob = visible ? fast_exp(srow[i] - lrow(i)) : Acc(0);
-            srow[i] = prob;
-            dsrow[i] = prob * (dsrow[i] - drow(i)) * scale;
+          for (std::int64_t j = 0; j < nk; ++j) {
+            const bool visible = j <= last && j < kn;
+            const Acc prob = visible ? fast_exp(srow[j] - li) : Acc(0);
+            srow[j] = prob;
+            dsrow[j] = prob * (dsrow[j] - di);
           }
         } else {
-          const std::int64_t kpos = p.pattern.position(br, c.s, off, k0 + j);
-          for (std::int64_t i = 0; i < nq; ++i) {
-            if (!(i >= first && i < qn)) {
-              srow[i] = dsrow[i] = 0;
+          const std::int64_t qpos = p.pattern.position(br, c.s, off, q0 + (i < qn ? i : 0));
+          for (std::int64_t j = 0; j < nk; ++j) {
+            if (!(j <= last && j < kn)) {
+              srow[j] = dsrow[j] = 0;
               continue;
             }
-            const Acc prob = fast_exp(srow[i] - lrow(i));
+            const Acc prob = fast_exp(srow[j] - li);
             const Acc z = static_cast<Acc>(p.dropout.factor(
-                c.b, c.h, p.pattern.position(br, c.s, off, q0 + i), kpos, br));
-            srow[i] = prob * z;
-            dsrow[i] = prob * (z * dsrow[i] - drow(i)) * scale;
+                c.b, c.h, qpos, p.pattern.position(br, c.s, off, k0 + j), br));
+            srow[j] = prob * z;
+            dsrow[j] = prob * (z * dsrow[j] - di);
           }
         }
       });
       team.team_barrier();
-      team_tile_gemm(team, mk, dp, qn, &st(0), tq, &dos(0), dp, &dvs(0), dp, true);   // dV += P^T dO
-      team_tile_gemm(team, mk, dp, qn, &dpt(0), tq, &qs(0), dp, &dks(0), dp, true);  // dK += dS^T Q
+      // dV += P^T dO and dK += dS'^T (scale Q), reading P and dS' transposed.
+      team_tile_gemm_strided(team, mk, dp, qn, &sc(0), std::int64_t(1), tk, &dos(0), dp, &dvs(0),
+                             dp, true);
+      team_tile_gemm_strided(team, mk, dp, qn, &dpm(0), std::int64_t(1), tk, &qs(0), dp,
+                             &dks(0), dp, true);
     }
     team.team_barrier();
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kn), [&](const std::int64_t j) {
