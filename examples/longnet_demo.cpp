@@ -60,6 +60,19 @@ Options parse(int argc, char** argv) {
   return o;
 }
 
+// Resident-set figures of this process in bytes (Linux; 0 elsewhere).
+double proc_status_bytes(const char* key) {
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (!f) return 0;
+  char line[256];
+  double kb = 0;
+  const std::size_t n = std::strlen(key);
+  while (std::fgets(line, sizeof line, f))
+    if (std::strncmp(line, key, n) == 0) kb = std::atof(line + n);
+  std::fclose(f);
+  return kb * 1024.0;
+}
+
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
@@ -94,6 +107,11 @@ int main(int argc, char** argv) {
     Kokkos::fill_random(v, rng, -1.0f, 1.0f);
     Kokkos::deep_copy(out, std::nanf(""));  // poison: every row must be written
 
+    Kokkos::fence();
+    // Host memory: everything resident now (inputs, outputs, LSE) is the
+    // baseline; the peak beyond it is the kernels' extra memory.
+    const double rss_base = proc_status_bytes("VmRSS:");
+    const double qkv_bytes = 3.0 * o.batch * o.seq * o.heads * o.head_dim * sizeof(float);
     const double fwd_flops = dilated::forward_flops(config, shape);
     const double tokens = static_cast<double>(o.batch * o.seq);
     double best = 1e300;
@@ -111,6 +129,11 @@ int main(int argc, char** argv) {
     }
     std::printf("\nforward : %.3f s  %.3g tokens/s  %.2f GFLOP/s (best of %d; %.4g GFLOP)\n", best,
                 tokens / best, fwd_flops / best * 1e-9, o.iters, fwd_flops * 1e-9);
+    const bool host_memory = Kokkos::SpaceAccessibility<Kokkos::HostSpace, Exec::memory_space>::accessible;
+    if (host_memory && rss_base > 0)
+      std::printf("memory  : forward peak extra %.1f MiB = %.3f%% of Q+K+V (%.1f MiB)\n",
+                  (proc_status_bytes("VmHWM:") - rss_base) / 1048576.0,
+                  100.0 * (proc_status_bytes("VmHWM:") - rss_base) / qkv_bytes, qkv_bytes / 1048576.0);
 
     if (o.backward) {
       View4 dout("dout", o.batch, o.seq, o.heads, o.head_dim), dq("dq", o.batch, o.seq, o.heads, o.head_dim),
@@ -123,8 +146,13 @@ int main(int argc, char** argv) {
       Kokkos::fence();
       const double t = seconds_since(t0);
       const double bwd_flops = dilated::backward_flops(config, shape);
+      const double grads = 4.0 * o.batch * o.seq * o.heads * o.head_dim * sizeof(float);  // dout, dq, dk, dv
       std::printf("\rbackward: %.3f s  %.3g tokens/s  %.2f GFLOP/s (%.4g GFLOP)\n", t, tokens / t,
                   bwd_flops / t * 1e-9, bwd_flops * 1e-9);
+      if (host_memory && rss_base > 0)
+        std::printf("memory  : backward peak extra %.1f MiB = %.3f%% of Q+K+V\n",
+                    (proc_status_bytes("VmHWM:") - rss_base - grads) / 1048576.0,
+                    100.0 * (proc_status_bytes("VmHWM:") - rss_base - grads) / qkv_bytes);
     }
 
     // Spot check against the float64 reference on sampled rows.
