@@ -91,18 +91,34 @@ def torch_peers(threads, cases):
                 def g(t):
                     x = t[:, :, off::r][:, :, :, heads]            # [B, nseg, L, Hg, D]
                     return x.permute(0, 1, 3, 2, 4).reshape(B * nseg, heads.numel(), -1, D)
-                o, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(g(qs), g(ks), g(vs), 0.0, False)[:2]
+                if q.is_cuda:
+                    o, lse = torch.ops.aten._scaled_dot_product_flash_attention(g(qs), g(ks), g(vs), 0.0, False)[:2]
+                else:
+                    o, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(g(qs), g(ks), g(vs), 0.0, False)[:2]
                 L = o.shape[2]
                 o = o.reshape(B, nseg, heads.numel(), L, D).permute(0, 1, 3, 2, 4)
                 lse = lse.reshape(B, nseg, heads.numel(), L).permute(0, 1, 3, 2)
                 o_full[:, :, off::r, heads] = o
                 l_full[:, :, off::r, heads] = lse.detach()  # merge weights detached, as torchscale
-            outs.append(o_full.view(B, N, H, D)); lses.append(l_full.view(B, N, H))
+            outs.append(o_full.view(B, N, H, D)); lses.append(l_full.view(B, N, H).float())
         Ltot = torch.logsumexp(torch.stack(lses), 0)
         out = 0
         for o, l in zip(outs, lses):
-            out = out + o * torch.exp(l - Ltot).unsqueeze(-1)
+            out = out + o * torch.exp(l - Ltot).unsqueeze(-1).to(o.dtype)
         return out
+
+    if cases == "gpu":  # issue 3's GPU peer: bf16 on tensor cores, forward, N = 1M
+        longnet = [(2048, 1), (4096, 2), (8192, 4), (16384, 6), (32768, 12)]
+        N, H, D = 1 << 20, 16, 128
+        q, k, v = (torch.randn(1, N, H, D, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+        def fwd():
+            longnet_ref(q, k, v, longnet); torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        with torch.no_grad():
+            t = timed(fwd, reps=3)
+        pairs = sum((N // w) * (w // r + (1 if w % r else 0)) ** 2 for (w, r) in longnet) * H  # upper bound per offset
+        return {"torch_longnet_bf16_fwd_s": t, "tokens_per_s": N / t,
+                "peak_gib": torch.cuda.max_memory_allocated() / 2**30}, torch.__version__
 
     for name, case in cases.items():
         kind, N, H, D = case["kind"], case["seq"], case["heads"], case["dim"]
@@ -130,6 +146,11 @@ def torch_peers(threads, cases):
 
 
 def main():
+    if len(sys.argv) > 1 and sys.argv[1] == "--gpu-longnet":
+        res, ver = torch_peers(1, "gpu")
+        res["torch"] = ver
+        print(json.dumps(res, indent=2))
+        return
     ap = argparse.ArgumentParser()
     ap.add_argument("--bench", required=True)
     ap.add_argument("--threads", type=int, default=os.cpu_count())

@@ -25,3 +25,5 @@ build/cuda/perf_tests/bench_attention \
   --benchmark_filter='BM_Attention/kind:2/seq:(65536|1048576)/heads:(4|16)/dim:128/bwd:0' \
   --benchmark_min_time=0.01 --benchmark_out="$out/bench_cuda.json" --benchmark_out_format=json \
   2>&1 | tail -6
+# Peer in the same run on the same GPU: PyTorch gather-SDPA-scatter (bf16).
+PYTHONUNBUFFERED=1 python3 perf_tests/cpu_peers.py --gpu-longnet | tee "$out/torch_longnet_gpu.json"

@@ -80,12 +80,13 @@ TEST(Concurrency, OnePlanManyHostThreads) {
     });
   for (auto& th : pool) th.join();
 #else
-  // Serial only: Kokkos 4+ Serial instances are independent; 3.x has one.
+  // Serial only: Kokkos 4.2+ Serial instances made with Kokkos::NewInstance
+  // are independent; before that there is one.
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t)
     pool.emplace_back([&, t] {
-#if KOKKOS_VERSION >= 40000
-      const B::exec space(Kokkos::Experimental::NewInstance{});  // not shared
+#if KOKKOS_VERSION >= 40200
+      const B::exec space(Kokkos::NewInstance{});  // not shared
 #else
       const B::exec space;
 #endif

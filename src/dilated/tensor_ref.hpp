@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include "dilated/host_device.hpp"
 
@@ -61,8 +62,12 @@ struct TensorRef {
     *first = reinterpret_cast<std::uintptr_t>(data);
     *last = *first + static_cast<std::uintptr_t>(hi + 1) * sizeof(T);
   }
-  operator TensorRef<const T, Rank>() const {
-    TensorRef<const T, Rank> c;
+  // Adds const (T -> const T). A template so that TensorRef<const T> gets no
+  // (never callable) conversion to its own type, which nvcc warns about (#554).
+  template <class U = T,
+            std::enable_if_t<std::is_same<U, T>::value && !std::is_const<U>::value, int> = 0>
+  operator TensorRef<const U, Rank>() const {
+    TensorRef<const U, Rank> c;
     c.data = data;
     for (int r = 0; r < Rank; ++r) {
       c.extent[r] = extent[r];
