@@ -116,7 +116,6 @@ def torch_peers(threads, cases):
         torch.cuda.reset_peak_memory_stats()
         with torch.no_grad():
             t = timed(fwd, reps=3)
-        pairs = sum((N // w) * (w // r + (1 if w % r else 0)) ** 2 for (w, r) in longnet) * H  # upper bound per offset
         return {"torch_longnet_bf16_fwd_s": t, "tokens_per_s": N / t,
                 "peak_gib": torch.cuda.max_memory_allocated() / 2**30}, torch.__version__
 
