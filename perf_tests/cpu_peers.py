@@ -83,7 +83,7 @@ def torch_peers(threads, cases):
             nseg = N // w
             qs, ks, vs = (t.view(B, nseg, w, H, D) for t in (q, k, v))
             o_full = q.new_zeros(B, nseg, w, H, D)
-            l_full = q.new_full((B, nseg, w, H), float("-inf"))
+            l_full = q.new_full((B, nseg, w, H), float("-inf"), dtype=torch.float32)
             for off in range(r):
                 heads = torch.arange(off, H, r)
                 if heads.numel() == 0:
@@ -100,7 +100,7 @@ def torch_peers(threads, cases):
                 lse = lse.reshape(B, nseg, heads.numel(), L).permute(0, 1, 3, 2)
                 o_full[:, :, off::r, heads] = o
                 l_full[:, :, off::r, heads] = lse.detach()  # merge weights detached, as torchscale
-            outs.append(o_full.view(B, N, H, D)); lses.append(l_full.view(B, N, H).float())
+            outs.append(o_full.view(B, N, H, D)); lses.append(l_full.view(B, N, H))
         Ltot = torch.logsumexp(torch.stack(lses), 0)
         out = 0
         for o, l in zip(outs, lses):
