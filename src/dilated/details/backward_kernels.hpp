@@ -66,13 +66,10 @@ struct BackwardDQKernel {
   // and dQ += dS K reads dS straight from dS^T.
   KOKKOS_INLINE_FUNCTION void operator()(const member_type& team) const {
     const TileCoord c = decode_tile(p, team.league_rank() + league_offset);
+    const TileRows rows = tile_rows(p, c, p.tile_q);
+    if (rows.count == 0) return;
     const int br = p.branch;
-    if (!p.pattern.active(c.h, br)) return;
-    const std::int64_t off = p.pattern.offset(c.h, br);
-    const std::int64_t n = p.pattern.kept_count(br, c.s, off);
-    const std::int64_t q0 = c.t * p.tile_q;
-    if (q0 >= n) return;
-    const std::int64_t qn = n - q0 < p.tile_q ? n - q0 : p.tile_q;
+    const std::int64_t off = rows.offset, n = rows.kept, q0 = rows.begin, qn = rows.count;
     const std::int64_t d = p.head_dim, tq = p.tile_q, dp = round_up(d, kTileNR);
     const std::int64_t mq = round_up(qn, kTileMR), nq = round_up(qn, kTileNR);
     constexpr std::int64_t tk = kKeyTile;
@@ -181,13 +178,10 @@ struct BackwardDKVKernel {
   // dV += P^T dO, dK += dS^T Q read P and dS transposed in place.
   KOKKOS_INLINE_FUNCTION void operator()(const member_type& team) const {
     const TileCoord c = decode_tile(p, team.league_rank() + league_offset);
+    const TileRows rows = tile_rows(p, c, p.tile_k);
+    if (rows.count == 0) return;
     const int br = p.branch;
-    if (!p.pattern.active(c.h, br)) return;
-    const std::int64_t off = p.pattern.offset(c.h, br);
-    const std::int64_t n = p.pattern.kept_count(br, c.s, off);
-    const std::int64_t k0 = c.t * p.tile_k;
-    if (k0 >= n) return;
-    const std::int64_t kn = n - k0 < p.tile_k ? n - k0 : p.tile_k;
+    const std::int64_t off = rows.offset, n = rows.kept, k0 = rows.begin, kn = rows.count;
     const std::int64_t d = p.head_dim, tk = p.tile_k, dp = round_up(d, kTileNR);
     const std::int64_t mk = round_up(kn, kTileMR), nk = round_up(kn, kTileNR);
     constexpr std::int64_t tq = kKeyTile;  // query rows per step

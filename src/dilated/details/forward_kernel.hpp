@@ -44,13 +44,10 @@ struct ForwardBranchKernel {
 
   KOKKOS_INLINE_FUNCTION void operator()(const member_type& team) const {
     const TileCoord c = decode_tile(p, team.league_rank() + league_offset);
+    const TileRows rows = tile_rows(p, c, p.tile_q);
+    if (rows.count == 0) return;
     const int br = p.branch;
-    if (!p.pattern.active(c.h, br)) return;
-    const std::int64_t off = p.pattern.offset(c.h, br);
-    const std::int64_t n = p.pattern.kept_count(br, c.s, off);
-    const std::int64_t q0 = c.t * p.tile_q;
-    if (q0 >= n) return;
-    const std::int64_t qn = n - q0 < p.tile_q ? n - q0 : p.tile_q;
+    const std::int64_t off = rows.offset, n = rows.kept, q0 = rows.begin, qn = rows.count;
     const std::int64_t d = p.head_dim, tq = p.tile_q, dp = round_up(d, kTileNR);
     const std::int64_t mq = round_up(qn, kTileMR);  // output rows the PV product covers
     const std::int64_t nq = round_up(qn, kTileNR);  // score columns (queries) computed

@@ -71,6 +71,22 @@ KOKKOS_INLINE_FUNCTION TileCoord decode_tile(const KernelParams& p, std::int64_t
   return c;
 }
 
+// The rows a team owns: sparse indices [begin, begin + count) of its segment
+// for the head's offset in the launch's branch. count == 0 when the head does
+// not run the branch or the tile lies past the segment's kept positions.
+struct TileRows {
+  std::int64_t offset, kept, begin, count;
+};
+KOKKOS_INLINE_FUNCTION TileRows tile_rows(const KernelParams& p, const TileCoord& c,
+                                          std::int64_t tile) {
+  TileRows r{0, 0, c.t * tile, 0};
+  if (!p.pattern.active(c.h, p.branch)) return r;
+  r.offset = p.pattern.offset(c.h, p.branch);
+  r.kept = p.pattern.kept_count(p.branch, c.s, r.offset);
+  if (r.begin < r.kept) r.count = r.kept - r.begin < tile ? r.kept - r.begin : tile;
+  return r;
+}
+
 inline std::int64_t league_size(const KernelParams& p) {
   return p.batch * p.heads * p.segments * p.tiles_per_segment;
 }
