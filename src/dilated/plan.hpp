@@ -16,6 +16,7 @@
 
 #include "dilated/config.hpp"
 #include "dilated/cost.hpp"
+#include "dilated/details/backward_fused_kernel.hpp"
 #include "dilated/details/backward_kernels.hpp"
 #include "dilated/details/elementwise_kernels.hpp"
 #include "dilated/details/forward_kernel.hpp"
@@ -52,6 +53,10 @@ class Plan {
     dkv_level_ = scratch_level_for(
         "backward dk/dv", details::BackwardDKVKernel<ExecSpace, float>::scratch_bytes(params_) *
                               sizeof(details::accum_t<double>) / sizeof(float));
+    if (details::is_host_space<ExecSpace>())  // the fused backward runs on host backends only
+      fused_level_ = scratch_level_for(
+          "backward", details::BackwardFusedKernel<ExecSpace, float>::scratch_bytes(params_) *
+                          sizeof(details::accum_t<double>) / sizeof(float));
   }
 
   const AttentionConfig& config() const { return config_; }
@@ -153,6 +158,15 @@ class Plan {
     details::zero_tensor<ExecSpace, T>(space, t.dk);
     details::zero_tensor<ExecSpace, T>(space, t.dv);
     for (int br = 0; br < params_.pattern.num_branches; ++br) {
+      if (details::is_host_space<ExecSpace>()) {
+        // One pass per segment: S and dP computed once per tile pair.
+        details::KernelParams pf = branch_params(br, fused_level_, true);
+        pf.tiles_per_segment = 1;
+        details::BackwardFusedKernel<ExecSpace, T> ff{t, pf};
+        details::launch_teams(space, "dilated::backward_fused", ff, details::league_size(ff.p),
+                              ff.scratch_bytes(ff.p));
+        continue;
+      }
       details::BackwardDQKernel<ExecSpace, T> fq{t, branch_params(br, dq_level_, false)};
       details::launch_teams(space, "dilated::backward_dq", fq, details::league_size(fq.p),
                             fq.scratch_bytes(fq.p));
@@ -222,7 +236,7 @@ class Plan {
   AttentionConfig config_;
   ProblemShape shape_;
   details::KernelParams params_;
-  int forward_level_ = 0, dq_level_ = 0, dkv_level_ = 0;
+  int forward_level_ = 0, dq_level_ = 0, dkv_level_ = 0, fused_level_ = 0;
 };
 
 }  // namespace dilated
