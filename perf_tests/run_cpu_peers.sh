@@ -13,5 +13,5 @@ fi
 export DILATED_DEPS_PREFIX=$(scripts/install-deps.sh | tail -n1)
 cmake --preset ci >/dev/null
 cmake --build --preset ci --target bench_attention
-out=perf_tests/results/cpu-peers-$(date -u +%Y-%m-%d).json
+out=perf_tests/results/cpu-peers-$(date -u +%Y-%m-%dT%H%M).json
 "$venv/bin/python" perf_tests/cpu_peers.py --bench build/ci/perf_tests/bench_attention --out "$out" "$@"
