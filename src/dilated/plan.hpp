@@ -26,6 +26,10 @@
 
 namespace dilated {
 
+namespace details {
+struct PlanTestAccess;  // lets tests run the device backward scheme on host backends
+}
+
 template <class ExecSpace = Kokkos::DefaultExecutionSpace>
 class Plan {
  public:
@@ -53,7 +57,7 @@ class Plan {
     dkv_level_ = scratch_level_for(
         "backward dk/dv", details::BackwardDKVKernel<ExecSpace, float>::scratch_bytes(params_) *
                               sizeof(details::accum_t<double>) / sizeof(float));
-    if (details::is_host_space<ExecSpace>())  // the fused backward runs on host backends only
+    if constexpr (details::is_host_space<ExecSpace>())  // fused backward: host backends only
       fused_level_ = scratch_level_for(
           "backward", details::BackwardFusedKernel<ExecSpace, float>::scratch_bytes(params_) *
                           sizeof(details::accum_t<double>) / sizeof(float));
@@ -118,6 +122,23 @@ class Plan {
   template <class Q, class K, class V, class O, class L, class DO, class DQ, class DK, class DV>
   void backward(const ExecSpace& space, const Q& q, const K& k, const V& v, const O& out,
                 const L& lse, const DO& dout, const DQ& dq, const DK& dk, const DV& dv) const {
+    backward_impl(space, q, k, v, out, lse, dout, dq, dk, dv, /*two_kernel=*/false);
+  }
+  template <class Q, class K, class V, class O, class L, class DO, class DQ, class DK, class DV>
+  void backward(const Q& q, const K& k, const V& v, const O& out, const L& lse, const DO& dout,
+                const DQ& dq, const DK& dk, const DV& dv) const {
+    backward(ExecSpace(), q, k, v, out, lse, dout, dq, dk, dv);
+  }
+
+ private:
+  friend struct details::PlanTestAccess;
+
+  // two_kernel: use the dQ / dK-dV kernel pair (what device backends run)
+  // even on a host backend, where the fused one-pass kernel is the default.
+  template <class Q, class K, class V, class O, class L, class DO, class DQ, class DK, class DV>
+  void backward_impl(const ExecSpace& space, const Q& q, const K& k, const V& v, const O& out,
+                     const L& lse, const DO& dout, const DQ& dq, const DK& dk, const DV& dv,
+                     bool two_kernel) const {
     using T = typename DQ::non_const_value_type;
     using Acc = details::accum_t<T>;
     static_assert(!std::is_const<typename DQ::value_type>::value &&
@@ -158,33 +179,32 @@ class Plan {
     details::zero_tensor<ExecSpace, T>(space, t.dk);
     details::zero_tensor<ExecSpace, T>(space, t.dv);
     for (int br = 0; br < params_.pattern.num_branches; ++br) {
-      if (details::is_host_space<ExecSpace>()) {
-        // One pass per segment: S and dP computed once per tile pair.
-        details::KernelParams pf = branch_params(br, fused_level_, true);
-        pf.tiles_per_segment = 1;
-        details::BackwardFusedKernel<ExecSpace, T> ff{t, pf};
-        details::launch_teams(space, "dilated::backward_fused", ff, details::league_size(ff.p),
-                              ff.scratch_bytes(ff.p));
-        continue;
+      if constexpr (details::is_host_space<ExecSpace>()) {
+        // One pass per segment: S and dP computed once per tile pair (never
+        // instantiated for device spaces, which keep the two-kernel scheme).
+        if (!two_kernel) {
+          details::KernelParams pf = branch_params(br, fused_level_, true);
+          pf.tiles_per_segment = 1;
+          details::BackwardFusedKernel<ExecSpace, T> ff{t, pf};
+          details::launch_teams(space, "dilated::backward_fused", ff, details::league_size(ff.p),
+                                ff.scratch_bytes(ff.p));
+          continue;
+        }
       }
-      details::BackwardDQKernel<ExecSpace, T> fq{t, branch_params(br, dq_level_, false)};
-      details::launch_teams(space, "dilated::backward_dq", fq, details::league_size(fq.p),
-                            fq.scratch_bytes(fq.p));
-      details::BackwardDKVKernel<ExecSpace, T> fkv{t, branch_params(br, dkv_level_, true)};
-      details::launch_teams(space, "dilated::backward_dkv", fkv, details::league_size(fkv.p),
-                            fkv.scratch_bytes(fkv.p));
+      {
+        details::BackwardDQKernel<ExecSpace, T> fq{t, branch_params(br, dq_level_, false)};
+        details::launch_teams(space, "dilated::backward_dq", fq, details::league_size(fq.p),
+                              fq.scratch_bytes(fq.p));
+        details::BackwardDKVKernel<ExecSpace, T> fkv{t, branch_params(br, dkv_level_, true)};
+        details::launch_teams(space, "dilated::backward_dkv", fkv, details::league_size(fkv.p),
+                              fkv.scratch_bytes(fkv.p));
+      }
     }
     // The workspace is released when `delta` goes out of scope; make sure the
     // kernels that read it have finished.
     space.fence();
   }
-  template <class Q, class K, class V, class O, class L, class DO, class DQ, class DK, class DV>
-  void backward(const Q& q, const K& k, const V& v, const O& out, const L& lse, const DO& dout,
-                const DQ& dq, const DK& dk, const DV& dv) const {
-    backward(ExecSpace(), q, k, v, out, lse, dout, dq, dk, dv);
-  }
 
- private:
   // Launch parameters of one branch. Teams own query tiles, or key tiles
   // (the dk/dv kernel) when `key_tiles`.
   details::KernelParams branch_params(int br, int scratch_level, bool key_tiles) const {
@@ -238,5 +258,14 @@ class Plan {
   details::KernelParams params_;
   int forward_level_ = 0, dq_level_ = 0, dkv_level_ = 0, fused_level_ = 0;
 };
+
+namespace details {
+struct PlanTestAccess {
+  template <class Plan, class... Args>
+  static void backward_two_kernel(const Plan& plan, const Args&... args) {
+    plan.backward_impl(typename Plan::execution_space(), args..., true);
+  }
+};
+}  // namespace details
 
 }  // namespace dilated
