@@ -158,6 +158,172 @@ struct BackwardDQKernel {
   }
 };
 
+// One key tile of the key-major backward (shared by BackwardDKVKernel and
+// BackwardFusedKernel): the tile's K^T and V^T stay in scratch while query
+// tiles stream past as plain rows; each step computes S = Q K^T and
+// dP = dO V^T ([query][key]), turns them into P z and dS' = P (z dP - D)
+// (dS = scale dS'), and accumulates dV += P^T dO, dK += dS'^T (scale Q),
+// reading P and dS' transposed in place. All pointers are team scratch.
+template <class T>
+struct KeyMajorTile {
+  using Acc = accum_t<T>;
+  const BackwardTensors<T>* t;
+  const KernelParams* p;
+  TileCoord c;
+  std::int64_t off, k0, kn, mk, nk, d, dp, tk;
+  Acc *kt, *vt, *ks;          // [dim][key] x2; optional [key][dim] K rows (nullptr: not needed)
+  Acc *dks, *dvs;             // [key][dim] accumulators
+  Acc *qs, *dos;              // [query][dim], query rows of the current step
+  Acc *sc, *dpm;              // [query][key]: P z and dS' after a step
+  Acc *lrow, *drow;           // per query: final LSE and D
+  static constexpr std::int64_t tq = kKeyTile;  // query rows per step
+
+  // The same scratch, moved to key tile [k0, k0 + kn).
+  KOKKOS_INLINE_FUNCTION KeyMajorTile at(std::int64_t new_k0, std::int64_t new_kn) const {
+    KeyMajorTile m = *this;
+    m.k0 = new_k0;
+    m.kn = new_kn;
+    m.mk = round_up(new_kn, kTileMR);
+    m.nk = round_up(new_kn, kTileNR);
+    return m;
+  }
+
+  KOKKOS_INLINE_FUNCTION std::int64_t pos(std::int64_t sparse) const {
+    return p->pattern.position(p->branch, c.s, off, sparse);
+  }
+
+  template <class Member>
+  KOKKOS_INLINE_FUNCTION void load_keys(const Member& team) const {
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nk), [&](const std::int64_t j) {
+      if (j < kn) {
+        const std::int64_t kp = pos(k0 + j);
+        const T* ksrc = &t->k(c.b, kp, c.h, 0);
+        load_col(kt, tk, j, ksrc, t->k.stride[3], d, Acc(1));
+        load_col(vt, tk, j, &t->v(c.b, kp, c.h, 0), t->v.stride[3], d, Acc(1));
+        if (ks) load_row(ks + j * dp, ksrc, t->k.stride[3], d, dp, Acc(1));
+      } else {
+        for (std::int64_t x = 0; x < d; ++x) kt[x * tk + j] = vt[x * tk + j] = 0;
+        if (ks)
+          for (std::int64_t x = 0; x < dp; ++x) ks[j * dp + x] = 0;
+      }
+      if (j < mk)
+        for (std::int64_t x = 0; x < dp; ++x) dks[j * dp + x] = dvs[j * dp + x] = 0;
+    });
+  }
+
+  // Query rows [q0, q0 + qn) against this key tile. Returns with sc = P z and
+  // dpm = dS' for the step (rows padded to kTileMR are zero).
+  template <class Member>
+  KOKKOS_INLINE_FUNCTION void query_step(const Member& team, std::int64_t q0,
+                                         std::int64_t qn) const {
+    const std::int64_t mq = round_up(qn, kTileMR);
+    const Acc scale = static_cast<Acc>(p->scale), oscale = static_cast<Acc>(p->output_scale);
+    team.team_barrier();
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, mq), [&](const std::int64_t i) {
+      if (i < qn) {
+        const std::int64_t qp = pos(q0 + i);
+        // Q pre-scaled: S = (scale Q) K^T, and dK = dS'^T (scale Q) below.
+        load_row(qs + i * dp, &t->q(c.b, qp, c.h, 0), t->q.stride[3], d, dp, scale);
+        load_row(dos + i * dp, &t->dout(c.b, qp, c.h, 0), t->dout.stride[3], d, dp, oscale);
+        lrow[i] = t->lse(c.b, c.h, qp);
+        drow[i] = t->delta(c.b, c.h, qp);
+      } else {
+        for (std::int64_t x = 0; x < dp; ++x) qs[i * dp + x] = dos[i * dp + x] = 0;
+        lrow[i] = drow[i] = 0;
+      }
+    });
+    team.team_barrier();
+    team_tile_gemm(team, mq, nk, d, qs, dp, kt, tk, sc, tk, false);    // S
+    team_tile_gemm(team, mq, nk, d, dos, dp, vt, tk, dpm, tk, false);  // dP
+    team.team_barrier();
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, mq), [&](const std::int64_t i) {
+      Acc* srow = sc + i * tk;    // becomes P z
+      Acc* dsrow = dpm + i * tk;  // becomes dS' = P (z dP - D)
+      // Causal: query q0 + i sees key k0 + j iff k0 + j <= q0 + i.
+      const std::int64_t last = i >= qn ? -1 : (p->causal ? q0 + i - k0 : kn - 1);
+      const Acc li = lrow[i], di = drow[i];
+      if (!p->dropout.enabled()) {
+        for (std::int64_t j = 0; j < nk; ++j) {
+          const bool visible = j <= last && j < kn;
+          const Acc prob = visible ? fast_exp(srow[j] - li) : Acc(0);
+          srow[j] = prob;
+          dsrow[j] = prob * (dsrow[j] - di);
+        }
+      } else {
+        const std::int64_t qp = pos(q0 + (i < qn ? i : 0));
+        for (std::int64_t j = 0; j < nk; ++j) {
+          if (!(j <= last && j < kn)) {
+            srow[j] = dsrow[j] = 0;
+            continue;
+          }
+          const Acc prob = fast_exp(srow[j] - li);
+          const Acc z =
+              static_cast<Acc>(p->dropout.factor(c.b, c.h, qp, pos(k0 + j), p->branch));
+          srow[j] = prob * z;
+          dsrow[j] = prob * (z * dsrow[j] - di);
+        }
+      }
+    });
+    team.team_barrier();
+    team_tile_gemm_strided(team, mk, dp, qn, sc, std::int64_t(1), tk, dos, dp, dvs, dp,
+                           true);  // dV += P^T dO
+    team_tile_gemm_strided(team, mk, dp, qn, dpm, std::int64_t(1), tk, qs, dp, dks, dp,
+                           true);  // dK += dS'^T (scale Q)
+  }
+
+  template <class Member>
+  KOKKOS_INLINE_FUNCTION void store_keys(const Member& team) const {
+    team.team_barrier();
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kn), [&](const std::int64_t j) {
+      const std::int64_t kp = pos(k0 + j);
+      T* gk = &t->dk(c.b, kp, c.h, 0);
+      T* gv = &t->dv(c.b, kp, c.h, 0);
+      const std::int64_t sk = t->dk.stride[3], sv = t->dv.stride[3];
+      for (std::int64_t x = 0; x < d; ++x) {
+        gk[x * sk] = static_cast<T>(static_cast<Acc>(gk[x * sk]) + dks[j * dp + x]);
+        gv[x * sv] = static_cast<T>(static_cast<Acc>(gv[x * sv]) + dvs[j * dp + x]);
+      }
+    });
+  }
+};
+
+// Scratch of a KeyMajorTile: kt, vt, dks, dvs (+ ks) key-sized, qs, dos
+// query-sized, two score tiles and two per-query vectors.
+template <class Scratch>
+std::size_t key_major_scratch_bytes(std::int64_t head_dim, std::int64_t tk, bool with_key_rows) {
+  const std::int64_t dp = round_up(head_dim, kTileNR), tq = kKeyTile;
+  return Scratch::shmem_size(tk * dp) * (with_key_rows ? 5 : 4) +
+         Scratch::shmem_size(tq * dp) * 2 + Scratch::shmem_size(tq * tk) * 2 +
+         Scratch::shmem_size(tq) * 2;
+}
+
+// Allocates a KeyMajorTile's scratch for the team's key tile [k0, k0 + kn).
+template <class T, class ScratchSpace, class Scratch>
+KOKKOS_INLINE_FUNCTION KeyMajorTile<T> make_key_major_tile(
+    const ScratchSpace& scratch, const BackwardTensors<T>& t, const KernelParams& p,
+    const TileCoord& c, std::int64_t off, std::int64_t k0, std::int64_t kn, bool with_key_rows,
+    Scratch* /*type tag*/) {
+  using Acc = accum_t<T>;
+  const std::int64_t d = p.head_dim, tk = p.tile_k, dp = round_up(d, kTileNR),
+                     tq = KeyMajorTile<T>::tq;
+  KeyMajorTile<T> m{&t, &p, c, off, k0, kn, round_up(kn, kTileMR), round_up(kn, kTileNR), d, dp, tk,
+                    nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                    nullptr, nullptr, nullptr};
+  auto take = [&](std::int64_t n) -> Acc* { return Scratch(scratch, n).data(); };
+  m.kt = take(dp * tk);
+  m.vt = take(dp * tk);
+  m.ks = with_key_rows ? take(tk * dp) : nullptr;
+  m.dks = take(tk * dp);
+  m.dvs = take(tk * dp);
+  m.qs = take(tq * dp);
+  m.dos = take(tq * dp);
+  m.sc = take(tq * tk);
+  m.dpm = take(tq * tk);
+  m.lrow = take(tq);
+  m.drow = take(tq);
+  return m;
+}
+
 template <class ExecSpace, class T>
 struct BackwardDKVKernel {
   using Acc = accum_t<T>;
@@ -168,110 +334,22 @@ struct BackwardDKVKernel {
   std::int64_t league_offset = 0;
 
   static std::size_t scratch_bytes(const KernelParams& p) {
-    const std::int64_t dp = round_up(p.head_dim, kTileNR), tk = p.tile_k, tq = kKeyTile;
-    return Scratch::shmem_size(tk * dp) * 4 + Scratch::shmem_size(tq * dp) * 2 +
-           Scratch::shmem_size(tq * tk) * 2 + Scratch::shmem_size(tq) * 2;
+    return key_major_scratch_bytes<Scratch>(p.head_dim, p.tile_k, false);
   }
 
-  // The team's key tile is transposed once (K^T, V^T); the streamed query
-  // tiles are plain rows: S = Q K^T, dP = dO V^T ([query][key]), and
-  // dV += P^T dO, dK += dS^T Q read P and dS transposed in place.
+  // The team's key tile is transposed once (K^T, V^T); query tiles stream.
   KOKKOS_INLINE_FUNCTION void operator()(const member_type& team) const {
     const TileCoord c = decode_tile(p, team.league_rank() + league_offset);
     const TileRows rows = tile_rows(p, c, p.tile_k);
     if (rows.count == 0) return;
-    const int br = p.branch;
-    const std::int64_t off = rows.offset, n = rows.kept, k0 = rows.begin, kn = rows.count;
-    const std::int64_t d = p.head_dim, tk = p.tile_k, dp = round_up(d, kTileNR);
-    const std::int64_t mk = round_up(kn, kTileMR), nk = round_up(kn, kTileNR);
-    constexpr std::int64_t tq = kKeyTile;  // query rows per step
-
-    const auto& scratch = team.team_scratch(p.scratch_level);
-    Scratch kt(scratch, dp * tk), vt(scratch, dp * tk);     // [dim][key]
-    Scratch dks(scratch, tk * dp), dvs(scratch, tk * dp);   // [key][dim]
-    Scratch qs(scratch, tq * dp), dos(scratch, tq * dp);    // [query][dim]
-    Scratch sc(scratch, tq * tk), dpm(scratch, tq * tk);    // [query][key]
-    Scratch lrow(scratch, tq), drow(scratch, tq);
-    const Acc scale = static_cast<Acc>(p.scale);
-    const Acc oscale = static_cast<Acc>(p.output_scale);
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nk), [&](const std::int64_t j) {
-      if (j < kn) {
-        const std::int64_t pos = p.pattern.position(br, c.s, off, k0 + j);
-        load_col(&kt(0), tk, j, &t.k(c.b, pos, c.h, 0), t.k.stride[3], d, Acc(1));
-        load_col(&vt(0), tk, j, &t.v(c.b, pos, c.h, 0), t.v.stride[3], d, Acc(1));
-      } else {
-        for (std::int64_t x = 0; x < d; ++x) kt(x * tk + j) = vt(x * tk + j) = 0;
-      }
-      if (j < mk)
-        for (std::int64_t x = 0; x < dp; ++x) dks(j * dp + x) = dvs(j * dp + x) = 0;
-    });
-    for (std::int64_t q0 = query_range_begin(p.causal, k0); q0 < n; q0 += tq) {
-      const std::int64_t qn = n - q0 < tq ? n - q0 : tq;
-      const std::int64_t mq = round_up(qn, kTileMR);
-      team.team_barrier();
-      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, mq), [&](const std::int64_t i) {
-        if (i < qn) {
-          const std::int64_t pos = p.pattern.position(br, c.s, off, q0 + i);
-          // Q pre-scaled: S = (scale Q) K^T, and dK = dS'^T (scale Q) below.
-          load_row(&qs(i * dp), &t.q(c.b, pos, c.h, 0), t.q.stride[3], d, dp, scale);
-          load_row(&dos(i * dp), &t.dout(c.b, pos, c.h, 0), t.dout.stride[3], d, dp, oscale);
-          lrow(i) = t.lse(c.b, c.h, pos);
-          drow(i) = t.delta(c.b, c.h, pos);
-        } else {
-          for (std::int64_t x = 0; x < dp; ++x) qs(i * dp + x) = dos(i * dp + x) = 0;
-          lrow(i) = drow(i) = 0;
-        }
-      });
-      team.team_barrier();
-      team_tile_gemm(team, mq, nk, d, &qs(0), dp, &kt(0), tk, &sc(0), tk, false);    // S
-      team_tile_gemm(team, mq, nk, d, &dos(0), dp, &vt(0), tk, &dpm(0), tk, false);  // dP
-      team.team_barrier();
-      Kokkos::parallel_for(Kokkos::TeamThreadRange(team, mq), [&](const std::int64_t i) {
-        Acc* srow = &sc(i * tk);   // becomes P z
-        Acc* dsrow = &dpm(i * tk); // becomes dS' = P (z dP - D)
-        // Causal: query q0 + i sees key k0 + j iff k0 + j <= q0 + i.
-        const std::int64_t last = i >= qn ? -1 : (p.causal ? q0 + i - k0 : kn - 1);
-        const Acc li = lrow(i), di = drow(i);
-        if (!p.dropout.enabled()) {
-          for (std::int64_t j = 0; j < nk; ++j) {
-            const bool visible = j <= last && j < kn;
-            const Acc prob = visible ? fast_exp(srow[j] - li) : Acc(0);
-            srow[j] = prob;
-            dsrow[j] = prob * (dsrow[j] - di);
-          }
-        } else {
-          const std::int64_t qpos = p.pattern.position(br, c.s, off, q0 + (i < qn ? i : 0));
-          for (std::int64_t j = 0; j < nk; ++j) {
-            if (!(j <= last && j < kn)) {
-              srow[j] = dsrow[j] = 0;
-              continue;
-            }
-            const Acc prob = fast_exp(srow[j] - li);
-            const Acc z = static_cast<Acc>(p.dropout.factor(
-                c.b, c.h, qpos, p.pattern.position(br, c.s, off, k0 + j), br));
-            srow[j] = prob * z;
-            dsrow[j] = prob * (z * dsrow[j] - di);
-          }
-        }
-      });
-      team.team_barrier();
-      // dV += P^T dO and dK += dS'^T (scale Q), reading P and dS' transposed.
-      team_tile_gemm_strided(team, mk, dp, qn, &sc(0), std::int64_t(1), tk, &dos(0), dp, &dvs(0),
-                             dp, true);
-      team_tile_gemm_strided(team, mk, dp, qn, &dpm(0), std::int64_t(1), tk, &qs(0), dp,
-                             &dks(0), dp, true);
-    }
-    team.team_barrier();
-    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kn), [&](const std::int64_t j) {
-      const std::int64_t pos = p.pattern.position(br, c.s, off, k0 + j);
-      T* gk = &t.dk(c.b, pos, c.h, 0);
-      T* gv = &t.dv(c.b, pos, c.h, 0);
-      const std::int64_t sk = t.dk.stride[3], sv = t.dv.stride[3];
-      for (std::int64_t x = 0; x < d; ++x) {
-        gk[x * sk] = static_cast<T>(static_cast<Acc>(gk[x * sk]) + dks(j * dp + x));
-        gv[x * sv] = static_cast<T>(static_cast<Acc>(gv[x * sv]) + dvs(j * dp + x));
-      }
-    });
+    const KeyMajorTile<T> tile = make_key_major_tile(
+        team.team_scratch(p.scratch_level), t, p, c, rows.offset, rows.begin, rows.count, false,
+        static_cast<Scratch*>(nullptr));
+    tile.load_keys(team);
+    const std::int64_t n = rows.kept;
+    for (std::int64_t q0 = query_range_begin(p.causal, rows.begin); q0 < n; q0 += tile.tq)
+      tile.query_step(team, q0, n - q0 < tile.tq ? n - q0 : tile.tq);
+    tile.store_keys(team);
   }
 };
 
