@@ -76,6 +76,26 @@ struct PatternParams {
   DILATED_INLINE std::int64_t position(int i, std::int64_t s, std::int64_t o, std::int64_t j) const {
     return segment_begin(i, s) + o + j * dilation[i];
   }
+  // The sparse indices of segment s (branch i, offset o) whose positions lie
+  // in the window [begin, end) of the sequence: [*j0, *j1), empty if j0 >= j1.
+  // Plain calls use the whole sequence; sequence parallelism (src/dist) runs
+  // queries and keys from different windows (a rank's shard, a peer's shard).
+  DILATED_INLINE void window_range(int i, std::int64_t s, std::int64_t o, std::int64_t begin,
+                                   std::int64_t end, std::int64_t* j0, std::int64_t* j1) const {
+    const std::int64_t base = segment_begin(i, s) + o, r = dilation[i];
+    const std::int64_t kept = kept_count(i, s, o);
+    const std::int64_t a = begin <= base ? 0 : (begin - base + r - 1) / r;  // first at >= begin
+    const std::int64_t b = end <= base ? 0 : (end - base + r - 1) / r;      // first at >= end
+    *j0 = a < kept ? a : kept;
+    *j1 = b < kept ? b : kept;
+  }
+  // Upper bound of the kept positions of one (segment, offset) inside any
+  // window of `len` positions.
+  DILATED_INLINE std::int64_t max_kept_in_window(int i, std::int64_t len) const {
+    const std::int64_t w = segment_length[i] < seq_len ? segment_length[i] : seq_len;
+    const std::int64_t n = len < w ? len : w;
+    return (n + dilation[i] - 1) / dilation[i];
+  }
   // Is position p kept by (branch i, offset o)? If so, *seg and *j receive its
   // segment and sparse index.
   DILATED_INLINE bool keeps(int i, std::int64_t o, std::int64_t p, std::int64_t* seg,
@@ -89,16 +109,20 @@ struct PatternParams {
   }
 };
 
-// The key range a query tile visits, in sparse indices of its segment:
-// [0, end). Non-causal: the whole sparse segment. Causal: up to and including
-// the tile's last query (keys after it are masked for every row of the tile).
-DILATED_INLINE std::int64_t key_range_end(bool causal, std::int64_t kept,
+// The end of the key range a query tile visits, in sparse indices of its
+// segment, given the keys available end at `key_end`. Non-causal: all of them.
+// Causal: up to and including the tile's last query (keys after it are masked
+// for every row of the tile).
+DILATED_INLINE std::int64_t key_range_end(bool causal, std::int64_t key_end,
                                           std::int64_t query_begin, std::int64_t query_count) {
-  return causal ? query_begin + query_count : kept;
+  const std::int64_t last = query_begin + query_count;
+  return causal && last < key_end ? last : key_end;
 }
-// The query range a key tile is visited by, in sparse indices: [begin, kept).
-DILATED_INLINE std::int64_t query_range_begin(bool causal, std::int64_t key_begin) {
-  return causal ? key_begin : 0;
+// The first query that visits a key tile starting at `key_begin`, given the
+// queries available start at `query_begin` (sparse indices).
+DILATED_INLINE std::int64_t query_range_begin(bool causal, std::int64_t query_begin,
+                                              std::int64_t key_begin) {
+  return causal && key_begin > query_begin ? key_begin : query_begin;
 }
 
 PatternParams make_pattern(const AttentionConfig& config, const ProblemShape& shape);

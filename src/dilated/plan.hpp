@@ -11,6 +11,7 @@
 #pragma once
 
 #include <Kokkos_Core.hpp>
+#include <algorithm>
 #include <string>
 #include <type_traits>
 
@@ -130,6 +131,118 @@ class Plan {
     backward(ExecSpace(), q, k, v, out, lse, dout, dq, dk, dv);
   }
 
+  // --- Windowed calls: the building blocks of sequence parallelism ----------
+  // One branch, with queries and keys taken from windows of the sequence:
+  // q, out, lse (and dout, delta, dq) hold positions [q_begin, q_begin +
+  // q.extent(1)); k, v (and dk, dv) hold [k_begin, k_begin + k.extent(1)).
+  // Pairs interact exactly as in forward() (same segment, same offset,
+  // causal by position). src/dist composes a layer from these calls on a
+  // rank's own shard and the shards it receives.
+  //
+  // forward_window merges the window pair's attention into (out, lse) by
+  // log-sum-exp; starting from out = 0, lse = -inf and calling it for every
+  // branch and every key window gives forward()'s result. Asynchronous, like
+  // forward().
+  template <class Q, class K, class V, class O, class L>
+  void forward_window(const ExecSpace& space, int branch, std::int64_t q_begin, const Q& q,
+                      const O& out, const L& lse, std::int64_t k_begin, const K& k,
+                      const V& v) const {
+    using T = typename O::non_const_value_type;
+    static_check_io<T, Q, K, V, O>();
+    static_check_lse<T, L>();
+    const auto qr = details::make_ref(q);
+    const auto kr = details::make_ref(k);
+    const auto vr = details::make_ref(v);
+    const auto outr = details::make_ref(out);
+    const auto lser = details::make_ref(lse);
+    check_branch(branch);
+    const Window w{q_begin, qr.extent[1], k_begin, kr.extent[1]};
+    check_window("q", qr, w.q_begin, w.q_len);
+    check_window("out", outr, w.q_begin, w.q_len);
+    check_window("k", kr, w.k_begin, w.k_len);
+    check_window("v", vr, w.k_begin, w.k_len);
+    ProblemShape ls = shape_;
+    ls.seq_len = w.q_len;
+    details::check_lse("lse", lser, ls);
+    details::check_no_alias("out", outr, "q", qr);
+    details::check_no_alias("out", outr, "k", kr);
+    details::check_no_alias("out", outr, "v", vr);
+    details::check_no_alias("out", outr, "lse", lser);
+    // --- nothing above writes; everything below may ---
+    details::ForwardBranchKernel<ExecSpace, T> f{qr, kr, vr, outr, lser,
+                                                 branch_params(branch, forward_level_, false, w)};
+    if (f.p.segments > 0)
+      details::launch_teams(space, "dilated::forward_window", f, details::league_size(f.p),
+                            f.scratch_bytes(f.p));
+  }
+
+  // Adds the window pair's share of the gradient into dq, dk, dv (the caller
+  // zeroes them once). lse is forward's final LSE of the queries and delta =
+  // rowsum(dout * out) of the queries ([batch, heads, rows], accumulation type),
+  // from backward_delta(). Asynchronous.
+  template <class Q, class K, class V, class DO, class L, class DL, class DQ, class DK, class DV>
+  void backward_window(const ExecSpace& space, int branch, std::int64_t q_begin, const Q& q,
+                       const DO& dout, const L& lse, const DL& delta, const DQ& dq,
+                       std::int64_t k_begin, const K& k, const V& v, const DK& dk,
+                       const DV& dv) const {
+    using T = typename DQ::non_const_value_type;
+    static_check_io<T, Q, K, V, DQ>();
+    static_check_io<T, DO, DK, DV>();
+    static_check_lse<T, L>();
+    static_check_lse<T, DL>();
+    details::BackwardTensors<T> t;
+    t.q = details::make_ref(q);
+    t.k = details::make_ref(k);
+    t.v = details::make_ref(v);
+    t.dout = details::make_ref(dout);
+    t.lse = details::make_ref(lse);
+    t.delta = details::make_ref(delta);
+    t.dq = details::make_ref(dq);
+    t.dk = details::make_ref(dk);
+    t.dv = details::make_ref(dv);
+    check_branch(branch);
+    const Window w{q_begin, t.q.extent[1], k_begin, t.k.extent[1]};
+    const char* qn[] = {"q", "dout", "dq"};
+    const TensorRef<const T, 4> qs[] = {t.q, t.dout, t.dq};
+    for (int i = 0; i < 3; ++i) check_window(qn[i], qs[i], w.q_begin, w.q_len);
+    const char* kn[] = {"k", "v", "dk", "dv"};
+    const TensorRef<const T, 4> ks[] = {t.k, t.v, t.dk, t.dv};
+    for (int i = 0; i < 4; ++i) check_window(kn[i], ks[i], w.k_begin, w.k_len);
+    ProblemShape ls = shape_;
+    ls.seq_len = w.q_len;
+    details::check_lse("lse", t.lse, ls);
+    details::check_lse("delta", t.delta, ls);
+    const TensorRef<const T, 4> ins[] = {t.q, t.dout, t.k, t.v};
+    const char* in_names[] = {"q", "dout", "k", "v"};
+    const TensorRef<const T, 4> outs[] = {t.dq, t.dk, t.dv};
+    const char* out_names[] = {"dq", "dk", "dv"};
+    for (int g = 0; g < 3; ++g) {
+      for (int i = 0; i < 4; ++i) details::check_no_alias(out_names[g], outs[g], in_names[i], ins[i]);
+      for (int i = 0; i < 3; ++i)
+        if (i != g) details::check_no_alias(out_names[g], outs[g], out_names[i], outs[i]);
+    }
+    // --- nothing above writes; everything below may ---
+    launch_backward_branch(space, t, branch, w, false);
+  }
+
+  // delta = rowsum(dout * out) per (batch, head, position) of a query window,
+  // the input backward_window needs besides forward's lse. Asynchronous.
+  template <class O, class DO, class DL>
+  void backward_delta(const ExecSpace& space, const O& out, const DO& dout,
+                      const DL& delta) const {
+    using T = typename O::non_const_value_type;
+    static_check_io<T, O, DO>();
+    static_check_lse<T, DL>();
+    const TensorRef<const T, 4> outr = details::make_ref(out), doutr = details::make_ref(dout);
+    const auto dr = details::make_ref(delta);
+    check_window("out", outr, 0, outr.extent[1]);
+    check_window("dout", doutr, 0, outr.extent[1]);
+    ProblemShape ls = shape_;
+    ls.seq_len = outr.extent[1];
+    details::check_lse("delta", dr, ls);
+    details::compute_delta<ExecSpace, T>(space, outr, doutr, dr);
+  }
+
  private:
   friend struct details::PlanTestAccess;
 
@@ -178,43 +291,89 @@ class Plan {
     details::zero_tensor<ExecSpace, T>(space, t.dq);
     details::zero_tensor<ExecSpace, T>(space, t.dk);
     details::zero_tensor<ExecSpace, T>(space, t.dv);
-    for (int br = 0; br < params_.pattern.num_branches; ++br) {
-      if constexpr (details::is_host_space<ExecSpace>()) {
-        // One pass per segment: S and dP computed once per tile pair (never
-        // instantiated for device spaces, which keep the two-kernel scheme).
-        if (!two_kernel) {
-          details::KernelParams pf = branch_params(br, fused_level_, true);
-          pf.tiles_per_segment = 1;
-          details::BackwardFusedKernel<ExecSpace, T> ff{t, pf};
-          details::launch_teams(space, "dilated::backward_fused", ff, details::league_size(ff.p),
-                                ff.scratch_bytes(ff.p));
-          continue;
-        }
-      }
-      {
-        details::BackwardDQKernel<ExecSpace, T> fq{t, branch_params(br, dq_level_, false)};
-        details::launch_teams(space, "dilated::backward_dq", fq, details::league_size(fq.p),
-                              fq.scratch_bytes(fq.p));
-        details::BackwardDKVKernel<ExecSpace, T> fkv{t, branch_params(br, dkv_level_, true)};
-        details::launch_teams(space, "dilated::backward_dkv", fkv, details::league_size(fkv.p),
-                              fkv.scratch_bytes(fkv.p));
-      }
-    }
+    for (int br = 0; br < params_.pattern.num_branches; ++br)
+      launch_backward_branch(space, t, br, whole_sequence(), two_kernel);
     // The workspace is released when `delta` goes out of scope; make sure the
     // kernels that read it have finished.
     space.fence();
   }
 
-  // Launch parameters of one branch. Teams own query tiles, or key tiles
-  // (the dk/dv kernel) when `key_tiles`.
-  details::KernelParams branch_params(int br, int scratch_level, bool key_tiles) const {
+  // Which positions the query-side and key-side tensors of a call hold.
+  struct Window {
+    std::int64_t q_begin, q_len, k_begin, k_len;
+  };
+  Window whole_sequence() const { return {0, shape_.seq_len, 0, shape_.seq_len}; }
+
+  // Launch parameters of one branch on a window pair: only the segments that
+  // both windows touch are visited. Teams own query tiles, or key tiles (the
+  // dk/dv kernel) when `key_tiles`.
+  details::KernelParams branch_params(int br, int scratch_level, bool key_tiles,
+                                      const Window& w) const {
     details::KernelParams p = params_;
     p.branch = br;
     p.scratch_level = scratch_level;
-    p.segments = params_.pattern.num_segments(br);
+    p.q_begin = w.q_begin;
+    p.q_end = w.q_begin + w.q_len;
+    p.k_begin = w.k_begin;
+    p.k_end = w.k_begin + w.k_len;
+    const std::int64_t seg = params_.pattern.segment_length[br];
+    const std::int64_t first = std::max(p.q_begin, p.k_begin) / seg;
+    const std::int64_t last = std::min(p.q_end, p.k_end) - 1;  // < first*seg: no shared segment
+    p.first_segment = first;
+    p.segments = last < first * seg ? 0 : last / seg - first + 1;
     const std::int64_t tile = key_tiles ? p.tile_k : p.tile_q;
-    p.tiles_per_segment = (params_.pattern.max_kept_count(br) + tile - 1) / tile;
+    p.tiles_per_segment =
+        (params_.pattern.max_kept_in_window(br, key_tiles ? w.k_len : w.q_len) + tile - 1) / tile;
     return p;
+  }
+  details::KernelParams branch_params(int br, int scratch_level, bool key_tiles) const {
+    return branch_params(br, scratch_level, key_tiles, whole_sequence());
+  }
+
+  // The backward kernels of one branch on one window pair; they add into
+  // t.dq, t.dk, t.dv.
+  template <class T>
+  void launch_backward_branch(const ExecSpace& space, const details::BackwardTensors<T>& t,
+                              int br, const Window& w, bool two_kernel) const {
+    if constexpr (details::is_host_space<ExecSpace>()) {
+      // One pass per segment: S and dP computed once per tile pair (never
+      // instantiated for device spaces, which keep the two-kernel scheme).
+      if (!two_kernel) {
+        details::KernelParams pf = branch_params(br, fused_level_, true, w);
+        pf.tiles_per_segment = 1;
+        details::BackwardFusedKernel<ExecSpace, T> ff{t, pf};
+        details::launch_teams(space, "dilated::backward_fused", ff, details::league_size(ff.p),
+                              ff.scratch_bytes(ff.p));
+        return;
+      }
+    }
+    details::BackwardDQKernel<ExecSpace, T> fq{t, branch_params(br, dq_level_, false, w)};
+    details::launch_teams(space, "dilated::backward_dq", fq, details::league_size(fq.p),
+                          fq.scratch_bytes(fq.p));
+    details::BackwardDKVKernel<ExecSpace, T> fkv{t, branch_params(br, dkv_level_, true, w)};
+    details::launch_teams(space, "dilated::backward_dkv", fkv, details::league_size(fkv.p),
+                          fkv.scratch_bytes(fkv.p));
+  }
+
+  // Run-time checks of a windowed call's tensors: [batch, rows, heads,
+  // head_dim] with the window [begin, begin + rows) inside the sequence.
+  template <class T>
+  void check_window(const char* name, const TensorRef<T, 4>& t, std::int64_t begin,
+                    std::int64_t rows) const {
+    ProblemShape s = shape_;
+    s.seq_len = rows;
+    details::check_bshd(name, t, s);
+    if (begin < 0 || rows < 1 || begin > shape_.seq_len - rows)
+      throw Error("window.range", std::string(name) + " holds positions [" +
+                                      std::to_string(begin) + ", " + std::to_string(begin + rows) +
+                                      ") outside the plan's sequence [0, " +
+                                      std::to_string(shape_.seq_len) + ")");
+  }
+  void check_branch(int br) const {
+    if (br < 0 || br >= params_.pattern.num_branches)
+      throw Error("window.branch", "branch " + std::to_string(br) + " is not one of the config's " +
+                                       std::to_string(params_.pattern.num_branches) +
+                                       " branches");
   }
 
   // Sized for double (the largest accumulation type) so one answer serves

@@ -34,21 +34,25 @@ struct BackwardFusedKernel {
 
   KOKKOS_INLINE_FUNCTION void operator()(const member_type& team) const {
     const TileCoord c = decode_tile(p, team.league_rank() + league_offset);
-    const TileRows seg = tile_rows(p, c, p.pattern.max_kept_count(p.branch));
+    // The team's keys: the segment's whole key window (tiles_per_segment == 1).
+    const TileRows seg =
+        tile_rows(p, c, p.pattern.max_kept_in_window(p.branch, p.k_end - p.k_begin), true);
     if (seg.count == 0) return;
-    const std::int64_t n = seg.kept, d = p.head_dim, dp = round_up(d, kTileNR);
+    const std::int64_t kend = seg.begin + seg.count, n = seg.other_end;  // n: queries' end
+    const std::int64_t d = p.head_dim, dp = round_up(d, kTileNR);
     const Acc scale = static_cast<Acc>(p.scale);
     // Team scratch is a bump allocator: take it once, reuse it for every key tile.
     const auto& scratch = team.team_scratch(p.scratch_level);
     const KeyMajorTile<T> first = make_key_major_tile(scratch, t, p, c, seg.offset, 0, 0, true,
                                                       static_cast<Scratch*>(nullptr));
     Scratch dqt(scratch, first.tq * dp);
-    for (std::int64_t k0 = 0; k0 < n; k0 += p.tile_k) {
-      const KeyMajorTile<T> tile = first.at(k0, n - k0 < p.tile_k ? n - k0 : p.tile_k);
+    for (std::int64_t k0 = seg.begin; k0 < kend; k0 += p.tile_k) {
+      const KeyMajorTile<T> tile = first.at(k0, kend - k0 < p.tile_k ? kend - k0 : p.tile_k);
       const std::int64_t kn = tile.kn;
       team.team_barrier();  // the previous key tile's readers are done
       tile.load_keys(team);
-      for (std::int64_t q0 = query_range_begin(p.causal, k0); q0 < n; q0 += tile.tq) {
+      for (std::int64_t q0 = query_range_begin(p.causal, seg.other_begin, k0); q0 < n;
+           q0 += tile.tq) {
         const std::int64_t qn = n - q0 < tile.tq ? n - q0 : tile.tq;
         tile.query_step(team, q0, qn);
         // dQ += scale dS' K, straight into dq: these rows belong to this team.
@@ -56,7 +60,7 @@ struct BackwardFusedKernel {
                        &dqt(0), dp, false);
         team.team_barrier();
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, qn), [&](const std::int64_t i) {
-          T* g = &t.dq(c.b, tile.pos(q0 + i), c.h, 0);
+          T* g = &t.dq(c.b, p.q_row(tile.pos(q0 + i)), c.h, 0);
           const std::int64_t sd = t.dq.stride[3];
           for (std::int64_t x = 0; x < d; ++x)
             g[x * sd] = static_cast<T>(static_cast<Acc>(g[x * sd]) + scale * dqt(i * dp + x));

@@ -69,7 +69,7 @@ struct BackwardDQKernel {
     const TileRows rows = tile_rows(p, c, p.tile_q);
     if (rows.count == 0) return;
     const int br = p.branch;
-    const std::int64_t off = rows.offset, n = rows.kept, q0 = rows.begin, qn = rows.count;
+    const std::int64_t off = rows.offset, q0 = rows.begin, qn = rows.count;
     const std::int64_t d = p.head_dim, tq = p.tile_q, dp = round_up(d, kTileNR);
     const std::int64_t mq = round_up(qn, kTileMR), nq = round_up(qn, kTileNR);
     constexpr std::int64_t tk = kKeyTile;
@@ -84,7 +84,7 @@ struct BackwardDQKernel {
     const Acc oscale = static_cast<Acc>(p.output_scale);
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nq), [&](const std::int64_t i) {
       if (i < qn) {
-        const std::int64_t pos = p.pattern.position(br, c.s, off, q0 + i);
+        const std::int64_t pos = p.q_row(p.pattern.position(br, c.s, off, q0 + i));
         load_col(&qt(0), tq, i, &t.q(c.b, pos, c.h, 0), t.q.stride[3], d, scale);
         // dO_true = output_scale * dout (see the head-group mode)
         load_col(&dot(0), tq, i, &t.dout(c.b, pos, c.h, 0), t.dout.stride[3], d, oscale);
@@ -96,14 +96,14 @@ struct BackwardDQKernel {
       }
       for (std::int64_t x = 0; x < dp; ++x) dqs(i * dp + x) = 0;
     });
-    const std::int64_t kend = key_range_end(p.causal, n, q0, qn);
-    for (std::int64_t k0 = 0; k0 < kend; k0 += tk) {
+    const std::int64_t kend = key_range_end(p.causal, rows.other_end, q0, qn);
+    for (std::int64_t k0 = rows.other_begin; k0 < kend; k0 += tk) {
       const std::int64_t kn = kend - k0 < tk ? kend - k0 : tk;
       const std::int64_t mk = round_up(kn, kTileMR);
       team.team_barrier();
       Kokkos::parallel_for(Kokkos::TeamThreadRange(team, mk), [&](const std::int64_t j) {
         if (j < kn) {
-          const std::int64_t pos = p.pattern.position(br, c.s, off, k0 + j);
+          const std::int64_t pos = p.k_row(p.pattern.position(br, c.s, off, k0 + j));
           load_row(&ks(j * dp), &t.k(c.b, pos, c.h, 0), t.k.stride[3], d, dp, Acc(1));
           load_row(&vs(j * dp), &t.v(c.b, pos, c.h, 0), t.v.stride[3], d, dp, Acc(1));
         } else {
@@ -150,7 +150,7 @@ struct BackwardDQKernel {
     }
     team.team_barrier();
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, qn), [&](const std::int64_t i) {
-      T* g = &t.dq(c.b, p.pattern.position(br, c.s, off, q0 + i), c.h, 0);
+      T* g = &t.dq(c.b, p.q_row(p.pattern.position(br, c.s, off, q0 + i)), c.h, 0);
       const std::int64_t sd = t.dq.stride[3];
       for (std::int64_t x = 0; x < d; ++x)
         g[x * sd] = static_cast<T>(static_cast<Acc>(g[x * sd]) + dqs(i * dp + x));
@@ -196,7 +196,7 @@ struct KeyMajorTile {
   KOKKOS_INLINE_FUNCTION void load_keys(const Member& team) const {
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nk), [&](const std::int64_t j) {
       if (j < kn) {
-        const std::int64_t kp = pos(k0 + j);
+        const std::int64_t kp = p->k_row(pos(k0 + j));
         const T* ksrc = &t->k(c.b, kp, c.h, 0);
         load_col(kt, tk, j, ksrc, t->k.stride[3], d, Acc(1));
         load_col(vt, tk, j, &t->v(c.b, kp, c.h, 0), t->v.stride[3], d, Acc(1));
@@ -221,7 +221,7 @@ struct KeyMajorTile {
     team.team_barrier();
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, mq), [&](const std::int64_t i) {
       if (i < qn) {
-        const std::int64_t qp = pos(q0 + i);
+        const std::int64_t qp = p->q_row(pos(q0 + i));
         // Q pre-scaled: S = (scale Q) K^T, and dK = dS'^T (scale Q) below.
         load_row(qs + i * dp, &t->q(c.b, qp, c.h, 0), t->q.stride[3], d, dp, scale);
         load_row(dos + i * dp, &t->dout(c.b, qp, c.h, 0), t->dout.stride[3], d, dp, oscale);
@@ -275,7 +275,7 @@ struct KeyMajorTile {
   KOKKOS_INLINE_FUNCTION void store_keys(const Member& team) const {
     team.team_barrier();
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kn), [&](const std::int64_t j) {
-      const std::int64_t kp = pos(k0 + j);
+      const std::int64_t kp = p->k_row(pos(k0 + j));
       T* gk = &t->dk(c.b, kp, c.h, 0);
       T* gv = &t->dv(c.b, kp, c.h, 0);
       const std::int64_t sk = t->dk.stride[3], sv = t->dv.stride[3];
@@ -340,14 +340,15 @@ struct BackwardDKVKernel {
   // The team's key tile is transposed once (K^T, V^T); query tiles stream.
   KOKKOS_INLINE_FUNCTION void operator()(const member_type& team) const {
     const TileCoord c = decode_tile(p, team.league_rank() + league_offset);
-    const TileRows rows = tile_rows(p, c, p.tile_k);
+    const TileRows rows = tile_rows(p, c, p.tile_k, /*own_keys=*/true);
     if (rows.count == 0) return;
     const KeyMajorTile<T> tile = make_key_major_tile(
         team.team_scratch(p.scratch_level), t, p, c, rows.offset, rows.begin, rows.count, false,
         static_cast<Scratch*>(nullptr));
     tile.load_keys(team);
-    const std::int64_t n = rows.kept;
-    for (std::int64_t q0 = query_range_begin(p.causal, rows.begin); q0 < n; q0 += tile.tq)
+    const std::int64_t n = rows.other_end;
+    for (std::int64_t q0 = query_range_begin(p.causal, rows.other_begin, rows.begin); q0 < n;
+         q0 += tile.tq)
       tile.query_step(team, q0, n - q0 < tile.tq ? n - q0 : tile.tq);
     tile.store_keys(team);
   }

@@ -47,7 +47,7 @@ struct ForwardBranchKernel {
     const TileRows rows = tile_rows(p, c, p.tile_q);
     if (rows.count == 0) return;
     const int br = p.branch;
-    const std::int64_t off = rows.offset, n = rows.kept, q0 = rows.begin, qn = rows.count;
+    const std::int64_t off = rows.offset, q0 = rows.begin, qn = rows.count;
     const std::int64_t d = p.head_dim, tq = p.tile_q, dp = round_up(d, kTileNR);
     const std::int64_t mq = round_up(qn, kTileMR);  // output rows the PV product covers
     const std::int64_t nq = round_up(qn, kTileNR);  // score columns (queries) computed
@@ -66,7 +66,7 @@ struct ForwardBranchKernel {
     const Acc scale = static_cast<Acc>(p.scale);
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nq), [&](const std::int64_t i) {
       if (i < qn) {
-        const T* src = &q(c.b, p.pattern.position(br, c.s, off, q0 + i), c.h, 0);
+        const T* src = &q(c.b, p.q_row(p.pattern.position(br, c.s, off, q0 + i)), c.h, 0);
         for (std::int64_t x = 0; x < d; ++x)
           qt(x * tq + i) = static_cast<Acc>(src[x * q.stride[3]]) * scale;
       } else {  // padding queries: finite scores, never stored
@@ -76,8 +76,8 @@ struct ForwardBranchKernel {
       m(i) = -INFINITY;
       l(i) = 0;
     });
-    const std::int64_t kend = key_range_end(p.causal, n, q0, qn);
-    for (std::int64_t k0 = 0; k0 < kend; k0 += tk) {
+    const std::int64_t kend = key_range_end(p.causal, rows.other_end, q0, qn);
+    for (std::int64_t k0 = rows.other_begin; k0 < kend; k0 += tk) {
       const std::int64_t kn = kend - k0 < tk ? kend - k0 : tk;
       const std::int64_t mk = round_up(kn, kTileMR);  // key rows computed
       team.team_barrier();  // the previous tile's readers are done with ks / vs
@@ -85,9 +85,9 @@ struct ForwardBranchKernel {
         Acc* krow = &ks(j * dp);
         Acc* vrow = &vs(j * dp);
         if (j < kn) {
-          const std::int64_t pos = p.pattern.position(br, c.s, off, k0 + j);
-          const T* ksrc = &k(c.b, pos, c.h, 0);
-          const T* vsrc = &v(c.b, pos, c.h, 0);
+          const std::int64_t row = p.k_row(p.pattern.position(br, c.s, off, k0 + j));
+          const T* ksrc = &k(c.b, row, c.h, 0);
+          const T* vsrc = &v(c.b, row, c.h, 0);
           for (std::int64_t x = 0; x < d; ++x) krow[x] = static_cast<Acc>(ksrc[x * k.stride[3]]);
           for (std::int64_t x = 0; x < d; ++x) vrow[x] = static_cast<Acc>(vsrc[x * v.stride[3]]);
         } else {  // padding keys: finite, masked below
@@ -162,7 +162,7 @@ struct ForwardBranchKernel {
       // l == 0 only when every score was -inf: the branch adds nothing.
       // (A NaN l falls through, so NaN inputs propagate to their row.)
       if (l(i) == 0) return;
-      const std::int64_t pos = p.pattern.position(br, c.s, off, q0 + i);
+      const std::int64_t pos = p.q_row(p.pattern.position(br, c.s, off, q0 + i));
       const Acc lse_b = m(i) + math_log(l(i));
       const Acc lse_old = lse(c.b, c.h, pos);
       Acc w_old = 0, w_new = 1, lse_new = lse_b;

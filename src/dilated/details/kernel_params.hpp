@@ -54,6 +54,16 @@ struct KernelParams {
   std::int64_t tiles_per_segment = 0;
   std::int64_t segments = 0;
   int scratch_level = 0;      // 0: fast team scratch (shared memory on GPUs); 1: larger, slower
+  // Windows of the sequence that the launch's tensors hold: query-side
+  // tensors (q, out, lse, dout, delta, dq) hold positions [q_begin, q_end),
+  // key-side tensors (k, v, dk, dv) hold [k_begin, k_end); a tensor's row is
+  // position - begin. A plain Plan call uses [0, N) for both; sequence
+  // parallelism (src/dist) passes a rank's shard and a peer's shard. Only
+  // segments [first_segment, first_segment + segments) are visited.
+  std::int64_t q_begin = 0, q_end = 0, k_begin = 0, k_end = 0;
+  std::int64_t first_segment = 0;
+  KOKKOS_INLINE_FUNCTION std::int64_t q_row(std::int64_t pos) const { return pos - q_begin; }
+  KOKKOS_INLINE_FUNCTION std::int64_t k_row(std::int64_t pos) const { return pos - k_begin; }
 };
 
 // One team per (batch, head, segment, tile of the branch's sparse segment).
@@ -64,7 +74,7 @@ KOKKOS_INLINE_FUNCTION TileCoord decode_tile(const KernelParams& p, std::int64_t
   TileCoord c;
   c.t = r % p.tiles_per_segment;
   r /= p.tiles_per_segment;
-  c.s = r % p.segments;
+  c.s = r % p.segments + p.first_segment;
   r /= p.segments;
   c.h = r % p.heads;
   c.b = r / p.heads;
@@ -72,18 +82,26 @@ KOKKOS_INLINE_FUNCTION TileCoord decode_tile(const KernelParams& p, std::int64_t
 }
 
 // The rows a team owns: sparse indices [begin, begin + count) of its segment
-// for the head's offset in the launch's branch. count == 0 when the head does
-// not run the branch or the tile lies past the segment's kept positions.
+// for the head's offset in the launch's branch, inside the query window (or
+// the key window when `own_keys`), and the other side's window in sparse
+// indices, [other_begin, other_end). count == 0 when the head does not run
+// the branch or the tile lies past the window's kept positions.
 struct TileRows {
-  std::int64_t offset, kept, begin, count;
+  std::int64_t offset, begin, count, other_begin, other_end;
 };
 KOKKOS_INLINE_FUNCTION TileRows tile_rows(const KernelParams& p, const TileCoord& c,
-                                          std::int64_t tile) {
-  TileRows r{0, 0, c.t * tile, 0};
+                                          std::int64_t tile, bool own_keys = false) {
+  TileRows r{0, 0, 0, 0, 0};
   if (!p.pattern.active(c.h, p.branch)) return r;
   r.offset = p.pattern.offset(c.h, p.branch);
-  r.kept = p.pattern.kept_count(p.branch, c.s, r.offset);
-  if (r.begin < r.kept) r.count = r.kept - r.begin < tile ? r.kept - r.begin : tile;
+  std::int64_t q0, q1, k0, k1;
+  p.pattern.window_range(p.branch, c.s, r.offset, p.q_begin, p.q_end, &q0, &q1);
+  p.pattern.window_range(p.branch, c.s, r.offset, p.k_begin, p.k_end, &k0, &k1);
+  const std::int64_t end = own_keys ? k1 : q1;
+  r.begin = (own_keys ? k0 : q0) + c.t * tile;
+  r.other_begin = own_keys ? q0 : k0;
+  r.other_end = own_keys ? q1 : k1;
+  if (r.begin < end) r.count = end - r.begin < tile ? end - r.begin : tile;
   return r;
 }
 
