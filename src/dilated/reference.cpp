@@ -71,13 +71,21 @@ void forward_row_impl(const AttentionConfig& c, const ProblemShape& s, const In*
   std::vector<double> branch_lse;
   std::vector<std::vector<double>> branch_out;
   for (int i = 0; i < pat.num_branches; ++i) {
+    bool keeps = false;
     double m = -std::numeric_limits<double>::infinity();
     for (const Entry& e : all)
-      if (e.branch == i) m = std::max(m, e.score);
-    if (m == -std::numeric_limits<double>::infinity()) continue;  // branch does not keep p
+      if (e.branch == i) {
+        keeps = true;
+        m = std::max(m, e.score);  // NaN scores are skipped here and caught by denom
+      }
+    if (!keeps) continue;  // branch does not keep p
+    // m is -inf when every score is -inf or NaN: use 0 then, so that NaN
+    // scores still give a NaN denominator (as in the kernels).
+    if (m == -std::numeric_limits<double>::infinity()) m = 0;
     double denom = 0;
     for (const Entry& e : all)
       if (e.branch == i) denom += std::exp(e.score - m);
+    if (denom == 0) continue;  // every score -inf: the branch adds nothing (as in the kernels)
     const double lse_i = m + std::log(denom);
     std::vector<double> o(s.head_dim, 0.0);
     for (const Entry& e : all) {

@@ -58,6 +58,7 @@ struct BackwardFusedKernel {
         // dQ += scale dS' K, straight into dq: these rows belong to this team.
         team_tile_gemm(team, round_up(qn, kTileMR), dp, kn, tile.dpm, tile.tk, tile.ks, dp,
                        &dqt(0), dp, false);
+        tile.add_bad_keys_to_dq(team, q0, qn, &dqt(0));  // non-finite K rows (rare)
         team.team_barrier();
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, qn), [&](const std::int64_t i) {
           T* g = &t.dq(c.b, p.q_row(tile.pos(q0 + i)), c.h, 0);

@@ -15,6 +15,7 @@
 
 #include "dilated/details/fast_exp.hpp"
 #include "dilated/details/kernel_params.hpp"
+#include "dilated/details/nonfinite_rows.hpp"
 #include "dilated/details/row_ops.hpp"
 #include "dilated/details/tile_gemm.hpp"
 #include "dilated/tensor_ref.hpp"
@@ -58,7 +59,8 @@ struct BackwardDQKernel {
   static std::size_t scratch_bytes(const KernelParams& p) {
     const std::int64_t dp = round_up(p.head_dim, kTileNR), tq = p.tile_q, tk = kKeyTile;
     return Scratch::shmem_size(tq * dp) * 3 + Scratch::shmem_size(tk * dp) * 2 +
-           Scratch::shmem_size(tq * tk) * 2 + Scratch::shmem_size(tq) * 2;
+           Scratch::shmem_size(tq * tk) * 2 + Scratch::shmem_size(tq) * 2 +
+           Scratch::shmem_size(tk);
   }
 
   // Like the forward kernel, products are oriented so that the streamed key
@@ -80,6 +82,7 @@ struct BackwardDQKernel {
     Scratch ks(scratch, tk * dp), vs(scratch, tk * dp);    // [key][dim]
     Scratch st(scratch, tk * tq), dpt(scratch, tk * tq);   // S^T -> dS^T, dP^T
     Scratch lrow(scratch, tq), drow(scratch, tq);
+    Scratch kbad(scratch, tk);  // K rows taken out of the dQ product (nonfinite_rows.hpp)
     const Acc scale = static_cast<Acc>(p.scale);
     const Acc oscale = static_cast<Acc>(p.output_scale);
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nq), [&](const std::int64_t i) {
@@ -106,8 +109,10 @@ struct BackwardDQKernel {
           const std::int64_t pos = p.k_row(p.pattern.position(br, c.s, off, k0 + j));
           load_row(&ks(j * dp), &t.k(c.b, pos, c.h, 0), t.k.stride[3], d, dp, Acc(1));
           load_row(&vs(j * dp), &t.v(c.b, pos, c.h, 0), t.v.stride[3], d, dp, Acc(1));
+          kbad(j) = nonfinite_flag(&ks(j * dp), d);
         } else {
           for (std::int64_t x = 0; x < dp; ++x) ks(j * dp + x) = vs(j * dp + x) = 0;
+          kbad(j) = 0;
         }
       });
       team.team_barrier();
@@ -143,10 +148,28 @@ struct BackwardDQKernel {
           }
         }
       });
+      const bool bad_keys = any_flag(&kbad(0), kn);
+      if (bad_keys)  // S^T is done with K: take non-finite rows out of dQ += dS K
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kn), [&](const std::int64_t j) {
+          if (kbad(j) != Acc(0))
+            for (std::int64_t x = 0; x < dp; ++x) ks(j * dp + x) = 0;
+        });
       team.team_barrier();
       // dQ += dS K, with dS read from dS^T (row stride 1, key stride tq).
       team_tile_gemm_strided(team, mq, dp, kn, &st(0), std::int64_t(1), tq, &ks(0), dp, &dqs(0),
                              dp, true);
+      if (bad_keys) {  // ... and add them back for the visible queries
+        team.team_barrier();
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, qn), [&](const std::int64_t i) {
+          const std::int64_t jend = p.causal && q0 + i - k0 + 1 < kn ? q0 + i - k0 + 1 : kn;
+          for (std::int64_t j = 0; j < jend; ++j) {
+            if (kbad(j) == Acc(0)) continue;
+            const T* ksrc = &t.k(c.b, p.k_row(p.pattern.position(br, c.s, off, k0 + j)), c.h, 0);
+            for (std::int64_t x = 0; x < d; ++x)
+              dqs(i * dp + x) += st(j * tq + i) * static_cast<Acc>(ksrc[x * t.k.stride[3]]);
+          }
+        });
+      }
     }
     team.team_barrier();
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, qn), [&](const std::int64_t i) {
@@ -176,6 +199,9 @@ struct KeyMajorTile {
   Acc *qs, *dos;              // [query][dim], query rows of the current step
   Acc *sc, *dpm;              // [query][key]: P z and dS' after a step
   Acc *lrow, *drow;           // per query: final LSE and D
+  // Non-finite rows taken out of the accumulating products (nonfinite_rows.hpp):
+  Acc *kbad;                  // per key of ks (when ks is used)
+  Acc *qbad, *dobad;          // per query row of qs / dos
   static constexpr std::int64_t tq = kKeyTile;  // query rows per step
 
   // The same scratch, moved to key tile [k0, k0 + kn).
@@ -200,11 +226,16 @@ struct KeyMajorTile {
         const T* ksrc = &t->k(c.b, kp, c.h, 0);
         load_col(kt, tk, j, ksrc, t->k.stride[3], d, Acc(1));
         load_col(vt, tk, j, &t->v(c.b, kp, c.h, 0), t->v.stride[3], d, Acc(1));
-        if (ks) load_row(ks + j * dp, ksrc, t->k.stride[3], d, dp, Acc(1));
+        if (ks) {
+          load_row(ks + j * dp, ksrc, t->k.stride[3], d, dp, Acc(1));
+          kbad[j] = take_out_if_nonfinite(ks + j * dp, d);  // added back by add_bad_keys_to_dq
+        }
       } else {
         for (std::int64_t x = 0; x < d; ++x) kt[x * tk + j] = vt[x * tk + j] = 0;
-        if (ks)
+        if (ks) {
           for (std::int64_t x = 0; x < dp; ++x) ks[j * dp + x] = 0;
+          kbad[j] = 0;
+        }
       }
       if (j < mk)
         for (std::int64_t x = 0; x < dp; ++x) dks[j * dp + x] = dvs[j * dp + x] = 0;
@@ -227,9 +258,12 @@ struct KeyMajorTile {
         load_row(dos + i * dp, &t->dout(c.b, qp, c.h, 0), t->dout.stride[3], d, dp, oscale);
         lrow[i] = t->lse(c.b, c.h, qp);
         drow[i] = t->delta(c.b, c.h, qp);
+        qbad[i] = nonfinite_flag(qs + i * dp, d);
+        dobad[i] = nonfinite_flag(dos + i * dp, d);
       } else {
         for (std::int64_t x = 0; x < dp; ++x) qs[i * dp + x] = dos[i * dp + x] = 0;
         lrow[i] = drow[i] = 0;
+        qbad[i] = dobad[i] = 0;
       }
     });
     team.team_barrier();
@@ -242,12 +276,18 @@ struct KeyMajorTile {
       // Causal: query q0 + i sees key k0 + j iff k0 + j <= q0 + i.
       const std::int64_t last = i >= qn ? -1 : (p->causal ? q0 + i - k0 : kn - 1);
       const Acc li = lrow[i], di = drow[i];
+      // S and dP are done with this row of Q and dO: take non-finite rows out
+      // of dK += dS'^T Q and dV += P^T dO (add_bad_queries puts them back).
+      if (qbad[i] != Acc(0))
+        for (std::int64_t x = 0; x < dp; ++x) qs[i * dp + x] = 0;
+      if (dobad[i] != Acc(0))
+        for (std::int64_t x = 0; x < dp; ++x) dos[i * dp + x] = 0;
       if (!p->dropout.enabled()) {
         for (std::int64_t j = 0; j < nk; ++j) {
           const bool visible = j <= last && j < kn;
           const Acc prob = visible ? fast_exp(srow[j] - li) : Acc(0);
           srow[j] = prob;
-          dsrow[j] = prob * (dsrow[j] - di);
+          dsrow[j] = visible ? prob * (dsrow[j] - di) : Acc(0);  // a NaN D stays in its row
         }
       } else {
         const std::int64_t qp = pos(q0 + (i < qn ? i : 0));
@@ -269,6 +309,50 @@ struct KeyMajorTile {
                            true);  // dV += P^T dO
     team_tile_gemm_strided(team, mk, dp, qn, dpm, std::int64_t(1), tk, qs, dp, dks, dp,
                            true);  // dK += dS'^T (scale Q)
+    if (any_flag(qbad, qn) || any_flag(dobad, qn)) add_bad_queries(team, q0, qn);
+  }
+
+  // The visible pairs of the query rows that query_step took out of the dV
+  // and dK products, added back from global memory.
+  template <class Member>
+  KOKKOS_INLINE_FUNCTION void add_bad_queries(const Member& team, std::int64_t q0,
+                                              std::int64_t qn) const {
+    const Acc scale = static_cast<Acc>(p->scale), oscale = static_cast<Acc>(p->output_scale);
+    team.team_barrier();
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kn), [&](const std::int64_t j) {
+      const std::int64_t ibegin = p->causal && k0 + j - q0 > 0 ? k0 + j - q0 : 0;
+      for (std::int64_t i = ibegin; i < qn; ++i) {
+        if (qbad[i] == Acc(0) && dobad[i] == Acc(0)) continue;
+        const std::int64_t qp = p->q_row(pos(q0 + i));
+        const T* qsrc = &t->q(c.b, qp, c.h, 0);
+        const T* dsrc = &t->dout(c.b, qp, c.h, 0);
+        for (std::int64_t x = 0; x < d; ++x) {
+          if (qbad[i] != Acc(0))
+            dks[j * dp + x] += dpm[i * tk + j] * scale * static_cast<Acc>(qsrc[x * t->q.stride[3]]);
+          if (dobad[i] != Acc(0))
+            dvs[j * dp + x] +=
+                sc[i * tk + j] * oscale * static_cast<Acc>(dsrc[x * t->dout.stride[3]]);
+        }
+      }
+    });
+  }
+
+  // After dQ += dS' K (fused kernel): the visible pairs of the key rows that
+  // load_keys took out of ks, added to the query rows' dQ tile dq[query][dim].
+  template <class Member>
+  KOKKOS_INLINE_FUNCTION void add_bad_keys_to_dq(const Member& team, std::int64_t q0,
+                                                 std::int64_t qn, Acc* dq) const {
+    if (!any_flag(kbad, kn)) return;
+    team.team_barrier();
+    Kokkos::parallel_for(Kokkos::TeamThreadRange(team, qn), [&](const std::int64_t i) {
+      const std::int64_t jend = p->causal && q0 + i - k0 + 1 < kn ? q0 + i - k0 + 1 : kn;
+      for (std::int64_t j = 0; j < jend; ++j) {
+        if (kbad[j] == Acc(0)) continue;
+        const T* ksrc = &t->k(c.b, p->k_row(pos(k0 + j)), c.h, 0);
+        for (std::int64_t x = 0; x < d; ++x)
+          dq[i * dp + x] += dpm[i * tk + j] * static_cast<Acc>(ksrc[x * t->k.stride[3]]);
+      }
+    });
   }
 
   template <class Member>
@@ -294,7 +378,7 @@ std::size_t key_major_scratch_bytes(std::int64_t head_dim, std::int64_t tk, bool
   const std::int64_t dp = round_up(head_dim, kTileNR), tq = kKeyTile;
   return Scratch::shmem_size(tk * dp) * (with_key_rows ? 5 : 4) +
          Scratch::shmem_size(tq * dp) * 2 + Scratch::shmem_size(tq * tk) * 2 +
-         Scratch::shmem_size(tq) * 2;
+         Scratch::shmem_size(tq) * 4 + Scratch::shmem_size(tk);
 }
 
 // Allocates a KeyMajorTile's scratch for the team's key tile [k0, k0 + kn).
@@ -308,7 +392,7 @@ KOKKOS_INLINE_FUNCTION KeyMajorTile<T> make_key_major_tile(
                      tq = KeyMajorTile<T>::tq;
   KeyMajorTile<T> m{&t, &p, c, off, k0, kn, round_up(kn, kTileMR), round_up(kn, kTileNR), d, dp, tk,
                     nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
-                    nullptr, nullptr, nullptr};
+                    nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
   auto take = [&](std::int64_t n) -> Acc* { return Scratch(scratch, n).data(); };
   m.kt = take(dp * tk);
   m.vt = take(dp * tk);
@@ -321,6 +405,9 @@ KOKKOS_INLINE_FUNCTION KeyMajorTile<T> make_key_major_tile(
   m.dpm = take(tq * tk);
   m.lrow = take(tq);
   m.drow = take(tq);
+  m.kbad = take(tk);
+  m.qbad = take(tq);
+  m.dobad = take(tq);
   return m;
 }
 

@@ -17,6 +17,7 @@
 
 #include "dilated/details/fast_exp.hpp"
 #include "dilated/details/kernel_params.hpp"
+#include "dilated/details/nonfinite_rows.hpp"
 #include "dilated/details/row_ops.hpp"
 #include "dilated/details/tile_gemm.hpp"
 #include "dilated/tensor_ref.hpp"
@@ -39,7 +40,8 @@ struct ForwardBranchKernel {
   static std::size_t scratch_bytes(const KernelParams& p) {
     const std::int64_t dp = round_up(p.head_dim, kTileNR), tq = p.tile_q;
     return Scratch::shmem_size(tq * dp) * 2 + Scratch::shmem_size(kKeyTile * dp) * 2 +
-           Scratch::shmem_size(kKeyTile * tq) + Scratch::shmem_size(tq) * 3;
+           Scratch::shmem_size(kKeyTile * tq) + Scratch::shmem_size(tq) * 3 +
+           Scratch::shmem_size(kKeyTile);
   }
 
   KOKKOS_INLINE_FUNCTION void operator()(const member_type& team) const {
@@ -62,6 +64,7 @@ struct ForwardBranchKernel {
     Scratch ks(scratch, tk * dp), vs(scratch, tk * dp);  // [key][dim]
     Scratch st(scratch, tk * tq);  // S^T, then P^T
     Scratch m(scratch, tq), l(scratch, tq), alpha(scratch, tq);
+    Scratch vbad(scratch, tk);  // V rows taken out of the PV product (nonfinite_rows.hpp)
 
     const Acc scale = static_cast<Acc>(p.scale);
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, nq), [&](const std::int64_t i) {
@@ -90,8 +93,10 @@ struct ForwardBranchKernel {
           const T* vsrc = &v(c.b, row, c.h, 0);
           for (std::int64_t x = 0; x < d; ++x) krow[x] = static_cast<Acc>(ksrc[x * k.stride[3]]);
           for (std::int64_t x = 0; x < d; ++x) vrow[x] = static_cast<Acc>(vsrc[x * v.stride[3]]);
+          vbad(j) = take_out_if_nonfinite(vrow, d);
         } else {  // padding keys: finite, masked below
           for (std::int64_t x = 0; x < d; ++x) krow[x] = vrow[x] = 0;
+          vbad(j) = 0;
         }
         for (std::int64_t x = d; x < dp; ++x) vrow[x] = 0;
       });
@@ -154,6 +159,20 @@ struct ForwardBranchKernel {
       // O += P V with P read straight from P^T (row stride 1, key stride tq).
       team_tile_gemm_strided(team, mq, dp, kn, &st(0), std::int64_t(1), tq, &vs(0), dp, &o(0),
                              dp, true);
+      if (any_flag(&vbad(0), kn)) {  // non-finite V rows: visible queries only
+        team.team_barrier();
+        Kokkos::parallel_for(Kokkos::TeamThreadRange(team, qn), [&](const std::int64_t i) {
+          const std::int64_t jend = p.causal && q0 + i - k0 + 1 < kn ? q0 + i - k0 + 1 : kn;
+          for (std::int64_t j = 0; j < jend; ++j) {
+            if (vbad(j) == Acc(0)) continue;
+            const T* vsrc =
+                &v(c.b, p.k_row(p.pattern.position(br, c.s, off, k0 + j)), c.h, 0);
+            const Acc pij = st(j * tq + i);
+            for (std::int64_t x = 0; x < d; ++x)
+              o(i * dp + x) += pij * static_cast<Acc>(vsrc[x * v.stride[3]]);
+          }
+        });
+      }
     }
     team.team_barrier();
     // Merge this branch into the running (out, lse): Eq. 10 by log-sum-exp.

@@ -1,0 +1,128 @@
+// Numerics at the extremes, forward and backward, on every backend x dtype,
+// against the float64 reference with the bounds of numerics_harness.hpp:
+// logits of ~1e4 before scaling, tiny and huge softmax scales, and long
+// sequences (float accumulation error, bound growing like sqrt(keys per row)).
+#include <map>
+
+#include "numerics_harness.hpp"
+
+namespace dtest {
+namespace {
+
+template <class B>
+class NumericsExtremes : public ::testing::Test {};
+TYPED_TEST_SUITE(NumericsExtremes, AllBackends);
+
+// Runs both backward schemes of case `c` on inputs `in` (rounded to T) and
+// checks the stated bounds; `keys` is the largest number of keys of a row.
+template <class B>
+void check_case(const Case& c, const Tensors& raw, std::int64_t keys, const std::string& what) {
+  using T = typename B::value;
+  const Tensors in = rounded_to<T>(raw);
+  const Results ref = run_reference(c, in);
+  const Bounds b = stated_bounds<T>(c, in, ref, column_sum_max(c, in), keys);
+  const std::string name = what + ": " + case_name(c.config, c.shape) + " on " + B::exec::name();
+  expect_within(run_kernels<B>(c, in, false), ref, b, name + " (default backward)");
+  expect_within(run_kernels<B>(c, in, true), ref, b, name + " (two-kernel backward)");
+}
+
+std::vector<Case> small_cases() {
+  AttentionConfig partial = make_config({{48, 1}, {96, 3}}, true);
+  partial.allow_partial_segments = true;
+  return {Case{make_config({{64, 1}}), {1, 64, 2, 16}},
+          Case{make_config({{32, 1}, {64, 2}, {128, 4}}, true), {1, 128, 3, 16}},
+          Case{partial, {1, 100, 2, 16}}};
+}
+
+// q, k in [-25, 25), head_dim 16: |q.k| reaches ~1e4 before the softmax
+// scale (1/4), so the softmax is nearly one-hot; a kernel that forgot to
+// subtract the running max would overflow exp() to inf.
+TYPED_TEST(NumericsExtremes, LargeLogits) {
+  std::uint64_t seed = 9100;
+  for (const Case& c : small_cases())
+    check_case<TypeParam>(c, random_inputs(c.shape, seed += 10, 25.0), c.shape.seq_len,
+                          "scores ~1e4");
+}
+
+TYPED_TEST(NumericsExtremes, TinySoftmaxScale) {
+  std::uint64_t seed = 9200;
+  for (double scale : {1e-6, 1e-30})  // uniform attention; 1e-30 * q is still a normal float
+    for (Case c : small_cases()) {
+      c.config.softmax_scale = scale;
+      check_case<TypeParam>(c, random_inputs(c.shape, seed += 10), c.shape.seq_len,
+                            "scale " + std::to_string(scale));
+    }
+}
+
+TYPED_TEST(NumericsExtremes, HugeSoftmaxScale) {
+  std::uint64_t seed = 9300;
+  for (double scale : {30.0, 300.0})  // scaled scores up to ~5e3 from unit inputs
+    for (Case c : small_cases()) {
+      c.config.softmax_scale = scale;
+      check_case<TypeParam>(c, random_inputs(c.shape, seed += 10), c.shape.seq_len,
+                            "scale " + std::to_string(scale));
+    }
+}
+
+// Float sums over n keys lose accuracy like sqrt(n) u: the bound grows with
+// g = sqrt(n / 512). Forward at n = 16384 (reference on every 61st row), and
+// forward + backward at n = 4096, dense; the reference is computed once per
+// dtype and shared by the backends.
+TYPED_TEST(NumericsExtremes, LongSequenceForward) {
+  using B = TypeParam;
+  using T = typename B::value;
+  const std::int64_t n = 16384;
+  const Case c{make_config({{n, 1}}), {1, n, 1, 16}};
+  const Tensors in = rounded_to<T>(random_inputs(c.shape, 9400));
+  const Results got = run_kernels<B>(c, in, false, /*backward=*/false);
+  Results ref;
+  ref.lse.assign(n, 0.0);
+  const Bounds b = stated_bounds<T>(c, in, ref, 1.0, n);
+  double err_out = 0, err_lse = 0;
+  std::vector<double> row(16);
+  for (std::int64_t p = 0; p < n; p += 61) {
+    double lse = 0;
+    dilated::reference::forward_row(c.config, c.shape, in.q.data(), in.k.data(), in.v.data(), 0,
+                                    p, 0, row.data(), &lse);
+    for (int x = 0; x < 16; ++x) err_out = std::max(err_out, std::fabs(got.out[p * 16 + x] - row[x]));
+    err_lse = std::max(err_lse, std::fabs(got.lse[p] - lse));
+    ASSERT_FALSE(std::isnan(got.out[p * 16]) || std::isnan(got.lse[p])) << "row " << p;
+  }
+  // lse is ~log(n) here, so max(1, |lse|) = log(n) bounds the reference's.
+  const double lse_bound = b.lse + Tol<T>::lse * std::sqrt(n / 512.0) * std::log(double(n));
+  EXPECT_LE(err_out, b.out) << B::exec::name();
+  EXPECT_LE(err_lse, lse_bound) << B::exec::name();
+  this->RecordProperty("max_error_out", std::to_string(err_out));
+}
+
+struct LongReference {
+  Tensors in;
+  Results ref;
+  double column_sum_max;
+};
+template <class T>
+const LongReference& long_reference(const Case& c) {
+  static std::map<std::int64_t, LongReference> cache;  // one instance per dtype T
+  auto it = cache.find(c.shape.seq_len);
+  if (it == cache.end()) {
+    LongReference r;
+    r.in = rounded_to<T>(random_inputs(c.shape, 9500));
+    r.ref = run_reference(c, r.in);
+    r.column_sum_max = column_sum_max(c, r.in);
+    it = cache.emplace(c.shape.seq_len, std::move(r)).first;
+  }
+  return it->second;
+}
+
+TYPED_TEST(NumericsExtremes, LongSequenceForwardBackward) {
+  using B = TypeParam;
+  using T = typename B::value;
+  const std::int64_t n = 4096;
+  const Case c{make_config({{n, 1}}, true), {1, n, 1, 16}};
+  const LongReference& r = long_reference<T>(c);
+  const Bounds b = stated_bounds<T>(c, r.in, r.ref, r.column_sum_max, n);
+  expect_within(run_kernels<B>(c, r.in), r.ref, b, std::string("n = 4096 on ") + B::exec::name());
+}
+
+}  // namespace
+}  // namespace dtest
