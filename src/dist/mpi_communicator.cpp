@@ -1,0 +1,95 @@
+// dist/mpi_communicator.cpp - MPI transport: MPI_Allreduce for validation,
+// MPI_Irecv/MPI_Isend pairs for ring steps.
+#include "dist/mpi_communicator.hpp"
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "dilated/error.hpp"
+
+namespace dilated {
+namespace dist {
+namespace {
+
+// MPI counts are int: messages are cut into pieces of at most 1 GiB.
+constexpr std::size_t kMaxPiece = std::size_t(1) << 30;
+constexpr int kTag = 0xD11A;
+
+void check(int rc, const char* what) {
+  if (rc != MPI_SUCCESS)
+    throw Error("dist.mpi", std::string(what) + " failed with MPI error code " + std::to_string(rc));
+}
+
+}  // namespace
+
+MpiCommunicator::MpiCommunicator(MPI_Comm comm, bool cuda_aware) : cuda_aware_(cuda_aware) {
+  int initialized = 0;
+  MPI_Initialized(&initialized);
+  if (!initialized)
+    throw Error("dist.mpi_initialized",
+                "MPI is not initialised: call MPI_Init (or MPI_Init_thread) before building a "
+                "dilated::dist::MpiCommunicator; the library never initialises MPI itself");
+  check(MPI_Comm_dup(comm, &comm_), "MPI_Comm_dup");
+  check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
+  check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
+}
+
+MpiCommunicator::~MpiCommunicator() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  if (!finalized && comm_ != MPI_COMM_NULL) {
+    if (!pending_.empty())
+      MPI_Waitall(static_cast<int>(pending_.size()), pending_.data(), MPI_STATUSES_IGNORE);
+    MPI_Comm_free(&comm_);
+  }
+}
+
+void MpiCommunicator::allreduce_min_max(const std::int64_t* in, std::int64_t* min,
+                                        std::int64_t* max, int n) {
+  // One call: reduce (v, -v) with MIN, which gives min(v) and -max(v).
+  std::vector<std::int64_t> both(2 * static_cast<std::size_t>(n)), out(both.size());
+  for (int i = 0; i < n; ++i) {
+    both[i] = in[i];
+    both[n + i] = in[i] == INT64_MIN ? INT64_MAX : -in[i];
+  }
+  check(MPI_Allreduce(both.data(), out.data(), 2 * n, MPI_INT64_T, MPI_MIN, comm_),
+        "MPI_Allreduce");
+  for (int i = 0; i < n; ++i) {
+    min[i] = out[i];
+    max[i] = -out[n + i];
+  }
+}
+
+void MpiCommunicator::start_exchange(const void* send, std::size_t send_bytes, int dest,
+                                     void* recv, std::size_t recv_bytes, int src) {
+  // Receives are posted first so that a matching send never waits for them.
+  if (src >= 0)
+    for (std::size_t off = 0; off < recv_bytes || off == 0; off += kMaxPiece) {
+      const std::size_t n = recv_bytes - off < kMaxPiece ? recv_bytes - off : kMaxPiece;
+      pending_.emplace_back();
+      check(MPI_Irecv(static_cast<char*>(recv) + off, static_cast<int>(n), MPI_BYTE, src, kTag,
+                      comm_, &pending_.back()),
+            "MPI_Irecv");
+      if (recv_bytes == 0) break;
+    }
+  if (dest >= 0)
+    for (std::size_t off = 0; off < send_bytes || off == 0; off += kMaxPiece) {
+      const std::size_t n = send_bytes - off < kMaxPiece ? send_bytes - off : kMaxPiece;
+      pending_.emplace_back();
+      check(MPI_Isend(static_cast<const char*>(send) + off, static_cast<int>(n), MPI_BYTE, dest,
+                      kTag, comm_, &pending_.back()),
+            "MPI_Isend");
+      if (send_bytes == 0) break;
+    }
+}
+
+void MpiCommunicator::wait() {
+  if (pending_.empty()) return;
+  check(MPI_Waitall(static_cast<int>(pending_.size()), pending_.data(), MPI_STATUSES_IGNORE),
+        "MPI_Waitall");
+  pending_.clear();
+}
+
+}  // namespace dist
+}  // namespace dilated

@@ -1,0 +1,169 @@
+// dist/ring_backward.hpp - SeqParallelPlan::backward: local branches on the
+// shard; cross-rank branches by the same ring as forward, with each K/V
+// block's gradient accumulator travelling one step behind it and arriving
+// back at its owner after a full turn (the reverse of the forward exchange).
+// Included by seq_parallel_plan.hpp.
+#pragma once
+
+#include "dist/seq_parallel_plan.hpp"
+
+namespace dilated {
+namespace dist {
+
+template <class ExecSpace>
+template <class Q, class K, class V, class O, class L, class DO, class DQ, class DK, class DV>
+void SeqParallelPlan<ExecSpace>::backward(const ExecSpace& space, const Q& q, const K& k,
+                                          const V& v, const O& out, const L& lse,
+                                          const DO& dout, const DQ& dq, const DK& dk,
+                                          const DV& dv) const {
+  using T = typename DQ::non_const_value_type;
+  using Acc = dilated::details::accum_t<T>;
+  using Mem = typename ExecSpace::memory_space;
+  const TensorRef<const T, 4> ins[] = {dilated::details::make_ref(q), dilated::details::make_ref(k),
+                                       dilated::details::make_ref(v), dilated::details::make_ref(out),
+                                       dilated::details::make_ref(dout)};
+  const char* in_names[] = {"q", "k", "v", "out", "dout"};
+  const auto dqr = dilated::details::make_ref(dq);
+  const auto dkr = dilated::details::make_ref(dk);
+  const auto dvr = dilated::details::make_ref(dv);
+  const TensorRef<T, 4> grads[] = {dqr, dkr, dvr};
+  const char* grad_names[] = {"dq", "dk", "dv"};
+  const auto lser = dilated::details::make_ref(lse);
+  agree_on_call(2, sizeof(T), [&] {
+    const ProblemShape s = local_shape();
+    for (int i = 0; i < 5; ++i) dilated::details::check_bshd(in_names[i], ins[i], s);
+    for (int g = 0; g < 3; ++g) dilated::details::check_bshd(grad_names[g], grads[g], s);
+    dilated::details::check_lse("lse", lser, s);
+    for (int g = 0; g < 3; ++g) {
+      dilated::details::check_no_self_overlap(grad_names[g], grads[g]);
+      for (int i = 0; i < 5; ++i)
+        dilated::details::check_no_alias(grad_names[g], grads[g], in_names[i], ins[i]);
+      for (int o = 0; o < 3; ++o)
+        if (o != g)
+          dilated::details::check_no_alias(grad_names[g], grads[g], grad_names[o], grads[o]);
+      dilated::details::check_no_alias(grad_names[g], grads[g], "lse", lser);
+    }
+  });
+  // --- nothing above writes; everything below may ---
+  const ProblemShape s = local_shape();
+  Kokkos::View<Acc***, Kokkos::LayoutRight, Mem> delta(
+      Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "dilated::dist::delta"), s.batch,
+      s.heads, s.seq_len);
+  plan_.backward_delta(space, out, dout, delta);
+  for (const auto& g : grads) dilated::details::zero_tensor<ExecSpace, T>(space, g);
+  const auto mine = local_windows();
+  for (int br = 0; br < layout_.num_branches(); ++br) {
+    if (layout_.branch(br).cross_rank) {
+      backward_cross_rank(space, br, q, k, v, dout, lse, delta, dq, dk, dv);
+      continue;
+    }
+    for (const ShardWindow& w : mine)
+      plan_.backward_window(space, br, w.begin, details::shard_rows(q, w),
+                            details::shard_rows(dout, w), details::lse_rows(lse, w),
+                            details::lse_rows(delta, w), details::shard_rows(dq, w), w.begin,
+                            details::shard_rows(k, w), details::shard_rows(v, w),
+                            details::shard_rows(dk, w), details::shard_rows(dv, w));
+  }
+  space.fence();
+}
+
+// Step 0: the own block, gradients straight into dk, dv, while the packed K/V
+// go to the next rank. Step t: the block of rank source(t) arrives (its K/V
+// prefetched during step t-1) together with its accumulated dK/dV from the
+// ranks before; this rank adds its share and passes the accumulator on. After
+// step g-1 the accumulator that arrives is the own block's, summed over the
+// other g-1 ranks, and is added into dk, dv. K/V transfers overlap compute;
+// accumulator transfers follow it.
+template <class ExecSpace>
+template <class Q, class K, class V, class DO, class L, class DL, class DQ, class DK, class DV>
+void SeqParallelPlan<ExecSpace>::backward_cross_rank(const ExecSpace& space, int br, const Q& q,
+                                                     const K& k, const V& v, const DO& dout,
+                                                     const L& lse, const DL& delta,
+                                                     const DQ& dq, const DK& dk,
+                                                     const DV& dv) const {
+  using T = typename DQ::non_const_value_type;
+  using Mem = typename ExecSpace::memory_space;
+  using Buf = Kokkos::View<T*, Mem>;
+  using Block = Kokkos::View<T****, Kokkos::LayoutRight, Mem>;
+  const details::Ring ring = ring_of(br);
+  const auto mine = local_windows();
+  const SparseRows own = rows_of(br, comm_->rank());
+  const std::int64_t e = own.elements();
+  const std::size_t bytes = static_cast<std::size_t>(2 * e) * sizeof(T);
+  auto buffer = [&](const char* label) {
+    return Buf(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string(label)), 2 * e);
+  };
+  Buf kv[2] = {buffer("dilated::dist::kv_block0"), buffer("dilated::dist::kv_block1")};
+  Buf acc_in = buffer("dilated::dist::dkv_in"), acc_out = buffer("dilated::dist::dkv_out");
+  const ProblemShape s = local_shape();
+  auto block = [&](const char* label) {
+    return Block(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string(label)), s.batch,
+                 s.seq_len, s.heads, s.head_dim);
+  };
+  Block kc = block("dilated::dist::k_block"), vc = block("dilated::dist::v_block");
+  Block dkc = block("dilated::dist::dk_block"), dvc = block("dilated::dist::dv_block");
+  auto compute = [&](const std::vector<ShardWindow>& keys, const auto& bk, const auto& bv,
+                     const auto& bdk, const auto& bdv) {
+    for (const ShardWindow& qw : mine)
+      for (const ShardWindow& kw : keys)
+        if (!masked(qw, kw))
+          plan_.backward_window(space, br, qw.begin, details::shard_rows(q, qw),
+                                details::shard_rows(dout, qw), details::lse_rows(lse, qw),
+                                details::lse_rows(delta, qw), details::shard_rows(dq, qw),
+                                kw.begin, details::shard_rows(bk, kw), details::shard_rows(bv, kw),
+                                details::shard_rows(bdk, kw), details::shard_rows(bdv, kw));
+  };
+
+  pack_rows<ExecSpace, T>(space, own, dilated::details::make_ref(k), kv[0].data());
+  pack_rows<ExecSpace, T>(space, own, dilated::details::make_ref(v), kv[0].data() + e);
+  publish(space);
+  comm_->start_exchange(kv[0].data(), bytes, ring.next(), kv[1].data(), bytes, ring.prev());
+  compute(mine, k, v, dk, dv);
+  int cur = 0;
+  for (int t = 1; t < ring.size; ++t) {
+    comm_->wait();  // kv[cur ^ 1]: K/V of source(t); acc_in: its accumulator (t >= 2)
+    cur ^= 1;
+    const int src = ring.source(t);
+    const SparseRows theirs = rows_of(br, src);
+    if (t + 1 < ring.size) {  // prefetch the next block while this one is computed
+      publish(space);
+      comm_->start_exchange(kv[cur].data(), bytes, ring.next(), kv[cur ^ 1].data(), bytes,
+                            ring.prev());
+    }
+    if (!any_unmasked(mine, layout_.windows(src))) {
+      // Nothing to add: pass the accumulator on unchanged (zeros if it starts here).
+      if (t == 1)
+        Kokkos::deep_copy(space, acc_out, T(0));
+      else
+        std::swap(acc_in, acc_out);
+    } else {
+      unpack_rows<ExecSpace, T>(space, theirs, kv[cur].data(), dilated::details::make_ref(kc),
+                                false);
+      unpack_rows<ExecSpace, T>(space, theirs, kv[cur].data() + e,
+                                dilated::details::make_ref(vc), false);
+      if (t == 1) {  // the block's first visitor: its accumulator starts at zero
+        dilated::details::zero_tensor<ExecSpace, T>(space, dilated::details::make_ref(dkc));
+        dilated::details::zero_tensor<ExecSpace, T>(space, dilated::details::make_ref(dvc));
+      } else {
+        unpack_rows<ExecSpace, T>(space, theirs, acc_in.data(), dilated::details::make_ref(dkc),
+                                  false);
+        unpack_rows<ExecSpace, T>(space, theirs, acc_in.data() + e,
+                                  dilated::details::make_ref(dvc), false);
+      }
+      compute(layout_.windows(src), kc, vc, dkc, dvc);
+      pack_rows<ExecSpace, T>(space, theirs, dilated::details::make_ref(dkc), acc_out.data());
+      pack_rows<ExecSpace, T>(space, theirs, dilated::details::make_ref(dvc),
+                              acc_out.data() + e);
+    }
+    publish(space);
+    // Forward the accumulator; the one that arrives belongs to source(t + 1),
+    // or, after the last step, to this rank.
+    comm_->start_exchange(acc_out.data(), bytes, ring.next(), acc_in.data(), bytes, ring.prev());
+  }
+  comm_->wait();
+  unpack_rows<ExecSpace, T>(space, own, acc_in.data(), dilated::details::make_ref(dk), true);
+  unpack_rows<ExecSpace, T>(space, own, acc_in.data() + e, dilated::details::make_ref(dv), true);
+}
+
+}  // namespace dist
+}  // namespace dilated

@@ -1,0 +1,121 @@
+// dist/ring_forward.hpp - SeqParallelPlan::forward: local branches on the
+// shard, cross-rank branches by a double-buffered ring of sparsified K/V.
+// Included by seq_parallel_plan.hpp.
+#pragma once
+
+#include "dist/seq_parallel_plan.hpp"
+
+namespace dilated {
+namespace dist {
+
+template <class ExecSpace>
+template <class Q, class K, class V, class O, class L>
+void SeqParallelPlan<ExecSpace>::forward(const ExecSpace& space, const Q& q, const K& k,
+                                         const V& v, const O& out, const L& lse) const {
+  using T = typename O::non_const_value_type;
+  const auto qr = dilated::details::make_ref(q);
+  const auto kr = dilated::details::make_ref(k);
+  const auto vr = dilated::details::make_ref(v);
+  const auto outr = dilated::details::make_ref(out);
+  const auto lser = dilated::details::make_ref(lse);
+  agree_on_call(1, sizeof(T), [&] {
+    const ProblemShape s = local_shape();
+    using dilated::details::check_bshd;
+    using dilated::details::check_no_alias;
+    check_bshd("q", qr, s);
+    check_bshd("k", kr, s);
+    check_bshd("v", vr, s);
+    check_bshd("out", outr, s);
+    dilated::details::check_lse("lse", lser, s);
+    dilated::details::check_no_self_overlap("out", outr);
+    dilated::details::check_no_self_overlap("lse", lser);
+    check_no_alias("out", outr, "q", qr);
+    check_no_alias("out", outr, "k", kr);
+    check_no_alias("out", outr, "v", vr);
+    check_no_alias("out", outr, "lse", lser);
+    check_no_alias("lse", lser, "q", qr);
+    check_no_alias("lse", lser, "k", kr);
+    check_no_alias("lse", lser, "v", vr);
+  });
+  // --- nothing above writes; everything below may ---
+  dilated::details::init_forward_outputs<ExecSpace, T>(space, outr, lser);
+  const auto mine = local_windows();
+  for (int br = 0; br < layout_.num_branches(); ++br) {
+    if (layout_.branch(br).cross_rank) {
+      forward_cross_rank(space, br, q, k, v, out, lse);
+      continue;
+    }
+    for (const ShardWindow& w : mine)  // whole segments inside each window
+      plan_.forward_window(space, br, w.begin, details::shard_rows(q, w),
+                           details::shard_rows(out, w), details::lse_rows(lse, w), w.begin,
+                           details::shard_rows(k, w), details::shard_rows(v, w));
+  }
+  space.fence();
+}
+
+// Step 0 computes against the rank's own K/V while its packed rows travel to
+// the next rank; step t (1 <= t < g) receives the block of rank
+// source(t), forwards it (unless it is the last step) and computes against it
+// while that transfer runs. g - 1 transfers of w/r rows per head per rank.
+template <class ExecSpace>
+template <class Q, class K, class V, class O, class L>
+void SeqParallelPlan<ExecSpace>::forward_cross_rank(const ExecSpace& space, int br, const Q& q,
+                                                    const K& k, const V& v, const O& out,
+                                                    const L& lse) const {
+  using T = typename O::non_const_value_type;
+  using Mem = typename ExecSpace::memory_space;
+  using Block = Kokkos::View<T****, Kokkos::LayoutRight, Mem>;
+  const details::Ring ring = ring_of(br);
+  const auto mine = local_windows();
+  const SparseRows own = rows_of(br, comm_->rank());
+  const std::int64_t e = own.elements();  // the same on every rank: equal shard windows
+  const std::size_t bytes = static_cast<std::size_t>(2 * e) * sizeof(T);
+  Kokkos::View<T*, Mem> buf[2] = {
+      Kokkos::View<T*, Mem>(Kokkos::view_alloc(space, Kokkos::WithoutInitializing,
+                                               "dilated::dist::kv_block0"), 2 * e),
+      Kokkos::View<T*, Mem>(Kokkos::view_alloc(space, Kokkos::WithoutInitializing,
+                                               "dilated::dist::kv_block1"), 2 * e)};
+  const ProblemShape s = local_shape();
+  Block kc(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "dilated::dist::k_block"),
+           s.batch, s.seq_len, s.heads, s.head_dim);
+  Block vc(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "dilated::dist::v_block"),
+           s.batch, s.seq_len, s.heads, s.head_dim);
+
+  pack_rows<ExecSpace, T>(space, own, dilated::details::make_ref(k), buf[0].data());
+  pack_rows<ExecSpace, T>(space, own, dilated::details::make_ref(v), buf[0].data() + e);
+  publish(space);
+  comm_->start_exchange(buf[0].data(), bytes, ring.next(), buf[1].data(), bytes, ring.prev());
+  auto compute = [&](const std::vector<ShardWindow>& keys, const auto& kv_k, const auto& kv_v) {
+    for (const ShardWindow& qw : mine)
+      for (const ShardWindow& kw : keys)
+        if (!masked(qw, kw))
+          plan_.forward_window(space, br, qw.begin, details::shard_rows(q, qw),
+                               details::shard_rows(out, qw), details::lse_rows(lse, qw), kw.begin,
+                               details::shard_rows(kv_k, kw), details::shard_rows(kv_v, kw));
+  };
+  compute(mine, k, v);
+  int cur = 0;
+  for (int t = 1; t < ring.size; ++t) {
+    comm_->wait();
+    cur ^= 1;  // buf[cur]: the block of rank source(t)
+    const int src = ring.source(t);
+    const SparseRows theirs = rows_of(br, src);
+    const bool needed = any_unmasked(mine, layout_.windows(src));
+    if (needed) {
+      unpack_rows<ExecSpace, T>(space, theirs, buf[cur].data(), dilated::details::make_ref(kc),
+                                false);
+      unpack_rows<ExecSpace, T>(space, theirs, buf[cur].data() + e,
+                                dilated::details::make_ref(vc), false);
+    }
+    if (t + 1 < ring.size) {
+      // buf[cur ^ 1] was last read by the previous step's kernels.
+      publish(space);
+      comm_->start_exchange(buf[cur].data(), bytes, ring.next(), buf[cur ^ 1].data(), bytes,
+                            ring.prev());
+    }
+    if (needed) compute(layout_.windows(src), kc, vc);
+  }
+}
+
+}  // namespace dist
+}  // namespace dilated

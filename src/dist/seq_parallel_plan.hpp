@@ -1,0 +1,190 @@
+// dist/seq_parallel_plan.hpp - dilated attention with the sequence sharded
+// over the ranks of a communicator (sequence parallelism).
+//
+//   dilated::dist::MpiCommunicator comm(MPI_COMM_WORLD);           // user's MPI
+//   dilated::dist::SeqParallelPlan<Kokkos::OpenMP> plan(cfg, {B, N, H, D}, comm);
+//   plan.forward(q, k, v, out, lse);       // shards [B, N/P, H, D], lse [B, H, N/P]
+//   plan.backward(q, k, v, out, lse, dout, dq, dk, dv);
+//
+// Each rank computes exactly its shard of the single-rank result on the
+// gathered sequence. Per branch: local branches (segments inside a shard) run
+// on the shard alone; for cross-rank branches the ranks sharing a segment
+// pass their sparsified K/V rows around a ring (double-buffered: the next
+// block travels while the current one is computed), each block merged into
+// (out, lse) by log-sum-exp - LongNet's Eq. 10 over the union of keys. The
+// backward returns the K/V gradients along the same ring with the blocks'
+// gradient accumulators (a reverse pass: every rank's contribution reaches
+// the owner). Causal attention compares global positions and skips blocks
+// that are fully masked. Kernels are the core's (Plan's windowed calls).
+//
+// Every call is collective and validated collectively first (see
+// agreement.hpp): a bad input on any rank raises the same dilated::Error on
+// every rank before any data moves. Calls fence their execution-space
+// instance before returning (they free temporary exchange buffers).
+#pragma once
+
+#include <Kokkos_Core.hpp>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+#include "dilated/plan.hpp"
+#include "dist/agreement.hpp"
+#include "dist/communicator.hpp"
+#include "dist/shard_layout.hpp"
+#include "dist/sparse_rows.hpp"
+
+namespace dilated {
+namespace dist {
+
+namespace details {
+// The ranks [first, first + size) that share a cross-rank branch's segment,
+// as a ring; `index` is this rank's place in it.
+struct Ring {
+  int first = 0, size = 1, index = 0;
+  int next() const { return first + (index + 1) % size; }
+  int prev() const { return first + (index + size - 1) % size; }
+  // Whose K/V block this rank holds after t steps.
+  int source(int t) const { return first + ((index - t) % size + size) % size; }
+};
+
+template <class V>
+auto shard_rows(const V& v, const ShardWindow& w) {
+  return Kokkos::subview(v, Kokkos::ALL, std::make_pair(w.row, w.row + w.len), Kokkos::ALL,
+                         Kokkos::ALL);
+}
+template <class V>
+auto lse_rows(const V& v, const ShardWindow& w) {
+  return Kokkos::subview(v, Kokkos::ALL, Kokkos::ALL, std::make_pair(w.row, w.row + w.len));
+}
+}  // namespace details
+
+template <class ExecSpace = Kokkos::DefaultExecutionSpace>
+class SeqParallelPlan {
+ public:
+  using execution_space = ExecSpace;
+
+  // Collective over `comm`, which must outlive the plan. `global` is the
+  // shape of the gathered sequence; each rank's tensors are its shard.
+  // Throws (on every rank alike) on any rule: the core's rules on the global
+  // shape, the size rules of shard_layout.hpp, disagreement between ranks,
+  // or a transport that cannot reach the execution space's memory.
+  SeqParallelPlan(AttentionConfig config, ProblemShape global, Communicator& comm,
+                  Layout layout = Layout::Contiguous)
+      : comm_(&comm),
+        config_(checked(config, global, comm, layout)),
+        global_(global),
+        layout_(config_, global_, comm.size(), layout),
+        plan_(config_, global_) {}
+
+  const AttentionConfig& config() const { return config_; }
+  const ProblemShape& global_shape() const { return global_; }
+  const ShardLayout& layout() const { return layout_; }
+  Communicator& communicator() const { return *comm_; }
+  // The shape of every rank's shard tensors: [batch, N / P, heads, head_dim].
+  ProblemShape local_shape() const {
+    ProblemShape s = global_;
+    s.seq_len = layout_.local_len();
+    return s;
+  }
+  // The global positions this rank's shard rows hold.
+  std::vector<ShardWindow> local_windows() const { return layout_.windows(comm_->rank()); }
+
+  // out, lse of this rank's queries (lse: [batch, heads, N / P]).
+  template <class Q, class K, class V, class O, class L>
+  void forward(const ExecSpace& space, const Q& q, const K& k, const V& v, const O& out,
+               const L& lse) const;
+  template <class Q, class K, class V, class O, class L>
+  void forward(const Q& q, const K& k, const V& v, const O& out, const L& lse) const {
+    forward(ExecSpace(), q, k, v, out, lse);
+  }
+
+  // Gradients of this rank's shard of q, k, v (dk, dv include every other
+  // rank's contribution), from forward's out and lse and this rank's dout.
+  template <class Q, class K, class V, class O, class L, class DO, class DQ, class DK, class DV>
+  void backward(const ExecSpace& space, const Q& q, const K& k, const V& v, const O& out,
+                const L& lse, const DO& dout, const DQ& dq, const DK& dk, const DV& dv) const;
+  template <class Q, class K, class V, class O, class L, class DO, class DQ, class DK, class DV>
+  void backward(const Q& q, const K& k, const V& v, const O& out, const L& lse, const DO& dout,
+                const DQ& dq, const DK& dk, const DV& dv) const {
+    backward(ExecSpace(), q, k, v, out, lse, dout, dq, dk, dv);
+  }
+
+ private:
+  static AttentionConfig checked(const AttentionConfig& config, const ProblemShape& global,
+                                 Communicator& comm, Layout layout) {
+    const std::vector<AgreedValue> agreed = {
+        {"the config hash (branches, causal, scale, dropout, head mode)", config_hash(config)},
+        {"batch", global.batch},
+        {"seq_len", global.seq_len},
+        {"heads", global.heads},
+        {"head_dim", global.head_dim},
+        {"layout", static_cast<std::int64_t>(layout)}};
+    agree(comm, agreed, [&] {
+      check_size_rules(config, global, comm.size(), layout);
+      const bool host = std::is_same<typename ExecSpace::memory_space, Kokkos::HostSpace>::value;
+      if (host ? !comm.accepts_host_memory() : !comm.accepts_device_memory())
+        throw Error("dist.transport_memory",
+                    std::string("the ") + comm.name() + " transport cannot reach " +
+                        ExecSpace::memory_space::name() +
+                        " memory (MPI: pass cuda_aware = true only for a CUDA-aware MPI; NCCL: "
+                        "device memory only)");
+    });
+    return config;
+  }
+
+  // Collective verdict on a call's tensors, before anything is written.
+  template <class Checks>
+  void agree_on_call(int operation, std::int64_t dtype_bytes, Checks&& checks) const {
+    agree(*comm_, {{"the operation (1 forward, 2 backward)", operation},
+                   {"the tensor dtype size", dtype_bytes}},
+          checks);
+  }
+  details::Ring ring_of(int branch) const {
+    details::Ring r;
+    r.first = layout_.group_first(branch, comm_->rank());
+    r.size = layout_.branch(branch).group_size;
+    r.index = comm_->rank() - r.first;
+    return r;
+  }
+  SparseRows rows_of(int branch, int rank) const {
+    return make_sparse_rows(plan_params_pattern(), branch, global_.batch, global_.head_dim,
+                            layout_.windows(rank));
+  }
+  PatternParams plan_params_pattern() const { return make_pattern(config_, global_); }
+  // Keys entirely after the queries: nothing to compute under causal masking.
+  bool masked(const ShardWindow& qw, const ShardWindow& kw) const {
+    return config_.causal && kw.begin >= qw.begin + qw.len;
+  }
+  bool any_unmasked(const std::vector<ShardWindow>& qs, const std::vector<ShardWindow>& ks) const {
+    for (const ShardWindow& qw : qs)
+      for (const ShardWindow& kw : ks)
+        if (!masked(qw, kw)) return true;
+    return false;
+  }
+  // Before a buffer a kernel wrote is handed to a transport that is not
+  // ordered with the execution space (MPI).
+  void publish(const ExecSpace& space) const {
+    if (!comm_->stream_ordered()) space.fence();
+  }
+
+  template <class Q, class K, class V, class O, class L>
+  void forward_cross_rank(const ExecSpace& space, int branch, const Q& q, const K& k, const V& v,
+                          const O& out, const L& lse) const;
+  template <class Q, class K, class V, class DO, class L, class DL, class DQ, class DK, class DV>
+  void backward_cross_rank(const ExecSpace& space, int branch, const Q& q, const K& k,
+                           const V& v, const DO& dout, const L& lse, const DL& delta,
+                           const DQ& dq, const DK& dk, const DV& dv) const;
+
+  Communicator* comm_;
+  AttentionConfig config_;
+  ProblemShape global_;
+  ShardLayout layout_;
+  Plan<ExecSpace> plan_;
+};
+
+}  // namespace dist
+}  // namespace dilated
+
+#include "dist/ring_backward.hpp"
+#include "dist/ring_forward.hpp"
