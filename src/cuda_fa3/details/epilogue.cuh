@@ -1,0 +1,75 @@
+// cuda_fa3/details/epilogue.cuh - writes a consumer thread's two rows of O
+// (16-bit) and their LSE, merging with what earlier branches wrote.
+//
+// LongNet's merge (Eq. 10) weighs branch outputs by their softmax
+// denominators: with L = logaddexp(L_old, L_i),
+//   O = O_old * exp(L_old - L) + O_i * exp(L_i - L).
+// Branches run as successive launches on one stream, so this read-modify-
+// write never races; it costs no workspace beyond out and lse themselves.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "cuda_fa3/details/forward_params.hpp"
+
+namespace dilated::cuda_fa3::details {
+
+template <class T>
+struct Pack2;
+template <>
+struct Pack2<__nv_bfloat16> {
+  using type = __nv_bfloat162;
+  static __device__ __forceinline__ type make(float a, float b) { return __floats2bfloat162_rn(a, b); }
+  static __device__ __forceinline__ float2 unpack(type v) { return __bfloat1622float2(v); }
+};
+template <>
+struct Pack2<__half> {
+  using type = __half2;
+  static __device__ __forceinline__ type make(float a, float b) { return __floats2half2_rn(a, b); }
+  static __device__ __forceinline__ float2 unpack(type v) { return __half22float2(v); }
+};
+
+template <class T, int HeadDim>
+__device__ __forceinline__ void store_rows(const ForwardParams& p, int b, int h,
+                                           const std::int64_t (&position)[2], const bool (&valid)[2],
+                                           float (&o)[HeadDim / 2], const float (&lse)[2], int lane) {
+  using P2 = Pack2<T>;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    if (!valid[r]) continue;
+    float w_new = p.output_scale, w_old = 0.f, lse_out = lse[r];
+    float* lse_ptr = p.lse + b * p.lse_stride_b + h * p.lse_stride_h + position[r] * p.lse_stride_s;
+    if (p.merge) {
+      const float old = *lse_ptr;
+      const float hi = fmaxf(old, lse[r]);
+      if (hi == -INFINITY) {
+        w_new = 0.f;  // neither side saw a key: keep O = 0, LSE = -inf
+        w_old = 1.f;
+      } else {
+        lse_out = hi + log1pf(expf(fminf(old, lse[r]) - hi));
+        w_old = expf(old - lse_out);
+        w_new = p.output_scale * expf(lse[r] - lse_out);
+      }
+    }
+    T* row = static_cast<T*>(p.out) + b * p.out_stride_b + position[r] * p.out_stride_s +
+             h * p.out_stride_h;
+#pragma unroll
+    for (int j = 0; j < HeadDim / 8; ++j) {
+      auto* dst = reinterpret_cast<typename P2::type*>(row + 8 * j + 2 * (lane % 4));
+      float x = o[4 * j + 2 * r] * w_new, y = o[4 * j + 2 * r + 1] * w_new;
+      if (p.merge) {
+        const float2 prev = P2::unpack(*dst);
+        x = fmaf(prev.x, w_old, x);
+        y = fmaf(prev.y, w_old, y);
+      }
+      *dst = P2::make(x, y);
+    }
+    if (lane % 4 == 0) *lse_ptr = lse_out;
+  }
+}
+
+}  // namespace dilated::cuda_fa3::details

@@ -1,0 +1,189 @@
+// cuda_fa3/details/forward_kernel.cuh - the H100 forward kernel for one branch:
+// a producer warpgroup streams K/V blocks with TMA into a ring of shared-memory
+// stages; two consumer warpgroups (64 query rows each) compute S = Q K^T with
+// wgmma from shared memory, an online softmax in registers, and O += P V with
+// P fed to wgmma straight from registers.
+//
+// Dilation is in the TMA descriptors (row stride r, one descriptor per
+// residue), so a dilated branch reads exactly its rows: no gather copies.
+#pragma once
+
+#include <cuda.h>
+
+#include <cstdint>
+
+#include "cuda_fa3/details/epilogue.cuh"
+#include "cuda_fa3/details/forward_params.hpp"
+#include "cuda_fa3/details/mask.cuh"
+#include "cuda_fa3/details/ptx_sm90.cuh"
+#include "cuda_fa3/details/softmax.cuh"
+#include "cuda_fa3/details/tile_scheduler.cuh"
+#include "cuda_fa3/details/tile_shape.hpp"
+#include "cuda_fa3/details/wgmma_ops.cuh"
+
+namespace dilated::cuda_fa3::details {
+
+struct Barriers {
+  std::uint64_t* q_full;
+  std::uint64_t* k_full;   // [stages]
+  std::uint64_t* v_full;
+  std::uint64_t* k_empty;
+  std::uint64_t* v_empty;
+};
+
+template <class Shape>
+__device__ __forceinline__ void load_tile(const CUtensorMap* map, char* dst, std::uint64_t* bar,
+                                          int rows_bytes_per_panel, std::int64_t row, int h, int b) {
+#pragma unroll
+  for (int panel = 0; panel < Shape::kPanels; ++panel)
+    tma_load_4d(dst + panel * rows_bytes_per_panel, map, bar, 64 * panel, int(row), h, b);
+}
+
+// Producer: one thread issues every TMA load of the tile.
+template <class Shape>
+__device__ void produce(const ForwardArgs& args, const QueryTile& t, char* smem, Barriers bar) {
+  const int phase = t.phase;
+  const CUtensorMap* qmap = &args.q[phase];
+  const CUtensorMap* kmap = &args.k[phase];
+  const CUtensorMap* vmap = &args.v[phase];
+  mbar_arrive_expect_tx(bar.q_full, Shape::kTileBytesQ);
+  load_tile<Shape>(qmap, smem, bar.q_full, Shape::kPanelBytesQ, t.map_row0 + t.q_begin, t.h, t.b);
+  for (int kb = 0; kb < t.key_blocks; ++kb) {
+    const int stage = kb % Shape::kStages;
+    const std::uint32_t round = kb / Shape::kStages;
+    const std::int64_t row = t.map_row0 + std::int64_t(kb) * Shape::kBlockN;
+    if (round > 0) mbar_wait(&bar.k_empty[stage], (round - 1) & 1);
+    mbar_arrive_expect_tx(&bar.k_full[stage], Shape::kTileBytesKV);
+    load_tile<Shape>(kmap, smem + Shape::kOffsetK + stage * Shape::kTileBytesKV, &bar.k_full[stage],
+                     Shape::kPanelBytesKV, row, t.h, t.b);
+    if (round > 0) mbar_wait(&bar.v_empty[stage], (round - 1) & 1);
+    mbar_arrive_expect_tx(&bar.v_full[stage], Shape::kTileBytesKV);
+    load_tile<Shape>(vmap, smem + Shape::kOffsetV + stage * Shape::kTileBytesKV, &bar.v_full[stage],
+                     Shape::kPanelBytesKV, row, t.h, t.b);
+  }
+}
+
+// Consumer warpgroup `wg` (0 or 1) owns query rows [64 wg, 64 wg + 64) of the tile.
+template <class T, class Shape>
+__device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem, Barriers bar,
+                        int wg, int thread) {
+  constexpr int kD = Shape::kHeadDim, kN = Shape::kBlockN;
+  const ForwardParams& p = args.p;
+  const int warp = thread / 32, lane = thread % 32;
+  std::int64_t rows[2];
+  rows[0] = t.q_begin + 64 * wg + 16 * warp + lane / 4;
+  rows[1] = rows[0] + 8;
+
+  float o[kD / 2];
+#pragma unroll
+  for (int i = 0; i < kD / 2; ++i) o[i] = 0.f;
+  float s[kN / 2];
+  OnlineSoftmax<kN, kD> softmax;
+
+  const char* q_smem = smem + wg * 64 * 128;  // this warpgroup's 64 rows in every panel
+  mbar_wait(bar.q_full, 0);
+  for (int kb = 0; kb < t.key_blocks; ++kb) {
+    const int stage = kb % Shape::kStages;
+    const std::uint32_t parity = (kb / Shape::kStages) & 1;
+    const char* k_smem = smem + Shape::kOffsetK + stage * Shape::kTileBytesKV;
+    const char* v_smem = smem + Shape::kOffsetV + stage * Shape::kTileBytesKV;
+
+    // S = Q K^T over head_dim in k-steps of 16.
+    mbar_wait(&bar.k_full[stage], parity);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kD / 16; ++kk) {
+      const int panel = kk / 4, step = (kk % 4) * 2;  // 32 bytes = 2 units of 16
+      const std::uint64_t da = desc_k_major_sw128(q_smem + panel * Shape::kPanelBytesQ) + step;
+      const std::uint64_t db = desc_k_major_sw128(k_smem + panel * Shape::kPanelBytesKV) + step;
+      Wgmma<T, kN>::ss(s, da, db, kk > 0);
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_registers(s);
+    mbar_arrive(&bar.k_empty[stage]);
+
+    const std::int64_t key_begin = std::int64_t(kb) * kN;
+    if (needs_mask<kN>(key_begin, t.kept, t.q_begin + 64 * wg, p.causal))
+      apply_mask<kN>(s, key_begin, t.kept, rows, p.causal, lane);
+    softmax.update(s, o, p.scale_log2);
+
+    // P in the accumulator layout is already the register A operand of the
+    // next product, once packed to 16-bit pairs.
+    std::uint32_t a[kN / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < kN / 16; ++kk) {
+#pragma unroll
+      for (int x = 0; x < 4; ++x) {
+        const auto packed = Pack2<T>::make(s[8 * kk + 2 * x], s[8 * kk + 2 * x + 1]);
+        a[kk][x] = *reinterpret_cast<const std::uint32_t*>(&packed);
+      }
+    }
+    mbar_wait(&bar.v_full[stage], parity);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kN / 16; ++kk) {
+      const std::uint64_t db = desc_mn_major_sw128(v_smem + kk * 16 * 128, Shape::kPanelBytesKV);
+      Wgmma<T, kD>::rs_tb(o, a[kk], db, 1);
+    }
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_registers(o);
+    mbar_arrive(&bar.v_empty[stage]);
+  }
+
+  float lse[2];
+  softmax.finish(o, lse);
+  const std::int64_t r = p.pattern.dilation[p.branch];
+  std::int64_t position[2];
+  bool valid[2];
+  for (int i = 0; i < 2; ++i) {
+    valid[i] = rows[i] < t.kept;
+    position[i] = t.first + rows[i] * r;
+  }
+  store_rows<T, kD>(p, t.b, t.h, position, valid, o, lse, lane);
+}
+
+template <class T, int HeadDim>
+__global__ void __launch_bounds__(TileShape<HeadDim>::kThreads, 1)
+    forward_kernel(const __grid_constant__ ForwardArgs args) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using Shape = TileShape<HeadDim>;
+  const QueryTile t = decode_tile<Shape::kBlockM, Shape::kBlockN>(args.p, blockIdx.x);
+  if (!t.active) return;  // uniform over the CTA, before any barrier
+
+  extern __shared__ char smem_raw[];
+  char* smem = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(smem_raw) + 1023) &
+                                       ~std::uintptr_t(1023));
+  auto* bars = reinterpret_cast<std::uint64_t*>(smem + Shape::kOffsetBarriers);
+  Barriers bar{bars, bars + 1, bars + 1 + Shape::kStages, bars + 1 + 2 * Shape::kStages,
+               bars + 1 + 3 * Shape::kStages};
+  const int warpgroup = threadIdx.x / 128;
+  if (threadIdx.x == 0) {
+    mbar_init(bar.q_full, 1);
+    for (int s = 0; s < Shape::kStages; ++s) {
+      mbar_init(&bar.k_full[s], 1);
+      mbar_init(&bar.v_full[s], 1);
+      mbar_init(&bar.k_empty[s], 128 * Shape::kConsumerWarpgroups);
+      mbar_init(&bar.v_empty[s], 128 * Shape::kConsumerWarpgroups);
+    }
+    fence_barrier_init();
+  }
+  __syncthreads();
+
+  if (warpgroup == 0) {
+    regs_release<24>();  // 168 x 384 at launch: (168-24) x 128 = (240-168) x 256
+    if (threadIdx.x == 0) {
+      prefetch_tensormap(&args.q[t.phase]);
+      prefetch_tensormap(&args.k[t.phase]);
+      prefetch_tensormap(&args.v[t.phase]);
+      produce<Shape>(args, t, smem, bar);
+    }
+  } else {
+    regs_acquire<240>();
+    consume<T, Shape>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128);
+  }
+#endif
+}
+
+}  // namespace dilated::cuda_fa3::details

@@ -1,0 +1,66 @@
+// cuda_fa3/details/forward_launch.cu - instantiations and launch of the
+// forward kernel for every supported (dtype, head_dim).
+#include "cuda_fa3/details/forward_launch.cuh"
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <mutex>
+#include <string>
+
+#include "cuda_fa3/details/forward_kernel.cuh"
+#include "dilated/error.hpp"
+
+namespace dilated::cuda_fa3::details {
+
+namespace {
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess)
+    throw Error("cuda.runtime", std::string("cuda_fa3: ") + what + ": " + cudaGetErrorString(e));
+}
+}  // namespace
+
+template <class T, int HeadDim>
+void launch_forward_branch(const ForwardArgs& args, std::int64_t tiles, cudaStream_t stream) {
+  using Shape = TileShape<HeadDim>;
+  auto* kernel = &forward_kernel<T, HeadDim>;
+  static std::once_flag once;  // per instantiation: raise the shared-memory limit
+  std::call_once(once, [&] {
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::kSmemBytes),
+          "cudaFuncSetAttribute");
+  });
+  kernel<<<dim3(unsigned(tiles)), dim3(Shape::kThreads), Shape::kSmemBytes, stream>>>(args);
+  check(cudaGetLastError(), "forward kernel launch");
+}
+
+template <class T>
+__global__ void fill_empty_kernel(ForwardParams p, std::int64_t head_dim) {
+  const std::int64_t rows = std::int64_t(p.batch) * p.seq_len * p.heads;
+  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < rows * head_dim;
+       i += std::int64_t(gridDim.x) * blockDim.x) {
+    const std::int64_t d = i % head_dim, row = i / head_dim;
+    const std::int64_t h = row % p.heads, s = (row / p.heads) % p.seq_len, b = row / (p.heads * p.seq_len);
+    static_cast<T*>(p.out)[b * p.out_stride_b + s * p.out_stride_s + h * p.out_stride_h + d] = T(0.f);
+    if (d == 0) p.lse[b * p.lse_stride_b + h * p.lse_stride_h + s * p.lse_stride_s] = -INFINITY;
+  }
+}
+
+template <class T>
+void launch_fill_empty(const ForwardParams& p, std::int64_t head_dim, cudaStream_t stream) {
+  fill_empty_kernel<T><<<4096, 256, 0, stream>>>(p, head_dim);
+  check(cudaGetLastError(), "fill kernel launch");
+}
+
+#define DILATED_FA3_INSTANTIATE(T, D) \
+  template void launch_forward_branch<T, D>(const ForwardArgs&, std::int64_t, cudaStream_t);
+DILATED_FA3_INSTANTIATE(__nv_bfloat16, 64)
+DILATED_FA3_INSTANTIATE(__nv_bfloat16, 128)
+DILATED_FA3_INSTANTIATE(__nv_bfloat16, 256)
+DILATED_FA3_INSTANTIATE(__half, 64)
+DILATED_FA3_INSTANTIATE(__half, 128)
+DILATED_FA3_INSTANTIATE(__half, 256)
+#undef DILATED_FA3_INSTANTIATE
+template void launch_fill_empty<__nv_bfloat16>(const ForwardParams&, std::int64_t, cudaStream_t);
+template void launch_fill_empty<__half>(const ForwardParams&, std::int64_t, cudaStream_t);
+
+}  // namespace dilated::cuda_fa3::details

@@ -1,0 +1,19 @@
+// cuda_fa3/details/forward_launch.cuh - launches one branch of the forward for
+// a (dtype, head_dim) instantiation, and the fill that precedes merged runs.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include "cuda_fa3/details/forward_params.hpp"
+
+namespace dilated::cuda_fa3::details {
+
+template <class T, int HeadDim>
+void launch_forward_branch(const ForwardArgs& args, std::int64_t tiles, cudaStream_t stream);
+
+// out = 0 and lse = -inf on every row: the identity of the LSE merge, for
+// configs whose first branch does not write every row.
+template <class T>
+void launch_fill_empty(const ForwardParams& p, std::int64_t head_dim, cudaStream_t stream);
+
+}  // namespace dilated::cuda_fa3::details

@@ -1,0 +1,45 @@
+// cuda_fa3/details/forward_params.hpp - everything one forward launch (one
+// branch) needs, passed by value as a __grid_constant__ kernel parameter
+// together with the TMA descriptors of Q, K and V.
+#pragma once
+
+#include <cuda.h>
+#include <cstdint>
+
+#include "dilated/pattern.hpp"
+
+namespace dilated::cuda_fa3::details {
+
+// A dilated branch reads rows p = phase + r*i of Q/K/V. Which residue
+// `phase` a (segment, head) starts on varies when r does not divide w, so each
+// tensor gets one TMA descriptor per residue: a view with base row `phase`
+// and row stride r, whose bounds are exact (no reads past the sequence).
+inline constexpr int kMaxPhases = 16;
+
+struct ForwardParams {
+  PatternParams pattern;
+  int branch = 0;
+  int batch = 0;
+  int heads = 0;
+  std::int64_t seq_len = 0;
+  std::int64_t num_segments = 0;   // of this branch
+  std::int64_t tiles_per_segment = 0;  // query tiles of kBlockM sparse rows
+  float scale_log2 = 0.f;          // softmax scale * log2(e): scores go through exp2
+  float output_scale = 1.f;        // HeadGroups averages branch outputs
+  bool causal = false;
+  bool merge = false;              // combine with the out/lse already written
+  // Output [b, s, h, d] (last dim contiguous) and LSE [b, h, s], strides in elements.
+  void* out = nullptr;
+  std::int64_t out_stride_b = 0, out_stride_s = 0, out_stride_h = 0;
+  float* lse = nullptr;
+  std::int64_t lse_stride_b = 0, lse_stride_h = 0, lse_stride_s = 0;
+};
+
+struct ForwardArgs {
+  ForwardParams p;
+  CUtensorMap q[kMaxPhases];
+  CUtensorMap k[kMaxPhases];
+  CUtensorMap v[kMaxPhases];
+};
+
+}  // namespace dilated::cuda_fa3::details

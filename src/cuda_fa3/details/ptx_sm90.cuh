@@ -1,0 +1,122 @@
+// cuda_fa3/details/ptx_sm90.cuh - the Hopper primitives the kernels are built
+// from, each a one-line inline-PTX wrapper: mbarriers, TMA bulk-tensor loads,
+// warpgroup MMA ordering, shared-memory matrix descriptors, register
+// reallocation. Kept apart so the kernel files read as algorithm, not PTX.
+#pragma once
+
+#include <cuda.h>
+#include <cstdint>
+
+namespace dilated::cuda_fa3::details {
+
+__device__ __forceinline__ std::uint32_t smem_u32(const void* p) {
+  return static_cast<std::uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// ---- mbarrier ---------------------------------------------------------------
+__device__ __forceinline__ void mbar_init(std::uint64_t* bar, std::uint32_t count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(smem_u32(bar)), "r"(count));
+}
+// Makes initialised barriers visible to the async (TMA) proxy.
+__device__ __forceinline__ void fence_barrier_init() {
+  asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+}
+__device__ __forceinline__ void mbar_arrive(std::uint64_t* bar) {
+  asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}" ::"r"(smem_u32(bar))
+               : "memory");
+}
+// One arrival that also announces how many bytes the TMA will deliver.
+__device__ __forceinline__ void mbar_arrive_expect_tx(std::uint64_t* bar, std::uint32_t bytes) {
+  asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.expect_tx.shared::cta.b64 st, [%0], %1;\n}" ::"r"(
+                   smem_u32(bar)),
+               "r"(bytes)
+               : "memory");
+}
+// Blocks until the barrier's phase with the given parity has completed.
+__device__ __forceinline__ void mbar_wait(std::uint64_t* bar, std::uint32_t parity) {
+  asm volatile(
+      "{\n.reg .pred done;\n"
+      "WAIT_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra WAIT_%=;\n}" ::"r"(smem_u32(bar)),
+      "r"(parity)
+      : "memory");
+}
+
+// ---- TMA --------------------------------------------------------------------
+__device__ __forceinline__ void prefetch_tensormap(const CUtensorMap* map) {
+  asm volatile("prefetch.tensormap [%0];" ::"l"(reinterpret_cast<std::uint64_t>(map)) : "memory");
+}
+// Copies one box of a rank-4 tensor (coordinates innermost first) into shared
+// memory; completion is counted in bytes on `bar`.
+__device__ __forceinline__ void tma_load_4d(void* dst, const CUtensorMap* map, std::uint64_t* bar,
+                                            int c0, int c1, int c2, int c3) {
+  asm volatile(
+      "cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+      " [%0], [%1, {%3, %4, %5, %6}], [%2];" ::"r"(smem_u32(dst)),
+      "l"(reinterpret_cast<std::uint64_t>(map)), "r"(smem_u32(bar)), "r"(c0), "r"(c1), "r"(c2),
+      "r"(c3)
+      : "memory");
+}
+
+// ---- warpgroup MMA ordering ---------------------------------------------------
+__device__ __forceinline__ void wgmma_fence() {
+  asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+}
+__device__ __forceinline__ void wgmma_commit() {
+  asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+}
+template <int Pending>
+__device__ __forceinline__ void wgmma_wait() {
+  asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(Pending) : "memory");
+}
+// Register arrays handed to wgmma must not be touched by ordinary code while
+// the MMA is in flight; this makes the compiler treat them as live here.
+template <int N>
+__device__ __forceinline__ void fence_registers(float (&r)[N]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+
+// ---- shared-memory matrix descriptors (128-byte swizzle) --------------------
+// Operand tiles live in "panels" of 64 16-bit elements (128 bytes) per row,
+// written by TMA with CU_TENSOR_MAP_SWIZZLE_128B, each panel 1024-byte aligned.
+//
+// K-major operand (contiguous along the reduction dim, e.g. Q and K for S=QK^T):
+// 8-row groups of 1024 bytes follow each other (stride byte offset = 1024);
+// the leading byte offset is unused with swizzling. A 16-element k-step inside
+// a 128-byte row is reached by advancing the start address by 32 bytes.
+__device__ __forceinline__ std::uint64_t desc_k_major_sw128(const void* smem) {
+  const std::uint64_t addr = smem_u32(smem);
+  return ((addr & 0x3FFFF) >> 4) | (std::uint64_t(1) << 16) | (std::uint64_t(1024 >> 4) << 32) |
+         (std::uint64_t(1) << 62);
+}
+// MN-major operand (contiguous along the output dim, e.g. V for O=PV): a
+// swizzle atom is 64 columns x 8 reduction rows (1024 bytes); atoms along the
+// columns are `panel_bytes` apart (leading byte offset), 8-row groups along the
+// reduction dim are 1024 bytes apart (stride byte offset).
+__device__ __forceinline__ std::uint64_t desc_mn_major_sw128(const void* smem,
+                                                             std::uint32_t panel_bytes) {
+  const std::uint64_t addr = smem_u32(smem);
+  return ((addr & 0x3FFFF) >> 4) | (std::uint64_t((panel_bytes >> 4) & 0x3FFF) << 16) |
+         (std::uint64_t(1024 >> 4) << 32) | (std::uint64_t(1) << 62);
+}
+
+// ---- register reallocation between warpgroups ---------------------------------
+template <int Regs>
+__device__ __forceinline__ void regs_release() {
+  asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(Regs));
+}
+template <int Regs>
+__device__ __forceinline__ void regs_acquire() {
+  asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(Regs));
+}
+
+// ---- small numeric helpers ---------------------------------------------------
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+}  // namespace dilated::cuda_fa3::details

@@ -1,0 +1,83 @@
+// cuda_fa3/details/softmax.cuh - online softmax over the rows a consumer
+// thread holds in the wgmma accumulator layout.
+//
+// m64nN accumulator layout: thread `lane` of warp w (in its warpgroup) holds
+// rows 16w + lane/4 ("row 0") and 16w + lane/4 + 8 ("row 1"); of each 8-column
+// chunk j it holds columns 8j + 2(lane%4) + {0,1}: s[4j+0..1] for row 0 and
+// s[4j+2..3] for row 1. A row is spread over the 4 threads of a quad.
+#pragma once
+
+#include <cmath>
+
+#include "cuda_fa3/details/ptx_sm90.cuh"
+
+namespace dilated::cuda_fa3::details {
+
+__device__ __forceinline__ float quad_max(float x) {
+  x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 1));
+  return fmaxf(x, __shfl_xor_sync(0xffffffffu, x, 2));
+}
+__device__ __forceinline__ float quad_sum(float x) {
+  x += __shfl_xor_sync(0xffffffffu, x, 1);
+  return x + __shfl_xor_sync(0xffffffffu, x, 2);
+}
+
+template <int BlockN, int HeadDim>
+struct OnlineSoftmax {
+  static constexpr int kS = BlockN / 2;   // accumulator floats of S per thread
+  static constexpr int kO = HeadDim / 2;  // accumulator floats of O per thread
+  float row_max[2] = {-INFINITY, -INFINITY};  // in log2 units (scores * scale * log2 e)
+  float row_sum[2] = {0.f, 0.f};              // thread-partial; reduced over the quad at the end
+
+  // s holds raw scores (masked ones at -inf). Turns s into probabilities
+  // relative to the new running max and rescales the O accumulator.
+  __device__ __forceinline__ void update(float (&s)[kS], float (&o)[kO], float scale_log2) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float mx = row_max[r];
+#pragma unroll
+      for (int j = 0; j < kS / 4; ++j)
+        mx = fmaxf(mx, fmaxf(s[4 * j + 2 * r], s[4 * j + 2 * r + 1]) * scale_log2);
+      mx = quad_max(mx);
+      // A row with no visible key yet keeps max -inf; subtract 0 instead so
+      // exp2 gives 0 rather than NaN.
+      const float base = mx == -INFINITY ? 0.f : mx;
+      const float correction = fast_exp2(row_max[r] - base);
+      row_max[r] = mx;
+      float sum = 0.f;
+#pragma unroll
+      for (int j = 0; j < kS / 4; ++j) {
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          const float e = fast_exp2(fmaf(s[4 * j + 2 * r + c], scale_log2, -base));
+          s[4 * j + 2 * r + c] = e;
+          sum += e;
+        }
+      }
+      row_sum[r] = row_sum[r] * correction + sum;
+#pragma unroll
+      for (int j = 0; j < kO / 4; ++j) {
+        o[4 * j + 2 * r] *= correction;
+        o[4 * j + 2 * r + 1] *= correction;
+      }
+    }
+  }
+
+  // Normalises O and returns the natural-log LSE of both rows (-inf for a row
+  // that saw no key).
+  __device__ __forceinline__ void finish(float (&o)[kO], float (&lse)[2]) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const float sum = quad_sum(row_sum[r]);
+      const float inv = sum > 0.f ? 1.f / sum : 0.f;
+#pragma unroll
+      for (int j = 0; j < kO / 4; ++j) {
+        o[4 * j + 2 * r] *= inv;
+        o[4 * j + 2 * r + 1] *= inv;
+      }
+      lse[r] = sum > 0.f ? (row_max[r] + log2f(sum)) * 0.69314718055994531f : -INFINITY;
+    }
+  }
+};
+
+}  // namespace dilated::cuda_fa3::details

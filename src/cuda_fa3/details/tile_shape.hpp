@@ -1,0 +1,37 @@
+// cuda_fa3/details/tile_shape.hpp - tile sizes per head_dim and the shared
+// memory layout they imply. One producer warpgroup (TMA) and two consumer
+// warpgroups (64 query rows each, so kBlockM = 128).
+#pragma once
+
+#include <cstdint>
+
+namespace dilated::cuda_fa3::details {
+
+template <int HeadDim>
+struct TileShape {
+  static constexpr int kHeadDim = HeadDim;
+  static constexpr int kBlockM = 128;
+  // Keys per block: the S accumulator is 64 x kBlockN floats per consumer
+  // warpgroup; head_dim 256 halves it to leave registers for the 64x256 O.
+  static constexpr int kBlockN = HeadDim <= 128 ? 128 : 64;
+  static constexpr int kStages = 2;
+  static constexpr int kConsumerWarpgroups = 2;
+  static constexpr int kThreads = 128 * (1 + kConsumerWarpgroups);
+  // A panel is 64 columns (128 bytes of 16-bit elements) of every row.
+  static constexpr int kPanels = HeadDim / 64;
+  static constexpr int kPanelBytesQ = kBlockM * 128;
+  static constexpr int kPanelBytesKV = kBlockN * 128;
+  static constexpr int kTileBytesQ = kPanels * kPanelBytesQ;
+  static constexpr int kTileBytesKV = kPanels * kPanelBytesKV;
+  // Layout: [Q][K stage 0..S-1][V stage 0..S-1][barriers], all 1024-aligned.
+  static constexpr int kOffsetK = kTileBytesQ;
+  static constexpr int kOffsetV = kOffsetK + kStages * kTileBytesKV;
+  static constexpr int kOffsetBarriers = kOffsetV + kStages * kTileBytesKV;
+  static constexpr int kBarriers = 1 + 4 * kStages;  // q_full, k/v full, k/v empty
+  // +1024: the dynamic shared-memory base is only 16-byte aligned.
+  static constexpr int kSmemBytes = kOffsetBarriers + 8 * kBarriers + 1024;
+  static_assert(HeadDim % 64 == 0, "head_dim must be a multiple of 64");
+  static_assert(kSmemBytes <= 227 * 1024, "tile does not fit the H100's shared memory");
+};
+
+}  // namespace dilated::cuda_fa3::details

@@ -1,0 +1,80 @@
+// cuda_fa3/fa3.hpp - the H100 (sm_90a) backend's public interface: a plan over
+// raw device pointers and element strides, so it needs no Kokkos CUDA build.
+//
+//   dilated::cuda_fa3::Plan plan(config, shape, dilated::cuda_fa3::DType::bf16);
+//   if (plan.support().ok) plan.forward(q, k, v, out, lse, stream);
+//
+// Tensors are [batch, seq, heads, head_dim] 16-bit (bf16 or fp16) with a
+// contiguous head_dim; lse is float [batch, heads, seq]. Semantics are the
+// library's (see README): LongNet branches merged by their softmax
+// denominators, rows no branch keeps get O = 0 and LSE = -inf.
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "dilated/config.hpp"
+#include "dilated/pattern.hpp"
+
+typedef struct CUstream_st* cudaStream_t;
+
+namespace dilated::cuda_fa3 {
+
+enum class DType { bf16, fp16 };
+const char* to_string(DType t);
+
+// A [batch, seq, heads, head_dim] tensor in device memory; strides in elements.
+struct Tensor {
+  const void* data = nullptr;
+  std::int64_t stride_b = 0, stride_s = 0, stride_h = 0, stride_d = 1;
+};
+struct MutableTensor {
+  void* data = nullptr;
+  std::int64_t stride_b = 0, stride_s = 0, stride_h = 0, stride_d = 1;
+};
+// [batch, heads, seq] float in device memory; strides in elements.
+struct LseTensor {
+  float* data = nullptr;
+  std::int64_t stride_b = 0, stride_h = 0, stride_s = 0;
+};
+
+// Whether this backend can run a problem on a device, and if not, why (the
+// plan reports it so users see which path runs).
+struct Support {
+  bool ok = false;
+  std::string reason;
+};
+
+// True when the library was built with the sm_90a kernels.
+bool compiled_in();
+
+// Checks config/shape/dtype against what the kernels implement and the
+// device's compute capability (runtime detection). Never throws.
+Support query_support(const AttentionConfig& config, const ProblemShape& shape, DType dtype,
+                      int device);
+
+class Plan {
+ public:
+  // Validates the config and shape (throws dilated::Error) and records
+  // whether the backend supports them on `device` (-1: the current device).
+  Plan(AttentionConfig config, ProblemShape shape, DType dtype, int device = -1);
+
+  const Support& support() const { return support_; }
+  const AttentionConfig& config() const { return config_; }
+  const ProblemShape& shape() const { return shape_; }
+
+  // Asynchronous on `stream`. Throws dilated::Error (before any launch) if the
+  // backend does not support the problem or a tensor's pointer or strides are
+  // unusable (16-byte aligned rows, contiguous head_dim, no aliasing of out).
+  void forward(Tensor q, Tensor k, Tensor v, MutableTensor out, LseTensor lse,
+               cudaStream_t stream) const;
+
+ private:
+  AttentionConfig config_;
+  ProblemShape shape_;
+  DType dtype_;
+  PatternParams pattern_;
+  Support support_;
+};
+
+}  // namespace dilated::cuda_fa3

@@ -1,0 +1,142 @@
+// cuda_fa3/plan.cu - the backend's Plan: support query (runtime detection),
+// argument checks, and the per-branch dispatch over (dtype, head_dim).
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <string>
+
+#include "cuda_fa3/details/forward_launch.cuh"
+#include "cuda_fa3/details/tensor_maps.hpp"
+#include "cuda_fa3/details/tile_shape.hpp"
+#include "cuda_fa3/fa3.hpp"
+#include "dilated/error.hpp"
+
+namespace dilated::cuda_fa3 {
+
+const char* to_string(DType t) { return t == DType::bf16 ? "bf16" : "fp16"; }
+
+bool compiled_in() { return true; }
+
+Support query_support(const AttentionConfig& config, const ProblemShape& shape, DType,
+                      int device) {
+  auto no = [](std::string why) { return Support{false, std::move(why)}; };
+  if (device < 0 && cudaGetDevice(&device) != cudaSuccess) return no("no CUDA device");
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, device) != cudaSuccess) return no("cannot query the CUDA device");
+  if (prop.major != 9)
+    return no("compute capability " + std::to_string(prop.major) + "." + std::to_string(prop.minor) +
+              " is not 9.x (the kernels use sm_90a wgmma and TMA)");
+  if (shape.head_dim != 64 && shape.head_dim != 128 && shape.head_dim != 256)
+    return no("head_dim " + std::to_string(shape.head_dim) + " is not 64, 128 or 256");
+  if (config.dropout_p != 0.0) return no("dropout is not implemented in cuda_fa3 yet");
+  for (const Branch& b : config.branches)
+    if (b.dilation > details::kMaxPhases)
+      return no("dilation " + std::to_string(b.dilation) + " exceeds " +
+                std::to_string(details::kMaxPhases) + " (one TMA descriptor per residue)");
+  if (shape.batch > (1 << 30) || shape.heads > (1 << 30))
+    return no("batch or heads beyond 2^30");
+  return Support{true, "cuda_fa3: sm_" + std::to_string(prop.major) + std::to_string(prop.minor) +
+                           ", " + std::to_string(shape.head_dim) + "-wide heads"};
+}
+
+Plan::Plan(AttentionConfig config, ProblemShape shape, DType dtype, int device)
+    : config_(std::move(config)), shape_(shape), dtype_(dtype) {
+  validate(config_, shape_);
+  pattern_ = make_pattern(config_, shape_);
+  support_ = query_support(config_, shape_, dtype_, device);
+}
+
+namespace {
+
+template <class Tn>
+void check_tensor(const char* name, const Tn& t, const ProblemShape& s) {
+  auto fail = [&](const std::string& what) {
+    throw Error("cuda.tensor_layout", std::string("cuda_fa3: ") + name + " " + what);
+  };
+  if (!t.data) fail("is null");
+  if (t.stride_d != 1) fail("must have a contiguous head_dim (stride_d = " + std::to_string(t.stride_d) + ")");
+  if (reinterpret_cast<std::uintptr_t>(t.data) % 16)
+    fail("must be 16-byte aligned (TMA), got address % 16 = " +
+         std::to_string(reinterpret_cast<std::uintptr_t>(t.data) % 16));
+  const std::int64_t strides[3] = {t.stride_b, t.stride_s, t.stride_h};
+  for (std::int64_t st : strides)
+    if (st % 8 != 0 || st <= 0)
+      fail("strides must be positive multiples of 8 elements (16 bytes); got " + std::to_string(st));
+  (void)s;
+}
+
+template <class T>
+void run_branches(const details::ForwardParams& base, const PatternParams& pat,
+                  const ProblemShape& s, DType dtype, const Tensor& q, const Tensor& k,
+                  const Tensor& v, cudaStream_t stream) {
+  // The first branch may write rows outright only if it writes every row:
+  // LongNet mode with dilation 1. Otherwise start from the merge identity.
+  const bool first_covers_all = pat.head_mode == 0 && pat.dilation[0] == 1;
+  if (!first_covers_all) details::launch_fill_empty<T>(base, s.head_dim, stream);
+  for (int i = 0; i < pat.num_branches; ++i) {
+    details::ForwardArgs args{};
+    args.p = base;
+    args.p.branch = i;
+    args.p.merge = i > 0 || !first_covers_all;
+    args.p.num_segments = pat.num_segments(i);
+    const int block_m = 128;
+    const int block_n = s.head_dim <= 128 ? 128 : 64;
+    args.p.tiles_per_segment = (pat.max_kept_count(i) + block_m - 1) / block_m;
+    const std::int64_t r = pat.dilation[i];
+    for (std::int64_t phase = 0; phase < r; ++phase) {
+      details::encode_dilated_map(&args.q[phase], dtype, q.data, q, s.batch, s.seq_len, s.heads,
+                                  s.head_dim, r, phase, block_m);
+      details::encode_dilated_map(&args.k[phase], dtype, k.data, k, s.batch, s.seq_len, s.heads,
+                                  s.head_dim, r, phase, block_n);
+      details::encode_dilated_map(&args.v[phase], dtype, v.data, v, s.batch, s.seq_len, s.heads,
+                                  s.head_dim, r, phase, block_n);
+    }
+    const std::int64_t tiles = s.batch * s.heads * args.p.num_segments * args.p.tiles_per_segment;
+    if (tiles <= 0) continue;
+    switch (s.head_dim) {
+      case 64: details::launch_forward_branch<T, 64>(args, tiles, stream); break;
+      case 128: details::launch_forward_branch<T, 128>(args, tiles, stream); break;
+      case 256: details::launch_forward_branch<T, 256>(args, tiles, stream); break;
+      default: break;  // excluded by query_support
+    }
+  }
+}
+
+}  // namespace
+
+void Plan::forward(Tensor q, Tensor k, Tensor v, MutableTensor out, LseTensor lse,
+                   cudaStream_t stream) const {
+  if (!support_.ok) throw Error("cuda.unsupported", "cuda_fa3 cannot run this problem: " + support_.reason);
+  check_tensor("q", q, shape_);
+  check_tensor("k", k, shape_);
+  check_tensor("v", v, shape_);
+  check_tensor("out", out, shape_);
+  if (!lse.data) throw Error("cuda.tensor_layout", "cuda_fa3: lse is null");
+  if (out.data == q.data || out.data == k.data || out.data == v.data)
+    throw Error("cuda.aliasing", "cuda_fa3: out must not alias q, k or v");
+
+  details::ForwardParams base{};
+  base.pattern = pattern_;
+  base.batch = int(shape_.batch);
+  base.heads = int(shape_.heads);
+  base.seq_len = shape_.seq_len;
+  base.scale_log2 = float(effective_softmax_scale(config_, shape_.head_dim) * 1.4426950408889634);
+  base.output_scale = float(pattern_.output_scale());
+  base.causal = config_.causal;
+  base.out = out.data;
+  base.out_stride_b = out.stride_b;
+  base.out_stride_s = out.stride_s;
+  base.out_stride_h = out.stride_h;
+  base.lse = lse.data;
+  base.lse_stride_b = lse.stride_b;
+  base.lse_stride_h = lse.stride_h;
+  base.lse_stride_s = lse.stride_s;
+  if (dtype_ == DType::bf16)
+    run_branches<__nv_bfloat16>(base, pattern_, shape_, dtype_, q, k, v, stream);
+  else
+    run_branches<__half>(base, pattern_, shape_, dtype_, q, k, v, stream);
+}
+
+}  // namespace dilated::cuda_fa3
