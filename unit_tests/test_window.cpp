@@ -3,6 +3,8 @@
 // of the sequence. Cutting the sequence into shards (even and uneven, aligned
 // to segments or not) and summing over every (query shard, key shard, branch)
 // must reproduce the float64 reference of the whole sequence.
+#include <tuple>
+
 #include "test_harness.hpp"
 
 namespace dtest {
@@ -37,10 +39,11 @@ auto lse_rows(const V& v, std::int64_t b, std::int64_t e) {
 }
 
 template <class B>
-void check_windows(const Case& c, const Cuts& cuts, std::uint64_t seed) {
+void check_windows(const Case& c, const Cuts& cuts, std::uint64_t seed, bool two_kernel) {
   std::ostringstream cs;
   for (auto x : cuts) cs << x << " ";
-  SCOPED_TRACE(case_name(c.config, c.shape) + " cuts " + cs.str() + "on " + B::exec::name());
+  SCOPED_TRACE(case_name(c.config, c.shape) + " cuts " + cs.str() + "on " + B::exec::name() +
+               (two_kernel ? " (two-kernel scheme)" : ""));
   using T = typename B::value;
   using Acc = typename B::acc;
   const ProblemShape& s = c.shape;
@@ -84,12 +87,22 @@ void check_windows(const Case& c, const Cuts& cuts, std::uint64_t seed) {
                         lse_rows(delta, cuts[a], cuts[a + 1]));
   for (std::size_t a = 0; a < shards; ++a)
     for (int br = 0; br < static_cast<int>(c.config.branches.size()); ++br)
-      for (std::size_t b = 0; b < shards; ++b)
-        plan.backward_window(space, br, cuts[a], rows(q, cuts[a], cuts[a + 1]),
-                             rows(dout, cuts[a], cuts[a + 1]), lse_rows(lse, cuts[a], cuts[a + 1]),
-                             lse_rows(delta, cuts[a], cuts[a + 1]), rows(dq, cuts[a], cuts[a + 1]),
-                             cuts[b], rows(k, cuts[b], cuts[b + 1]), rows(v, cuts[b], cuts[b + 1]),
-                             rows(dk, cuts[b], cuts[b + 1]), rows(dv, cuts[b], cuts[b + 1]));
+      for (std::size_t b = 0; b < shards; ++b) {
+        const auto args = std::make_tuple(
+            space, br, cuts[a], rows(q, cuts[a], cuts[a + 1]), rows(dout, cuts[a], cuts[a + 1]),
+            lse_rows(lse, cuts[a], cuts[a + 1]), lse_rows(delta, cuts[a], cuts[a + 1]),
+            rows(dq, cuts[a], cuts[a + 1]), cuts[b], rows(k, cuts[b], cuts[b + 1]),
+            rows(v, cuts[b], cuts[b + 1]), rows(dk, cuts[b], cuts[b + 1]),
+            rows(dv, cuts[b], cuts[b + 1]));
+        std::apply(
+            [&](const auto&... x) {
+              if (two_kernel)  // the dQ / dK-dV kernels device backends run, on windows
+                dilated::details::PlanTestAccess::backward_window_two_kernel(plan, x...);
+              else
+                plan.backward_window(x...);
+            },
+            args);
+      }
   space.fence();
   std::vector<double> rdq(numel(s)), rdk(numel(s)), rdv(numel(s));
   dilated::reference::backward(c.config, s, qd.data(), kd.data(), vd.data(), dod.data(),
@@ -104,7 +117,8 @@ TYPED_TEST(Window, ShardedWindowsMatchFloat64Reference) {
   for (const Case& c : correctness_cases()) {
     if (c.shape.head_dim > 64 || c.shape.seq_len > 300) continue;  // keep the matrix quick
     for (const Cuts& cuts : shardings(c.shape.seq_len))
-      check_windows<TypeParam>(c, cuts, seed += 10);
+      for (bool two_kernel : {false, true})
+        check_windows<TypeParam>(c, cuts, seed += 10, two_kernel);
   }
 }
 

@@ -185,6 +185,18 @@ class Plan {
                        const DO& dout, const L& lse, const DL& delta, const DQ& dq,
                        std::int64_t k_begin, const K& k, const V& v, const DK& dk,
                        const DV& dv) const {
+    backward_window_impl(false, space, branch, q_begin, q, dout, lse, delta, dq, k_begin, k, v,
+                         dk, dv);
+  }
+
+ private:
+  // two_kernel: the dQ / dK-dV kernel pair (what device backends run) even on
+  // a host backend; tests reach it through PlanTestAccess.
+  template <class Q, class K, class V, class DO, class L, class DL, class DQ, class DK, class DV>
+  void backward_window_impl(bool two_kernel, const ExecSpace& space, int branch,
+                            std::int64_t q_begin, const Q& q, const DO& dout, const L& lse,
+                            const DL& delta, const DQ& dq, std::int64_t k_begin, const K& k,
+                            const V& v, const DK& dk, const DV& dv) const {
     using T = typename DQ::non_const_value_type;
     static_check_io<T, Q, K, V, DQ>();
     static_check_io<T, DO, DK, DV>();
@@ -222,8 +234,10 @@ class Plan {
         if (i != g) details::check_no_alias(out_names[g], outs[g], out_names[i], outs[i]);
     }
     // --- nothing above writes; everything below may ---
-    launch_backward_branch(space, t, branch, w, false);
+    launch_backward_branch(space, t, branch, w, two_kernel);
   }
+
+ public:
 
   // delta = rowsum(dout * out) per (batch, head, position) of a query window,
   // the input backward_window needs besides forward's lse. Asynchronous.
@@ -423,6 +437,10 @@ struct PlanTestAccess {
   template <class Plan, class... Args>
   static void backward_two_kernel(const Plan& plan, const Args&... args) {
     plan.backward_impl(typename Plan::execution_space(), args..., true);
+  }
+  template <class Plan, class... Args>
+  static void backward_window_two_kernel(const Plan& plan, const Args&... args) {
+    plan.backward_window_impl(true, args...);
   }
 };
 }  // namespace details
