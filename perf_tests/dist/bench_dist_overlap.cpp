@@ -1,0 +1,209 @@
+// How much of the ring's transfer time the compute hides, on CPU ranks.
+//
+//   mpirun -np 2 bench_dist_overlap --seq 32768 --heads 8 --dim 64 \
+//       --branches 2048:1,4096:2,8192:4,32768:8 [--causal] [--zigzag] [--iters 5]
+//
+// A timing decorator around the MPI communicator records every ring step of
+// a forward (and a backward) call and the time spent blocked in wait() - the
+// exposed communication. The same steps are then replayed with no compute in
+// between, which is the transfer time alone. hidden fraction = 1 - exposed /
+// alone, summed over ranks. Prints one JSON object (rank 0).
+#include <mpi.h>
+
+#include <Kokkos_Core.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <dilated_attention.hpp>
+
+#include "dist/mpi_communicator.hpp"
+#include "dist/seq_parallel_plan.hpp"
+
+namespace {
+
+double now() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// Forwards to the real transport; records the steps and the blocked time.
+class TimedCommunicator final : public dilated::dist::Communicator {
+ public:
+  struct Event {
+    bool wait;
+    std::size_t send_bytes, recv_bytes;
+    int dest, src;
+  };
+  explicit TimedCommunicator(dilated::dist::Communicator& inner) : inner_(inner) {}
+  int rank() const override { return inner_.rank(); }
+  int size() const override { return inner_.size(); }
+  const char* name() const override { return inner_.name(); }
+  void allreduce_min_max(const std::int64_t* in, std::int64_t* mn, std::int64_t* mx,
+                         int n) override {
+    inner_.allreduce_min_max(in, mn, mx, n);
+  }
+  void start_exchange(const void* send, std::size_t sb, int dest, void* recv, std::size_t rb,
+                      int src) override {
+    events.push_back({false, sb, rb, dest, src});
+    bytes += sb;
+    inner_.start_exchange(send, sb, dest, recv, rb, src);
+  }
+  void wait() override {
+    events.push_back({true, 0, 0, -1, -1});
+    const double t0 = now();
+    inner_.wait();
+    wait_s += now() - t0;
+  }
+  bool stream_ordered() const override { return inner_.stream_ordered(); }
+  bool accepts_host_memory() const override { return inner_.accepts_host_memory(); }
+  bool accepts_device_memory() const override { return inner_.accepts_device_memory(); }
+  void reset() {
+    events.clear();
+    wait_s = 0;
+    bytes = 0;
+  }
+  // The recorded steps again, back to back, with no compute: transfer time alone.
+  double replay() {
+    std::size_t most = 1;
+    for (const Event& e : events) most = std::max({most, e.send_bytes, e.recv_bytes});
+    std::vector<char> a(most, 1), b(most, 0);
+    MPI_Barrier(MPI_COMM_WORLD);
+    const double t0 = now();
+    for (const Event& e : events) {
+      if (e.wait)
+        inner_.wait();
+      else
+        inner_.start_exchange(a.data(), e.send_bytes, e.dest, b.data(), e.recv_bytes, e.src);
+    }
+    return now() - t0;
+  }
+  std::vector<Event> events;
+  double wait_s = 0;
+  std::size_t bytes = 0;
+
+ private:
+  dilated::dist::Communicator& inner_;
+};
+
+struct Args {
+  std::int64_t seq = 32768, heads = 8, dim = 64, batch = 1;
+  std::string branches = "2048:1,4096:2,8192:4,32768:8";
+  bool causal = false, zigzag = false;
+  int iters = 5;
+};
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i + 1 < argc || (i < argc && argv[i][0] == '-'); ++i) {
+    const std::string k = argv[i];
+    auto next = [&] { return std::string(argv[++i]); };
+    if (k == "--seq") a.seq = std::stoll(next());
+    else if (k == "--heads") a.heads = std::stoll(next());
+    else if (k == "--dim") a.dim = std::stoll(next());
+    else if (k == "--batch") a.batch = std::stoll(next());
+    else if (k == "--branches") a.branches = next();
+    else if (k == "--iters") a.iters = std::stoi(next());
+    else if (k == "--causal") a.causal = true;
+    else if (k == "--zigzag") a.zigzag = true;
+  }
+  return a;
+}
+
+double sum_over_ranks(double x) {
+  double s = 0;
+  MPI_Allreduce(&x, &s, 1, MPI_DOUBLE, MPI_SUM, MPI_COMM_WORLD);
+  return s;
+}
+double max_over_ranks(double x) {
+  double s = 0;
+  MPI_Allreduce(&x, &s, 1, MPI_DOUBLE, MPI_MAX, MPI_COMM_WORLD);
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  MPI_Init(&argc, &argv);
+  Kokkos::initialize(argc, argv);
+  {
+    using Exec = Kokkos::DefaultHostExecutionSpace;
+    const Args a = parse(argc, argv);
+    dilated::AttentionConfig cfg;
+    std::stringstream bs(a.branches);
+    for (std::string item; std::getline(bs, item, ',');) {
+      const auto colon = item.find(':');
+      cfg.branches.push_back({std::stoll(item.substr(0, colon)), std::stoll(item.substr(colon + 1))});
+    }
+    cfg.causal = a.causal;
+    dilated::dist::MpiCommunicator mpi(MPI_COMM_WORLD);
+    TimedCommunicator comm(mpi);
+    const dilated::ProblemShape g{a.batch, a.seq, a.heads, a.dim};
+    dilated::dist::SeqParallelPlan<Exec> plan(
+        cfg, g, comm, a.zigzag ? dilated::dist::Layout::Zigzag : dilated::dist::Layout::Contiguous);
+    const auto s = plan.local_shape();
+    using V4 = Kokkos::View<float****, Kokkos::LayoutRight, Exec::memory_space>;
+    using VL = Kokkos::View<float***, Kokkos::LayoutRight, Exec::memory_space>;
+    V4 q("q", s.batch, s.seq_len, s.heads, s.head_dim), k("k", s.batch, s.seq_len, s.heads, s.head_dim),
+        v("v", s.batch, s.seq_len, s.heads, s.head_dim), out("o", s.batch, s.seq_len, s.heads, s.head_dim),
+        dout("do", s.batch, s.seq_len, s.heads, s.head_dim), dq("dq", s.batch, s.seq_len, s.heads, s.head_dim),
+        dk("dk", s.batch, s.seq_len, s.heads, s.head_dim), dv("dv", s.batch, s.seq_len, s.heads, s.head_dim);
+    VL lse("lse", s.batch, s.heads, s.seq_len);
+    std::mt19937 gen(1234 + comm.rank());
+    std::uniform_real_distribution<float> u(-1, 1);
+    for (V4 t : {q, k, v, dout})
+      for (std::size_t i = 0; i < t.span(); ++i) t.data()[i] = u(gen);
+
+    double fwd = 1e30, fwd_wait = 0, fwd_alone = 1e30, bwd = 1e30, bwd_wait = 0, bwd_alone = 1e30;
+    std::size_t fwd_bytes = 0, bwd_bytes = 0;
+    for (int it = 0; it <= a.iters; ++it) {  // iteration 0 warms up
+      comm.reset();
+      MPI_Barrier(MPI_COMM_WORLD);
+      double t0 = now();
+      plan.forward(q, k, v, out, lse);
+      const double tf = max_over_ranks(now() - t0);
+      const double wf = comm.wait_s;
+      fwd_bytes = comm.bytes;
+      const double af = comm.replay();
+      comm.reset();
+      MPI_Barrier(MPI_COMM_WORLD);
+      t0 = now();
+      plan.backward(q, k, v, out, lse, dout, dq, dk, dv);
+      const double tb = max_over_ranks(now() - t0);
+      const double wb = comm.wait_s;
+      bwd_bytes = comm.bytes;
+      const double ab = comm.replay();
+      if (it == 0) continue;
+      if (tf < fwd) fwd = tf, fwd_wait = wf, fwd_alone = af;  // the fastest iteration
+      if (tb < bwd) bwd = tb, bwd_wait = wb, bwd_alone = ab;
+    }
+    const double fw = sum_over_ranks(fwd_wait), fa = sum_over_ranks(fwd_alone);
+    const double bw = sum_over_ranks(bwd_wait), ba = sum_over_ranks(bwd_alone);
+    auto hidden = [](double exposed, double alone) {
+      return alone > 0 ? std::max(0.0, std::min(1.0, 1.0 - exposed / alone)) : 0.0;
+    };
+    if (comm.rank() == 0)
+      std::printf(
+          "{\"ranks\": %d, \"seq\": %lld, \"heads\": %lld, \"dim\": %lld, \"branches\": \"%s\", "
+          "\"causal\": %s, \"zigzag\": %s, \"omp_threads\": %d,\n"
+          " \"forward_s\": %.6f, \"forward_exposed_comm_s_per_rank\": %.6f, "
+          "\"forward_comm_alone_s_per_rank\": %.6f, \"forward_bytes_sent_per_rank\": %zu, "
+          "\"forward_hidden_fraction\": %.3f,\n"
+          " \"backward_s\": %.6f, \"backward_exposed_comm_s_per_rank\": %.6f, "
+          "\"backward_comm_alone_s_per_rank\": %.6f, \"backward_bytes_sent_per_rank\": %zu, "
+          "\"backward_hidden_fraction\": %.3f}\n",
+          comm.size(), static_cast<long long>(a.seq), static_cast<long long>(a.heads),
+          static_cast<long long>(a.dim), a.branches.c_str(), a.causal ? "true" : "false",
+          a.zigzag ? "true" : "false", Exec().concurrency(), fwd, fw / comm.size(),
+          fa / comm.size(), fwd_bytes, hidden(fw, fa), bwd, bw / comm.size(), ba / comm.size(),
+          bwd_bytes, hidden(bw, ba));
+  }
+  Kokkos::finalize();
+  MPI_Finalize();
+  return 0;
+}
