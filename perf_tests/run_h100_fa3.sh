@@ -40,4 +40,4 @@ fi
 
 echo "== timings"
 python3 "$(dirname "$0")/h100_fa3_peers.py" --bench "$BIN"/bench_fa3 --out "$OUT/fa3-peers.json" \
-  ${BENCH_ARGS:+--bench-args "$BENCH_ARGS"} ${NO_LONGNET_PEER:+--no-longnet-peer} 2>&1 | tee "$OUT/fa3-peers.log" | tail -n 30
+  ${BENCH_ARGS:+"--bench-args=$BENCH_ARGS"} ${NO_LONGNET_PEER:+--no-longnet-peer} 2>&1 | tee "$OUT/fa3-peers.log" | tail -n 30

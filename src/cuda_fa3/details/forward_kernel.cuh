@@ -64,10 +64,20 @@ __device__ void produce(const ForwardArgs& args, const QueryTile& t, char* smem,
 }
 
 // Consumer warpgroup `wg` (0 or 1) owns query rows [64 wg, 64 wg + 64) of the tile.
+//
+// Software pipeline inside the warpgroup (FA3's intra-warpgroup overlap):
+// while the tensor cores compute S(kb) = Q K(kb)^T and O += P(kb-1) V(kb-1),
+// nothing waits; softmax of S(kb) then runs while P(kb-1) V(kb-1) finishes.
+//
+// Pingpong between the two consumer warpgroups: each issues its products only
+// on its turn (named barrier 1 + wg) and then hands the turn over, so one
+// warpgroup's softmax runs while the other's products occupy the tensor cores.
+// Both warpgroups of a tile visit the same number of key blocks, so the turns
+// pair up; warpgroup 0 goes first and takes one extra turn at the end.
 template <class T, class Shape>
 __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem, Barriers bar,
                         int wg, int thread) {
-  constexpr int kD = Shape::kHeadDim, kN = Shape::kBlockN;
+  constexpr int kD = Shape::kHeadDim, kN = Shape::kBlockN, kStages = Shape::kStages;
   const ForwardParams& p = args.p;
   const int warp = thread / 32, lane = thread % 32;
   std::int64_t rows[2];
@@ -78,18 +88,19 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
 #pragma unroll
   for (int i = 0; i < kD / 2; ++i) o[i] = 0.f;
   float s[kN / 2];
+  std::uint32_t a[kN / 16][4];  // P packed to 16-bit pairs: the register A operand of P V
+  float correction[2];
   OnlineSoftmax<kN, kD> softmax;
-
   const char* q_smem = smem + wg * 64 * 128;  // this warpgroup's 64 rows in every panel
-  mbar_wait(bar.q_full, 0);
-  for (int kb = 0; kb < t.key_blocks; ++kb) {
-    const int stage = kb % Shape::kStages;
-    const std::uint32_t parity = (kb / Shape::kStages) & 1;
-    const char* k_smem = smem + Shape::kOffsetK + stage * Shape::kTileBytesKV;
-    const char* v_smem = smem + Shape::kOffsetV + stage * Shape::kTileBytesKV;
 
-    // S = Q K^T over head_dim in k-steps of 16.
-    mbar_wait(&bar.k_full[stage], parity);
+  auto my_turn = [&] { named_sync(1 + wg, 256); };
+  auto pass_turn = [&] { named_arrive(2 - wg, 256); };
+  if (wg == 1) pass_turn();
+
+  auto issue_scores = [&](int kb) {
+    const int stage = kb % kStages;
+    const char* k_smem = smem + Shape::kOffsetK + stage * Shape::kTileBytesKV;
+    mbar_wait(&bar.k_full[stage], (kb / kStages) & 1);
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kD / 16; ++kk) {
@@ -99,18 +110,28 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
       Wgmma<T, kN>::ss(s, da, db, kk > 0);
     }
     wgmma_commit();
-    wgmma_wait<0>();
-    fence_registers(s);
-    mbar_arrive(&bar.k_empty[stage]);
-
+  };
+  auto issue_pv = [&](int kb) {
+    const int stage = kb % kStages;
+    const char* v_smem = smem + Shape::kOffsetV + stage * Shape::kTileBytesKV;
+    mbar_wait(&bar.v_full[stage], (kb / kStages) & 1);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < kN / 16; ++kk) {
+      const std::uint64_t db = desc_mn_major_sw128(v_smem + kk * 16 * 128, Shape::kPanelBytesKV);
+      Wgmma<T, kD>::rs_tb(o, a[kk], db, 1);
+    }
+    wgmma_commit();
+  };
+  auto softmax_step = [&](int kb) {
     const std::int64_t key_begin = std::int64_t(kb) * kN;
     if (needs_mask<kN>(key_begin, t.kept, t.q_begin + 64 * wg, p.causal))
       apply_mask<kN>(s, key_begin, t.kept, rows, p.causal, lane);
-    softmax.update(s, o, p.scale_log2);
-
-    // P in the accumulator layout is already the register A operand of the
-    // next product, once packed to 16-bit pairs.
-    std::uint32_t a[kN / 16][4];
+    softmax.update(s, correction, p.scale_log2);
+  };
+  // P in the accumulator layout is already the register A operand of P V,
+  // once packed to 16-bit pairs.
+  auto pack_p = [&] {
 #pragma unroll
     for (int kk = 0; kk < kN / 16; ++kk) {
 #pragma unroll
@@ -119,18 +140,41 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
         a[kk][x] = *reinterpret_cast<const std::uint32_t*>(&packed);
       }
     }
-    mbar_wait(&bar.v_full[stage], parity);
-    wgmma_fence();
-#pragma unroll
-    for (int kk = 0; kk < kN / 16; ++kk) {
-      const std::uint64_t db = desc_mn_major_sw128(v_smem + kk * 16 * 128, Shape::kPanelBytesKV);
-      Wgmma<T, kD>::rs_tb(o, a[kk], db, 1);
-    }
-    wgmma_commit();
+  };
+
+  mbar_wait(bar.q_full, 0);
+  my_turn();
+  issue_scores(0);
+  pass_turn();
+  wgmma_wait<0>();
+  fence_registers(s);
+  mbar_arrive(&bar.k_empty[0]);
+  softmax_step(0);  // O is still zero: nothing to rescale
+  pack_p();
+  for (int kb = 1; kb < t.key_blocks; ++kb) {
+    my_turn();
+    issue_scores(kb);
+    issue_pv(kb - 1);
+    pass_turn();
+    wgmma_wait<1>();  // S(kb) has landed; P(kb-1) V(kb-1) may still run
+    fence_registers(s);
+    mbar_arrive(&bar.k_empty[kb % kStages]);
+    softmax_step(kb);
     wgmma_wait<0>();
     fence_registers(o);
-    mbar_arrive(&bar.v_empty[stage]);
+    keep_alive(a);
+    mbar_arrive(&bar.v_empty[(kb - 1) % kStages]);
+    OnlineSoftmax<kN, kD>::rescale(o, correction);
+    pack_p();
   }
+  my_turn();
+  issue_pv(t.key_blocks - 1);
+  pass_turn();
+  if (wg == 0) my_turn();  // consume warpgroup 1's last hand-over
+  wgmma_wait<0>();
+  fence_registers(o);
+  keep_alive(a);
+  mbar_arrive(&bar.v_empty[(t.key_blocks - 1) % kStages]);
 
   float lse[2];
   softmax.finish(o, lse);

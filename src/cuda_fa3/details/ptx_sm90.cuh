@@ -78,6 +78,16 @@ __device__ __forceinline__ void fence_registers(float (&r)[N]) {
   for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
 }
 
+// Keeps register operands of an in-flight wgmma alive (and unchanged) until
+// this point: call it after the wait that retires the MMA reading them.
+template <int N, int M>
+__device__ __forceinline__ void keep_alive(const std::uint32_t (&r)[N][M]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i)
+#pragma unroll
+    for (int j = 0; j < M; ++j) asm volatile("" ::"r"(r[i][j]) : "memory");
+}
+
 // ---- shared-memory matrix descriptors (128-byte swizzle) --------------------
 // Operand tiles live in "panels" of 64 16-bit elements (128 bytes) per row,
 // written by TMA with CU_TENSOR_MAP_SWIZZLE_128B, each panel 1024-byte aligned.
@@ -100,6 +110,14 @@ __device__ __forceinline__ std::uint64_t desc_mn_major_sw128(const void* smem,
   const std::uint64_t addr = smem_u32(smem);
   return ((addr & 0x3FFFF) >> 4) | (std::uint64_t((panel_bytes >> 4) & 0x3FFF) << 16) |
          (std::uint64_t(1024 >> 4) << 32) | (std::uint64_t(1) << 62);
+}
+
+// ---- named barriers (ids 1.. ; 0 is __syncthreads) ------------------------------
+__device__ __forceinline__ void named_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void named_arrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
 
 // ---- register reallocation between warpgroups ---------------------------------

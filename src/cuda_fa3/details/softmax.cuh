@@ -30,8 +30,10 @@ struct OnlineSoftmax {
   float row_sum[2] = {0.f, 0.f};              // thread-partial; reduced over the quad at the end
 
   // s holds raw scores (masked ones at -inf). Turns s into probabilities
-  // relative to the new running max and rescales the O accumulator.
-  __device__ __forceinline__ void update(float (&s)[kS], float (&o)[kO], float scale_log2) {
+  // relative to the new running max; `correction` receives the factor by
+  // which O must be rescaled (applied by the caller once the previous P V
+  // product, still in flight on the tensor cores, has landed).
+  __device__ __forceinline__ void update(float (&s)[kS], float (&correction)[2], float scale_log2) {
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       float mx = row_max[r];
@@ -42,7 +44,7 @@ struct OnlineSoftmax {
       // A row with no visible key yet keeps max -inf; subtract 0 instead so
       // exp2 gives 0 rather than NaN.
       const float base = mx == -INFINITY ? 0.f : mx;
-      const float correction = fast_exp2(row_max[r] - base);
+      correction[r] = fast_exp2(row_max[r] - base);
       row_max[r] = mx;
       float sum = 0.f;
 #pragma unroll
@@ -54,12 +56,17 @@ struct OnlineSoftmax {
           sum += e;
         }
       }
-      row_sum[r] = row_sum[r] * correction + sum;
+      row_sum[r] = row_sum[r] * correction[r] + sum;
+    }
+  }
+
+  __device__ __forceinline__ static void rescale(float (&o)[kO], const float (&correction)[2]) {
 #pragma unroll
-      for (int j = 0; j < kO / 4; ++j) {
-        o[4 * j + 2 * r] *= correction;
-        o[4 * j + 2 * r + 1] *= correction;
-      }
+    for (int j = 0; j < kO / 4; ++j) {
+      o[4 * j + 0] *= correction[0];
+      o[4 * j + 1] *= correction[0];
+      o[4 * j + 2] *= correction[1];
+      o[4 * j + 3] *= correction[1];
     }
   }
 
