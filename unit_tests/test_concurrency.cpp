@@ -60,12 +60,19 @@ TEST(Concurrency, OnePlanManyHostThreads) {
 
 #if defined(KOKKOS_ENABLE_OPENMP) && KOKKOS_VERSION < 40000
   // Kokkos 3.x: OpenMP::partition_master runs one host thread per partition,
-  // each with its own OpenMP instance.
+  // each with its own OpenMP instance - but only with nested OpenMP on;
+  // otherwise it runs everything as one partition, and this test would be
+  // sequential (as it was before issue 8 noticed).
+  omp_set_max_active_levels(2);
+  int partitions = 0;
   Kokkos::OpenMP::partition_master(
       [&](int id, int n) {
+        if (id == 0) partitions = n;
         for (int i = id; i < static_cast<int>(jobs.size()); i += n) jobs[i].run(plan, B::exec());
       },
       threads, 1);
+  EXPECT_EQ(partitions, std::min(threads, Kokkos::OpenMP().concurrency()))
+      << "the host threads did not run concurrently";
 #elif defined(KOKKOS_ENABLE_OPENMP)
   // Kokkos 4+: independent instances from partition_space, one std::thread each.
   // partition_space aborts when a partition would get no thread, so ask for at

@@ -5,6 +5,9 @@
 // calls (a leaked per-call workspace, e.g. backward's delta buffer, would).
 // Bounded by a call count and a time budget (sanitizer builds are slower).
 #include <malloc.h>
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
 
 #include <atomic>
 #include <chrono>
@@ -89,10 +92,19 @@ std::vector<Case> rotation() {
 
 // Runs body(thread_id, space) on `threads` host threads, each with its own
 // execution-space instance (the same scheme as test_concurrency.cpp).
+// Returns how many threads ran.
 template <class F>
-void on_host_threads(int threads, F&& body) {
+int on_host_threads(int threads, F&& body) {
 #if defined(KOKKOS_ENABLE_OPENMP) && KOKKOS_VERSION < 40000
-  Kokkos::OpenMP::partition_master([&](int id, int) { body(id, B::exec()); }, threads, 1);
+  // Kokkos 3.x's partition_master runs the partitions one after another,
+  // as a single partition, unless nested OpenMP is on.
+  omp_set_max_active_levels(2);
+  int ran = 0;
+  Kokkos::OpenMP::partition_master([&](int id, int n) {
+    if (id == 0) ran = n;
+    body(id, B::exec());
+  }, threads, 1);
+  return ran;
 #elif defined(KOKKOS_ENABLE_OPENMP)
   const int parts = std::min(threads, Kokkos::OpenMP().concurrency());
   auto instances =
@@ -100,9 +112,11 @@ void on_host_threads(int threads, F&& body) {
   std::vector<std::thread> pool;
   for (int t = 0; t < parts; ++t) pool.emplace_back([&, t] { body(t, instances[t]); });
   for (auto& th : pool) th.join();
+  return parts;
 #else
   (void)threads;
   body(0, B::exec());  // one Serial instance before Kokkos 4.2: no concurrent callers
+  return 1;
 #endif
 }
 
@@ -117,9 +131,10 @@ TEST(PlanStress, ThousandsOfCallsFromSeveralThreadsInConstantMemory) {
   // One concurrent round first, so that per-thread allocator arenas and
   // Kokkos' per-thread scratch reach their steady size before measuring.
   std::atomic<int> calls{0}, mismatches{0};
+  int threads_ran = 0;
   const auto round = [&](int max_calls, double budget_s) {
     const auto t0 = std::chrono::steady_clock::now();
-    on_host_threads(4, [&](int id, const B::exec& space) {
+    threads_ran = on_host_threads(4, [&](int id, const B::exec& space) {
       for (int i = id;; i += 4) {
         const int n = calls.fetch_add(1);
         const double el =
@@ -139,10 +154,14 @@ TEST(PlanStress, ThousandsOfCallsFromSeveralThreadsInConstantMemory) {
   round(kMaxCalls, kTimeBudgetS);
   const int done = std::min(calls.load(), kMaxCalls);
   const std::size_t heap1 = heap_in_use(), rss1 = rss_bytes();
-  std::cout << "[ stress   ] " << done << " calls; heap in use " << heap0 << " -> " << heap1
+  std::cout << "[ stress   ] " << done << " calls on " << threads_ran << " threads; heap in use " << heap0 << " -> " << heap1
             << " bytes; RSS " << rss0 / 1024 << " -> " << rss1 / 1024 << " KiB\n";
   EXPECT_EQ(mismatches.load(), 0) << "results differ from the same calls made alone";
   EXPECT_GE(done, kMinCalls);
+#if defined(KOKKOS_ENABLE_OPENMP)
+  // Concurrent callers, if the host has more than one thread to give.
+  EXPECT_EQ(threads_ran, std::min(4, Kokkos::OpenMP().concurrency()));
+#endif
   // The smallest per-call workspace (delta of the 32-token case) is 128
   // bytes, so a leak of it over >= 400 backward-bearing calls exceeds 16 KiB;
   // RSS is coarser (pages, allocator caching): 8 MiB.

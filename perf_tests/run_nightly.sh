@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Nightly performance-regression run: the benchmark subset below, each a median
+# of 3 repetitions, JSON out, then compare_benchmarks.py against
+# perf_tests/baselines/<machine>.json (normalised by the tile-product
+# reference kernel of the same run). ctest -L nightly (preset `nightly`) runs it.
+#   run_nightly.sh BUILD_DIR [MACHINE] [--record [NOTE]]
+# MACHINE defaults to $DILATED_PERF_MACHINE, else cpu-zen5-2core. --record
+# writes the baseline instead of comparing (date and note stored in it).
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=${1:?usage: run_nightly.sh BUILD_DIR [MACHINE] [--record [NOTE]]}
+machine=${2:-${DILATED_PERF_MACHINE:-cpu-zen5-2core}}
+out="$build/nightly"
+mkdir -p "$out"
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)} OMP_PROC_BIND=${OMP_PROC_BIND:-false}
+reference='BM_TileGemm_Ours/N:128/K:128/real_time'
+common=(--benchmark_repetitions=3 --benchmark_report_aggregates_only=true
+        --benchmark_out_format=json)
+# The reference kernel: one team's register-blocked tile product, the inner loop of
+# every attention kernel, so machine speed and load move it like the rest.
+"$build/perf_tests/bench_tile_gemm" --benchmark_filter='^BM_TileGemm_Ours/N:128/K:128' \
+  "${common[@]}" --benchmark_out="$out/tile_gemm.json" >/dev/null
+# Dense, causal and LongNet, d = 64 and 128, forward and backward, small enough
+# for a few minutes in all; the 256K/1M-token cases stay with the peer scripts.
+"$build/perf_tests/bench_attention" \
+  --benchmark_filter='^BM_Attention/kind:[0-2]/seq:(4096|16384)/heads:4/' \
+  "${common[@]}" --benchmark_out="$out/attention.json" >/dev/null
+if [ "${3:-}" = --record ]; then
+  exec python3 "$here/compare_benchmarks.py" "$out/tile_gemm.json" "$out/attention.json" \
+    --record "$here/baselines/$machine.json" --machine "$machine" --reference "$reference" \
+    --note "${4:-}"
+fi
+exec python3 "$here/compare_benchmarks.py" "$out/tile_gemm.json" "$out/attention.json" \
+  --baseline "$here/baselines/$machine.json"
