@@ -2,6 +2,7 @@
 //
 //   mpirun -np 2 bench_dist_overlap --seq 32768 --heads 8 --dim 64 \
 //       --branches 2048:1,4096:2,8192:4,32768:8 [--causal] [--zigzag] [--iters 5]
+//       [--progress-thread [--poll-us 20]]
 //
 // A timing decorator around the MPI communicator records every ring step of
 // a forward (and a backward) call and the time spent blocked in wait() - the
@@ -94,8 +95,8 @@ class TimedCommunicator final : public dilated::dist::Communicator {
 struct Args {
   std::int64_t seq = 32768, heads = 8, dim = 64, batch = 1;
   std::string branches = "2048:1,4096:2,8192:4,32768:8";
-  bool causal = false, zigzag = false;
-  int iters = 5;
+  bool causal = false, zigzag = false, progress_thread = false;
+  int iters = 5, poll_us = 20;
 };
 
 Args parse(int argc, char** argv) {
@@ -111,6 +112,8 @@ Args parse(int argc, char** argv) {
     else if (k == "--iters") a.iters = std::stoi(next());
     else if (k == "--causal") a.causal = true;
     else if (k == "--zigzag") a.zigzag = true;
+    else if (k == "--progress-thread") a.progress_thread = true;
+    else if (k == "--poll-us") a.poll_us = std::stoi(next());
   }
   return a;
 }
@@ -129,7 +132,8 @@ double max_over_ranks(double x) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  MPI_Init(&argc, &argv);
+  int provided = 0;
+  MPI_Init_thread(&argc, &argv, MPI_THREAD_MULTIPLE, &provided);
   Kokkos::initialize(argc, argv);
   {
     using Exec = Kokkos::DefaultHostExecutionSpace;
@@ -141,7 +145,10 @@ int main(int argc, char** argv) {
       cfg.branches.push_back({std::stoll(item.substr(0, colon)), std::stoll(item.substr(colon + 1))});
     }
     cfg.causal = a.causal;
-    dilated::dist::MpiCommunicator mpi(MPI_COMM_WORLD);
+    dilated::dist::MpiCommunicator::Options opt;
+    opt.progress_thread = a.progress_thread;
+    opt.poll_interval_us = a.poll_us;
+    dilated::dist::MpiCommunicator mpi(MPI_COMM_WORLD, opt);
     TimedCommunicator comm(mpi);
     const dilated::ProblemShape g{a.batch, a.seq, a.heads, a.dim};
     dilated::dist::SeqParallelPlan<Exec> plan(
@@ -190,7 +197,7 @@ int main(int argc, char** argv) {
     if (comm.rank() == 0)
       std::printf(
           "{\"ranks\": %d, \"seq\": %lld, \"heads\": %lld, \"dim\": %lld, \"branches\": \"%s\", "
-          "\"causal\": %s, \"zigzag\": %s, \"omp_threads\": %d,\n"
+          "\"causal\": %s, \"zigzag\": %s, \"omp_threads\": %d, \"progress_thread\": %s,\n"
           " \"forward_s\": %.6f, \"forward_exposed_comm_s_per_rank\": %.6f, "
           "\"forward_comm_alone_s_per_rank\": %.6f, \"forward_bytes_sent_per_rank\": %zu, "
           "\"forward_hidden_fraction\": %.3f,\n"
@@ -199,7 +206,7 @@ int main(int argc, char** argv) {
           "\"backward_hidden_fraction\": %.3f}\n",
           comm.size(), static_cast<long long>(a.seq), static_cast<long long>(a.heads),
           static_cast<long long>(a.dim), a.branches.c_str(), a.causal ? "true" : "false",
-          a.zigzag ? "true" : "false", Exec().concurrency(), fwd, fw / comm.size(),
+          a.zigzag ? "true" : "false", Exec().concurrency(), a.progress_thread ? "true" : "false", fwd, fw / comm.size(),
           fa / comm.size(), fwd_bytes, hidden(fw, fa), bwd, bw / comm.size(), ba / comm.size(),
           bwd_bytes, hidden(bw, ba));
   }

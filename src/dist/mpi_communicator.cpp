@@ -2,6 +2,7 @@
 // MPI_Irecv/MPI_Isend pairs for ring steps.
 #include "dist/mpi_communicator.hpp"
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -23,7 +24,8 @@ void check(int rc, const char* what) {
 
 }  // namespace
 
-MpiCommunicator::MpiCommunicator(MPI_Comm comm, bool cuda_aware) : cuda_aware_(cuda_aware) {
+MpiCommunicator::MpiCommunicator(MPI_Comm comm, Options options)
+    : cuda_aware_(options.cuda_aware), poll_us_(options.poll_interval_us) {
   int initialized = 0;
   MPI_Initialized(&initialized);
   if (!initialized)
@@ -33,9 +35,53 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm, bool cuda_aware) : cuda_aware_(c
   check(MPI_Comm_dup(comm, &comm_), "MPI_Comm_dup");
   check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
   check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
+  if (options.progress_thread) {
+    int level = MPI_THREAD_SINGLE;
+    MPI_Query_thread(&level);
+    if (level != MPI_THREAD_MULTIPLE) {
+      MPI_Comm_free(&comm_);
+      throw Error("dist.mpi_thread_level",
+                  "the MPI progress thread needs MPI_Init_thread(..., MPI_THREAD_MULTIPLE, ...); "
+                  "MPI was initialised with thread level " + std::to_string(level));
+    }
+    progress_ = std::thread([this] { progress_loop(); });
+  }
+}
+
+void MpiCommunicator::progress_loop() {
+  std::vector<MPI_Request> mine;
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      cv_.wait(lock, [&] { return stop_ || !queued_.empty() || !mine.empty(); });
+      if (stop_ && queued_.empty() && mine.empty()) return;
+      mine.insert(mine.end(), queued_.begin(), queued_.end());
+      queued_.clear();
+    }
+    int done = 0;
+    const int rc =
+        MPI_Testall(static_cast<int>(mine.size()), mine.data(), &done, MPI_STATUSES_IGNORE);
+    if (rc != MPI_SUCCESS || done) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (rc != MPI_SUCCESS) error_code_ = rc;
+      outstanding_ -= mine.size();
+      mine.clear();
+      cv_.notify_all();
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(poll_us_));
+    }
+  }
 }
 
 MpiCommunicator::~MpiCommunicator() {
+  if (progress_.joinable()) {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    progress_.join();  // after the open transfers completed
+  }
   int finalized = 0;
   MPI_Finalized(&finalized);
   if (!finalized && comm_ != MPI_COMM_NULL) {
@@ -63,6 +109,7 @@ void MpiCommunicator::allreduce_min_max(const std::int64_t* in, std::int64_t* mi
 
 void MpiCommunicator::start_exchange(const void* send, std::size_t send_bytes, int dest,
                                      void* recv, std::size_t recv_bytes, int src) {
+  const std::size_t first_new = pending_.size();
   // Receives are posted first so that a matching send never waits for them.
   if (src >= 0)
     for (std::size_t off = 0; off < recv_bytes || off == 0; off += kMaxPiece) {
@@ -82,9 +129,26 @@ void MpiCommunicator::start_exchange(const void* send, std::size_t send_bytes, i
             "MPI_Isend");
       if (send_bytes == 0) break;
     }
+  if (progress_.joinable()) {  // hand the new requests to the progress thread
+    std::lock_guard<std::mutex> lock(mutex_);
+    queued_.insert(queued_.end(), pending_.begin() + static_cast<std::ptrdiff_t>(first_new),
+                   pending_.end());
+    outstanding_ += pending_.size() - first_new;
+    pending_.resize(first_new);
+    cv_.notify_all();
+  }
 }
 
 void MpiCommunicator::wait() {
+  if (progress_.joinable()) {
+    std::unique_lock<std::mutex> lock(mutex_);
+    cv_.wait(lock, [&] { return outstanding_ == 0; });
+    const int rc = error_code_;
+    error_code_ = MPI_SUCCESS;
+    lock.unlock();
+    check(rc, "MPI_Testall (progress thread)");
+    return;
+  }
   if (pending_.empty()) return;
   check(MPI_Waitall(static_cast<int>(pending_.size()), pending_.data(), MPI_STATUSES_IGNORE),
         "MPI_Waitall");

@@ -4,6 +4,9 @@
 
 #include <mpi.h>
 
+#include <condition_variable>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "dist/communicator.hpp"
@@ -18,7 +21,22 @@ class MpiCommunicator final : public Communicator {
   // user) and must outlive this object. cuda_aware: the MPI library accepts
   // device pointers (e.g. OpenMPI built with CUDA), so device Views may be
   // passed without staging.
-  explicit MpiCommunicator(MPI_Comm comm, bool cuda_aware = false);
+  //
+  // progress_thread: most MPI libraries move a large (rendezvous) message
+  // only while the sender and receiver are inside an MPI call, so a transfer
+  // started before a compute kernel would otherwise wait for wait(). With
+  // this option a helper thread of this object polls the open transfers
+  // (MPI_Testall, short sleeps between polls) so they complete during
+  // compute. Needs MPI_THREAD_MULTIPLE from MPI_Init_thread; throws
+  // dist.mpi_thread_level otherwise.
+  struct Options {
+    bool cuda_aware = false;
+    bool progress_thread = false;
+    int poll_interval_us = 20;
+  };
+  explicit MpiCommunicator(MPI_Comm comm, Options options);
+  explicit MpiCommunicator(MPI_Comm comm, bool cuda_aware = false)
+      : MpiCommunicator(comm, Options{cuda_aware, false, 20}) {}
   ~MpiCommunicator() override;
   MpiCommunicator(const MpiCommunicator&) = delete;
   MpiCommunicator& operator=(const MpiCommunicator&) = delete;
@@ -36,10 +54,22 @@ class MpiCommunicator final : public Communicator {
   bool accepts_device_memory() const override { return cuda_aware_; }
 
  private:
+  void progress_loop();
+
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1;
   bool cuda_aware_ = false;
-  std::vector<MPI_Request> pending_;
+  int poll_us_ = 20;
+  std::vector<MPI_Request> pending_;  // without a progress thread
+  // With one: new requests are queued for the thread, which owns them until
+  // they complete; wait() sleeps until `outstanding_` is 0.
+  std::thread progress_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  std::vector<MPI_Request> queued_;
+  std::size_t outstanding_ = 0;
+  bool stop_ = false;
+  int error_code_ = MPI_SUCCESS;
 };
 
 }  // namespace dist

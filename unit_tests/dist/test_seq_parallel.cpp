@@ -51,7 +51,7 @@ std::vector<DistCase> dist_cases(int P) {
 }
 
 template <class B>
-void check_case(const DistCase& c, std::uint64_t seed) {
+void check_case(const DistCase& c, std::uint64_t seed, bool progress_thread = false) {
   using T = typename B::value;
   const int rank = world_rank(), P = world_size();
   SCOPED_TRACE(std::string(c.what) + ": " + case_name(c.config, c.shape) +
@@ -62,7 +62,9 @@ void check_case(const DistCase& c, std::uint64_t seed) {
   const auto qg = random_vector(numel(g), seed), kg = random_vector(numel(g), seed + 1),
              vg = random_vector(numel(g), seed + 2), dog = random_vector(numel(g), seed + 3);
 
-  dilated::dist::MpiCommunicator comm(MPI_COMM_WORLD);
+  dilated::dist::MpiCommunicator::Options opt;
+  opt.progress_thread = progress_thread;
+  dilated::dist::MpiCommunicator comm(MPI_COMM_WORLD, opt);
   dilated::dist::SeqParallelPlan<typename B::exec> plan(c.config, g, comm, c.layout);
   const ProblemShape s = plan.local_shape();
   const auto wins = plan.local_windows();
@@ -106,6 +108,17 @@ void check_case(const DistCase& c, std::uint64_t seed) {
 TYPED_TEST(SeqParallel, ShardsMatchFloat64ReferenceOnGatheredSequence) {
   std::uint64_t seed = 31000;
   for (const DistCase& c : dist_cases(world_size())) check_case<TypeParam>(c, seed += 10);
+}
+
+// With the MPI progress thread (transfers complete while kernels run) the
+// results are the same.
+TEST(SeqParallelProgressThread, ShardsMatchFloat64Reference) {
+  int level = 0;
+  MPI_Query_thread(&level);
+  ASSERT_EQ(level, MPI_THREAD_MULTIPLE) << "test_main_mpi asks for MPI_THREAD_MULTIPLE";
+  std::uint64_t seed = 52000;
+  for (const DistCase& c : dist_cases(world_size()))
+    check_case<Backend<Kokkos::DefaultHostExecutionSpace, float>>(c, seed += 10, true);
 }
 
 // The cases above cover cross-rank branches: make sure the test would notice
