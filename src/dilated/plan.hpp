@@ -6,8 +6,13 @@
 // several host threads may call one plan concurrently, each on its own
 // execution-space instance. forward() is asynchronous with respect to that
 // instance, exactly like Kokkos::parallel_for; fence it before reading
-// results. backward() fences its instance before returning, because it frees
-// a temporary workspace (until src/memory provides pooled workspaces).
+// results. backward() fences its instance before returning, because it gives
+// its workspace back to the pool it took it from.
+//
+// Workspaces: backward's `delta` buffer comes from a memory resource (the
+// process-wide pool of the execution space's memory space, src/memory, or one
+// passed to the constructor), so repeated calls allocate nothing from the
+// system once the pool holds a block of that size.
 #pragma once
 
 #include <Kokkos_Core.hpp>
@@ -24,6 +29,7 @@
 #include "dilated/details/kernel_params.hpp"
 #include "dilated/pattern.hpp"
 #include "dilated/view_adapter.hpp"
+#include "memory/kokkos_workspace.hpp"
 
 namespace dilated {
 
@@ -38,8 +44,14 @@ class Plan {
 
   // Validates everything about the config and shape, and that the kernels'
   // tiles fit this backend's team scratch; throws dilated::Error.
-  Plan(AttentionConfig config, ProblemShape shape)
-      : config_(std::move(config)), shape_(shape) {
+  // `workspace`: where backward's temporary buffers come from (must outlive
+  // the plan and hold memory accessible from ExecSpace); null: the
+  // process-wide workspace pool of ExecSpace's memory space.
+  Plan(AttentionConfig config, ProblemShape shape, memory::MemoryResource* workspace = nullptr)
+      : config_(std::move(config)), shape_(shape),
+        workspace_(workspace ? workspace
+                             : &memory::workspace_stack<typename ExecSpace::memory_space>()
+                                    .resource()) {
     validate(config_, shape_);
     params_.pattern = make_pattern(config_, shape_);
     params_.dropout = make_dropout(config_.dropout_p, config_.dropout_seed);
@@ -65,6 +77,7 @@ class Plan {
   }
 
   const AttentionConfig& config() const { return config_; }
+  memory::MemoryResource& workspace_resource() const { return *workspace_; }
   const ProblemShape& shape() const { return shape_; }
   double softmax_scale() const { return params_.scale; }
   // Which kernels run, and why (the CUDA FA3 backend arrives with its issue).
@@ -296,9 +309,12 @@ class Plan {
       details::check_no_alias(names[g], all[g], "lse", t.lse);
     }
     // --- nothing above writes; everything below may ---
-    Kokkos::View<Acc***, typename ExecSpace::memory_space> delta(
-        Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "dilated::backward_delta"),
-        shape_.batch, shape_.heads, shape_.seq_len);
+    const memory::Workspace delta_block(
+        *workspace_, sizeof(Acc) * shape_.batch * shape_.heads * shape_.seq_len,
+        memory::kDefaultAlignment, memory::stream_of(space));
+    Kokkos::View<Acc***, Kokkos::LayoutRight, typename ExecSpace::memory_space,
+                 Kokkos::MemoryTraits<Kokkos::Unmanaged>>
+        delta(static_cast<Acc*>(delta_block.data()), shape_.batch, shape_.heads, shape_.seq_len);
     auto delta_ref = details::make_ref(delta);
     t.delta = delta_ref;
     details::compute_delta<ExecSpace, T>(space, outr, t.dout, delta_ref);
@@ -307,8 +323,8 @@ class Plan {
     details::zero_tensor<ExecSpace, T>(space, t.dv);
     for (int br = 0; br < params_.pattern.num_branches; ++br)
       launch_backward_branch(space, t, br, whole_sequence(), two_kernel);
-    // The workspace is released when `delta` goes out of scope; make sure the
-    // kernels that read it have finished.
+    // The workspace returns to its pool when `delta_block` goes out of scope;
+    // make sure the kernels that read it have finished.
     space.fence();
   }
 
@@ -430,6 +446,7 @@ class Plan {
   ProblemShape shape_;
   details::KernelParams params_;
   int forward_level_ = 0, dq_level_ = 0, dkv_level_ = 0, fused_level_ = 0;
+  memory::MemoryResource* workspace_;  // not owned
 };
 
 namespace details {

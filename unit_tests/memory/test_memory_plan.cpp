@@ -1,0 +1,84 @@
+// The attention plan takes backward's workspace from the memory layer: after
+// the first call, repeated calls allocate nothing from the upstream, every
+// workspace is returned, and results equal those of the default pool.
+
+#include "../test_harness.hpp"
+#include "memory/host_resource.hpp"
+#include "memory/kokkos_workspace.hpp"
+#include "memory/pool_resource.hpp"
+#include "memory/tracking_resource.hpp"
+
+namespace dtest {
+namespace {
+
+using namespace dilated::memory;
+using B = Backend<Kokkos::DefaultHostExecutionSpace, float>;
+
+struct Tensors {
+  B::View4 q, k, v, dout, out, dq, dk, dv;
+  B::ViewL lse;
+  explicit Tensors(const ProblemShape& s)
+      : q(to_view<B>(random_vector(numel(s), 1), s)),
+        k(to_view<B>(random_vector(numel(s), 2), s)),
+        v(to_view<B>(random_vector(numel(s), 3), s)),
+        dout(to_view<B>(random_vector(numel(s), 4), s)),
+        out("out", s.batch, s.seq_len, s.heads, s.head_dim),
+        dq("dq", s.batch, s.seq_len, s.heads, s.head_dim),
+        dk("dk", s.batch, s.seq_len, s.heads, s.head_dim),
+        dv("dv", s.batch, s.seq_len, s.heads, s.head_dim),
+        lse("lse", s.batch, s.heads, s.seq_len) {}
+  void step(const dilated::Plan<B::exec>& plan) {
+    plan.forward(q, k, v, out, lse);
+    plan.backward(q, k, v, out, lse, dout, dq, dk, dv);
+    Kokkos::fence();
+  }
+};
+
+TEST(MemoryPlan, SteadyStateBackwardAllocatesNothing) {
+  const ProblemShape shape{2, 512, 3, 32};
+  const AttentionConfig config = make_config({{128, 1}, {256, 2}, {512, 4}}, true);
+  HostResource host;
+  PoolResource pool(host);
+  TrackingResource tracked(pool);
+  const dilated::Plan<B::exec> plan(config, shape, &tracked);
+  EXPECT_EQ(&plan.workspace_resource(), &tracked);
+  Tensors t(shape);
+
+  t.step(plan);  // warm-up: the pool obtains its segment
+  const PoolStats warm = pool.stats();
+  EXPECT_EQ(warm.upstream_allocations, 1u);
+  EXPECT_EQ(warm.allocations, 1u);  // delta: B * H * N floats
+  EXPECT_EQ(tracked.stats().peak, sizeof(float) * 2 * 3 * 512);
+  const auto first_dq = from_view(t.dq);
+
+  constexpr int kSteps = 5;
+  for (int i = 0; i < kSteps; ++i) t.step(plan);
+  const PoolStats s = pool.stats();
+  EXPECT_EQ(s.upstream_allocations, warm.upstream_allocations) << "steady state called the upstream";
+  EXPECT_EQ(s.reserved, warm.reserved);
+  EXPECT_EQ(s.allocations, warm.allocations + kSteps) << "every backward takes its workspace here";
+  EXPECT_EQ(s.deallocations, s.allocations) << "and gives it back";
+  EXPECT_EQ(tracked.stats().current, 0u);
+  EXPECT_EQ(host.bytes_held(), warm.reserved);
+  EXPECT_EQ(from_view(t.dq), first_dq) << "same inputs, same gradients";
+
+  // The default plan (process-wide host pool) computes the same.
+  const dilated::Plan<B::exec> default_plan(config, shape);
+  WorkspaceStack& stack = workspace_stack<B::mem>();
+  EXPECT_EQ(&default_plan.workspace_resource(), &stack.resource());
+  Tensors u(shape);
+  u.step(default_plan);
+  const std::uint64_t upstream_after_first = stack.pool->stats().upstream_allocations;
+  u.step(default_plan);
+  u.step(default_plan);
+  EXPECT_EQ(stack.pool->stats().upstream_allocations, upstream_after_first);
+  EXPECT_EQ(stack.tracking->stats().current, 0u);
+  EXPECT_EQ(from_view(u.dq), first_dq);
+}
+
+// Concurrent plan calls on the default pool are exercised by
+// unit_tests/test_concurrency.cpp (one plan, several host threads, each
+// backward taking its workspace from the process-wide host pool).
+
+}  // namespace
+}  // namespace dtest
