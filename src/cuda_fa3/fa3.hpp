@@ -60,6 +60,8 @@ class Plan {
   Plan(AttentionConfig config, ProblemShape shape, DType dtype, int device = -1);
 
   const Support& support() const { return support_; }
+  // The backward covers fewer shapes than the forward (head_dim 64 and 128).
+  const Support& backward_support() const { return backward_support_; }
   const AttentionConfig& config() const { return config_; }
   const ProblemShape& shape() const { return shape_; }
 
@@ -69,12 +71,20 @@ class Plan {
   void forward(Tensor q, Tensor k, Tensor v, MutableTensor out, LseTensor lse,
                cudaStream_t stream) const;
 
+  // Gradients of sum(dout * out) for the out and lse this plan's forward
+  // produced. Asynchronous on `stream`; takes 3 fp32 accumulators of the
+  // size of q (+ one float per row) from the stream-ordered allocator and
+  // returns them before the call's work completes (stream order keeps it safe).
+  void backward(Tensor q, Tensor k, Tensor v, Tensor out, LseTensor lse, Tensor dout,
+                MutableTensor dq, MutableTensor dk, MutableTensor dv, cudaStream_t stream) const;
+
  private:
   AttentionConfig config_;
   ProblemShape shape_;
   DType dtype_;
   PatternParams pattern_;
   Support support_;
+  Support backward_support_;
 };
 
 }  // namespace dilated::cuda_fa3

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <string>
 
+#include "cuda_fa3/details/backward_launch.cuh"
 #include "cuda_fa3/details/forward_launch.cuh"
 #include "cuda_fa3/details/tensor_maps.hpp"
 #include "cuda_fa3/details/tile_shape.hpp"
@@ -31,6 +32,8 @@ Support query_support(const AttentionConfig& config, const ProblemShape& shape, 
   if (shape.head_dim != 64 && shape.head_dim != 128 && shape.head_dim != 256)
     return no("head_dim " + std::to_string(shape.head_dim) + " is not 64, 128 or 256");
   if (config.dropout_p != 0.0) return no("dropout is not implemented in cuda_fa3 yet");
+  if (!(effective_softmax_scale(config, shape.head_dim) > 0.0))
+    return no("softmax scale must be positive (the kernel takes the row max before scaling)");
   for (const Branch& b : config.branches)
     if (b.dilation > details::kMaxPhases)
       return no("dilation " + std::to_string(b.dilation) + " exceeds " +
@@ -46,6 +49,9 @@ Plan::Plan(AttentionConfig config, ProblemShape shape, DType dtype, int device)
   validate(config_, shape_);
   pattern_ = make_pattern(config_, shape_);
   support_ = query_support(config_, shape_, dtype_, device);
+  backward_support_ = support_;
+  if (support_.ok && shape_.head_dim == 256)
+    backward_support_ = Support{false, "the cuda_fa3 backward has tiles for head_dim 64 and 128 only"};
 }
 
 namespace {
@@ -95,6 +101,7 @@ void run_branches(const details::ForwardParams& base, const PatternParams& pat,
     }
     const std::int64_t tiles = s.batch * s.heads * args.p.num_segments * args.p.tiles_per_segment;
     if (tiles <= 0) continue;
+    args.p.total_tiles = tiles;
     switch (s.head_dim) {
       case 64: details::launch_forward_branch<T, 64>(args, tiles, stream); break;
       case 128: details::launch_forward_branch<T, 128>(args, tiles, stream); break;
@@ -137,6 +144,107 @@ void Plan::forward(Tensor q, Tensor k, Tensor v, MutableTensor out, LseTensor ls
     run_branches<__nv_bfloat16>(base, pattern_, shape_, dtype_, q, k, v, stream);
   else
     run_branches<__half>(base, pattern_, shape_, dtype_, q, k, v, stream);
+}
+
+namespace {
+
+template <class T>
+void run_backward(const Plan& plan, const PatternParams& pat, DType dtype, const Tensor& q, const Tensor& k,
+                  const Tensor& v, const Tensor& out, const LseTensor& lse, const Tensor& dout,
+                  const MutableTensor& dq, const MutableTensor& dk, const MutableTensor& dv,
+                  cudaStream_t stream) {
+  const ProblemShape& s = plan.shape();
+  const std::size_t n = std::size_t(s.batch * s.seq_len * s.heads * s.head_dim);
+  const std::size_t rows = std::size_t(s.batch * s.seq_len * s.heads);
+  float *acc = nullptr, *delta = nullptr;
+  auto check = [](cudaError_t e, const char* what) {
+    if (e != cudaSuccess)
+      throw Error("cuda.runtime", std::string("cuda_fa3 backward: ") + what + ": " + cudaGetErrorString(e));
+  };
+  check(cudaMallocAsync(reinterpret_cast<void**>(&acc), 3 * n * sizeof(float), stream), "workspace");
+  const cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&delta), rows * sizeof(float), stream);
+  if (e != cudaSuccess) {
+    cudaFreeAsync(acc, stream);
+    check(e, "workspace");
+  }
+  try {
+    check(cudaMemsetAsync(acc, 0, 3 * n * sizeof(float), stream), "memset");
+    details::launch_delta<T>(dout, out, delta, s.batch, s.seq_len, s.heads, s.head_dim, stream);
+    details::BackwardParams base{};
+    base.pattern = pat;
+    base.batch = int(s.batch);
+    base.heads = int(s.heads);
+    base.head_dim = int(s.head_dim);
+    base.seq_len = s.seq_len;
+    const double scale = effective_softmax_scale(plan.config(), s.head_dim);
+    base.scale = float(scale);
+    base.scale_log2 = float(scale * 1.4426950408889634);
+    base.output_scale = float(pat.output_scale());
+    base.causal = plan.config().causal;
+    base.lse = lse.data;
+    base.lse_stride_b = lse.stride_b;
+    base.lse_stride_h = lse.stride_h;
+    base.lse_stride_s = lse.stride_s;
+    base.delta = delta;
+    base.dq = acc;
+    base.dk = acc + n;
+    base.dv = acc + 2 * n;
+    for (int i = 0; i < pat.num_branches; ++i) {
+      details::BackwardArgs args{};
+      args.p = base;
+      args.p.branch = i;
+      args.p.num_segments = pat.num_segments(i);
+      args.p.tiles_per_segment = (pat.max_kept_count(i) + 63) / 64;
+      const std::int64_t r = pat.dilation[i];
+      for (std::int64_t phase = 0; phase < r; ++phase) {
+        details::encode_dilated_map(&args.q[phase], dtype, q.data, q, s.batch, s.seq_len, s.heads, s.head_dim, r, phase, 64);
+        details::encode_dilated_map(&args.k[phase], dtype, k.data, k, s.batch, s.seq_len, s.heads, s.head_dim, r, phase, 64);
+        details::encode_dilated_map(&args.v[phase], dtype, v.data, v, s.batch, s.seq_len, s.heads, s.head_dim, r, phase, 64);
+        details::encode_dilated_map(&args.dout[phase], dtype, dout.data, dout, s.batch, s.seq_len, s.heads, s.head_dim, r, phase, 64);
+      }
+      const std::int64_t tiles = s.batch * s.heads * args.p.num_segments * args.p.tiles_per_segment;
+      if (tiles <= 0) continue;
+      if (s.head_dim == 64) details::launch_backward_branch<T, 64>(args, tiles, stream);
+      else details::launch_backward_branch<T, 128>(args, tiles, stream);
+    }
+    details::launch_store_gradient<T>(acc, dq, s.batch, s.seq_len, s.heads, s.head_dim, stream);
+    details::launch_store_gradient<T>(acc + n, dk, s.batch, s.seq_len, s.heads, s.head_dim, stream);
+    details::launch_store_gradient<T>(acc + 2 * n, dv, s.batch, s.seq_len, s.heads, s.head_dim, stream);
+  } catch (...) {
+    cudaFreeAsync(acc, stream);
+    cudaFreeAsync(delta, stream);
+    throw;
+  }
+  cudaFreeAsync(acc, stream);
+  cudaFreeAsync(delta, stream);
+}
+
+}  // namespace
+
+void Plan::backward(Tensor q, Tensor k, Tensor v, Tensor out, LseTensor lse, Tensor dout, MutableTensor dq,
+                    MutableTensor dk, MutableTensor dv, cudaStream_t stream) const {
+  if (!backward_support_.ok)
+    throw Error("cuda.unsupported", "cuda_fa3 cannot run this backward: " + backward_support_.reason);
+  check_tensor("q", q, shape_);
+  check_tensor("k", k, shape_);
+  check_tensor("v", v, shape_);
+  check_tensor("out", out, shape_);
+  check_tensor("dout", dout, shape_);
+  check_tensor("dq", dq, shape_);
+  check_tensor("dk", dk, shape_);
+  check_tensor("dv", dv, shape_);
+  if (!lse.data) throw Error("cuda.tensor_layout", "cuda_fa3: lse is null");
+  const void* inputs[] = {q.data, k.data, v.data, out.data, dout.data};
+  for (const void* g : {static_cast<const void*>(dq.data), static_cast<const void*>(dk.data),
+                        static_cast<const void*>(dv.data)})
+    for (const void* in : inputs)
+      if (g == in) throw Error("cuda.aliasing", "cuda_fa3: gradients must not alias q, k, v, out or dout");
+  if (dq.data == dk.data || dq.data == dv.data || dk.data == dv.data)
+    throw Error("cuda.aliasing", "cuda_fa3: dq, dk and dv must be distinct");
+  if (dtype_ == DType::bf16)
+    run_backward<__nv_bfloat16>(*this, pattern_, dtype_, q, k, v, out, lse, dout, dq, dk, dv, stream);
+  else
+    run_backward<__half>(*this, pattern_, dtype_, q, k, v, out, lse, dout, dq, dk, dv, stream);
 }
 
 }  // namespace dilated::cuda_fa3

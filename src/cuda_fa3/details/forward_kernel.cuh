@@ -25,6 +25,7 @@ namespace dilated::cuda_fa3::details {
 
 struct Barriers {
   std::uint64_t* q_full;
+  std::uint64_t* q_empty;  // consumers are done reading Q: the next tile's may land
   std::uint64_t* k_full;   // [stages]
   std::uint64_t* v_full;
   std::uint64_t* k_empty;
@@ -39,18 +40,21 @@ __device__ __forceinline__ void load_tile(const CUtensorMap* map, char* dst, std
     tma_load_4d(dst + panel * rows_bytes_per_panel, map, bar, 64 * panel, int(row), h, b);
 }
 
-// Producer: one thread issues every TMA load of the tile.
+// Producer: one thread issues every TMA load. `it` counts key blocks over all
+// tiles this CTA has run (the K/V ring's position), `tile_iter` its tiles.
 template <class Shape>
-__device__ void produce(const ForwardArgs& args, const QueryTile& t, char* smem, Barriers bar) {
+__device__ void produce(const ForwardArgs& args, const QueryTile& t, char* smem, Barriers bar,
+                        std::uint32_t it, std::uint32_t tile_iter) {
   const int phase = t.phase;
   const CUtensorMap* qmap = &args.q[phase];
   const CUtensorMap* kmap = &args.k[phase];
   const CUtensorMap* vmap = &args.v[phase];
+  if (tile_iter > 0) mbar_wait(bar.q_empty, (tile_iter - 1) & 1);
   mbar_arrive_expect_tx(bar.q_full, Shape::kTileBytesQ);
   load_tile<Shape>(qmap, smem, bar.q_full, Shape::kPanelBytesQ, t.map_row0 + t.q_begin, t.h, t.b);
-  for (int kb = 0; kb < t.key_blocks; ++kb) {
-    const int stage = kb % Shape::kStages;
-    const std::uint32_t round = kb / Shape::kStages;
+  for (int kb = 0; kb < t.key_blocks; ++kb, ++it) {
+    const int stage = it % Shape::kStages;
+    const std::uint32_t round = it / Shape::kStages;
     const std::int64_t row = t.map_row0 + std::int64_t(kb) * Shape::kBlockN;
     if (round > 0) mbar_wait(&bar.k_empty[stage], (round - 1) & 1);
     mbar_arrive_expect_tx(&bar.k_full[stage], Shape::kTileBytesKV);
@@ -76,7 +80,7 @@ __device__ void produce(const ForwardArgs& args, const QueryTile& t, char* smem,
 // pair up; warpgroup 0 goes first and takes one extra turn at the end.
 template <class T, class Shape>
 __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem, Barriers bar,
-                        int wg, int thread) {
+                        int wg, int thread, std::uint32_t it, std::uint32_t tile_iter) {
   constexpr int kD = Shape::kHeadDim, kN = Shape::kBlockN, kStages = Shape::kStages;
   const ForwardParams& p = args.p;
   const int warp = thread / 32, lane = thread % 32;
@@ -98,9 +102,9 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
   if (wg == 1) pass_turn();
 
   auto issue_scores = [&](int kb) {
-    const int stage = kb % kStages;
+    const int stage = (it + kb) % kStages;
     const char* k_smem = smem + Shape::kOffsetK + stage * Shape::kTileBytesKV;
-    mbar_wait(&bar.k_full[stage], (kb / kStages) & 1);
+    mbar_wait(&bar.k_full[stage], ((it + kb) / kStages) & 1);
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kD / 16; ++kk) {
@@ -112,9 +116,9 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
     wgmma_commit();
   };
   auto issue_pv = [&](int kb) {
-    const int stage = kb % kStages;
+    const int stage = (it + kb) % kStages;
     const char* v_smem = smem + Shape::kOffsetV + stage * Shape::kTileBytesKV;
-    mbar_wait(&bar.v_full[stage], (kb / kStages) & 1);
+    mbar_wait(&bar.v_full[stage], ((it + kb) / kStages) & 1);
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < kN / 16; ++kk) {
@@ -142,13 +146,13 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
     }
   };
 
-  mbar_wait(bar.q_full, 0);
+  mbar_wait(bar.q_full, tile_iter & 1);
   my_turn();
   issue_scores(0);
   pass_turn();
   wgmma_wait<0>();
   fence_registers(s);
-  mbar_arrive(&bar.k_empty[0]);
+  mbar_arrive(&bar.k_empty[it % kStages]);
   softmax_step(0);  // O is still zero: nothing to rescale
   pack_p();
   for (int kb = 1; kb < t.key_blocks; ++kb) {
@@ -158,15 +162,19 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
     pass_turn();
     wgmma_wait<1>();  // S(kb) has landed; P(kb-1) V(kb-1) may still run
     fence_registers(s);
-    mbar_arrive(&bar.k_empty[kb % kStages]);
+    mbar_arrive(&bar.k_empty[(it + kb) % kStages]);
     softmax_step(kb);
     wgmma_wait<0>();
     fence_registers(o);
     keep_alive(a);
-    mbar_arrive(&bar.v_empty[(kb - 1) % kStages]);
-    OnlineSoftmax<kN, kD>::rescale(o, correction);
+    mbar_arrive(&bar.v_empty[(it + kb - 1) % kStages]);
+    // Once the running max settles (most blocks), the factor is 1 for every
+    // row of the warp: skip the 64-wide multiply.
+    if (__any_sync(0xffffffffu, correction[0] != 1.f || correction[1] != 1.f))
+      OnlineSoftmax<kN, kD>::rescale(o, correction);
     pack_p();
   }
+  mbar_arrive(bar.q_empty);  // every S of this tile has landed: Q may be replaced
   my_turn();
   issue_pv(t.key_blocks - 1);
   pass_turn();
@@ -174,7 +182,7 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
   wgmma_wait<0>();
   fence_registers(o);
   keep_alive(a);
-  mbar_arrive(&bar.v_empty[(t.key_blocks - 1) % kStages]);
+  mbar_arrive(&bar.v_empty[(it + t.key_blocks - 1) % kStages]);
 
   float lse[2];
   softmax.finish(o, lse);
@@ -188,23 +196,24 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
   store_rows<T, kD>(p, t.b, t.h, position, valid, o, lse, lane);
 }
 
+// Persistent: a grid of one CTA per SM walks the tiles (idx += gridDim.x), so
+// the producer loads the next tile's Q and first K/V blocks while the
+// consumers are still finishing the previous tile and writing its output.
 template <class T, int HeadDim>
 __global__ void __launch_bounds__(TileShape<HeadDim>::kThreads, 1)
     forward_kernel(const __grid_constant__ ForwardArgs args) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Shape = TileShape<HeadDim>;
-  const QueryTile t = decode_tile<Shape::kBlockM, Shape::kBlockN>(args.p, blockIdx.x);
-  if (!t.active) return;  // uniform over the CTA, before any barrier
-
   extern __shared__ char smem_raw[];
   char* smem = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(smem_raw) + 1023) &
                                        ~std::uintptr_t(1023));
   auto* bars = reinterpret_cast<std::uint64_t*>(smem + Shape::kOffsetBarriers);
-  Barriers bar{bars, bars + 1, bars + 1 + Shape::kStages, bars + 1 + 2 * Shape::kStages,
-               bars + 1 + 3 * Shape::kStages};
+  Barriers bar{bars, bars + 1, bars + 2, bars + 2 + Shape::kStages, bars + 2 + 2 * Shape::kStages,
+               bars + 2 + 3 * Shape::kStages};
   const int warpgroup = threadIdx.x / 128;
   if (threadIdx.x == 0) {
     mbar_init(bar.q_full, 1);
+    mbar_init(bar.q_empty, 128 * Shape::kConsumerWarpgroups);
     for (int s = 0; s < Shape::kStages; ++s) {
       mbar_init(&bar.k_full[s], 1);
       mbar_init(&bar.v_full[s], 1);
@@ -215,17 +224,32 @@ __global__ void __launch_bounds__(TileShape<HeadDim>::kThreads, 1)
   }
   __syncthreads();
 
+  std::uint32_t it = 0, tile_iter = 0;
   if (warpgroup == 0) {
     regs_release<24>();  // 168 x 384 at launch: (168-24) x 128 = (240-168) x 256
     if (threadIdx.x == 0) {
-      prefetch_tensormap(&args.q[t.phase]);
-      prefetch_tensormap(&args.k[t.phase]);
-      prefetch_tensormap(&args.v[t.phase]);
-      produce<Shape>(args, t, smem, bar);
+      for (int phase = 0; phase < args.p.pattern.dilation[args.p.branch] && phase < kMaxPhases; ++phase) {
+        prefetch_tensormap(&args.q[phase]);
+        prefetch_tensormap(&args.k[phase]);
+        prefetch_tensormap(&args.v[phase]);
+      }
+      for (std::int64_t idx = blockIdx.x; idx < args.p.total_tiles; idx += gridDim.x) {
+        const QueryTile t = decode_tile<Shape::kBlockM, Shape::kBlockN>(args.p, idx);
+        if (!t.active) continue;
+        produce<Shape>(args, t, smem, bar, it, tile_iter);
+        it += t.key_blocks;
+        ++tile_iter;
+      }
     }
   } else {
     regs_acquire<240>();
-    consume<T, Shape>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128);
+    for (std::int64_t idx = blockIdx.x; idx < args.p.total_tiles; idx += gridDim.x) {
+      const QueryTile t = decode_tile<Shape::kBlockM, Shape::kBlockN>(args.p, idx);
+      if (!t.active) continue;
+      consume<T, Shape>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128, it, tile_iter);
+      it += t.key_blocks;
+      ++tile_iter;
+    }
   }
 #endif
 }

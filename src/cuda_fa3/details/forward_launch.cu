@@ -29,7 +29,17 @@ void launch_forward_branch(const ForwardArgs& args, std::int64_t tiles, cudaStre
     check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::kSmemBytes),
           "cudaFuncSetAttribute");
   });
-  kernel<<<dim3(unsigned(tiles)), dim3(Shape::kThreads), Shape::kSmemBytes, stream>>>(args);
+  // Persistent grid of one CTA per SM (a tile needs most of an SM's shared
+  // memory and registers, so only one fits anyway): the producer runs ahead
+  // into the next tile. Causal tiles differ in cost, and the hardware's
+  // dynamic block dispatch balances them better than a static stride
+  // (measured on the H100: causal d128 559 vs 516 TFLOP/s), so causal runs
+  // one tile per CTA.
+  int device = 0, sms = 0;
+  check(cudaGetDevice(&device), "cudaGetDevice");
+  check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "SM count");
+  const std::int64_t grid = args.p.causal || tiles < sms ? tiles : sms;
+  kernel<<<dim3(unsigned(grid)), dim3(Shape::kThreads), Shape::kSmemBytes, stream>>>(args);
   check(cudaGetLastError(), "forward kernel launch");
 }
 

@@ -24,6 +24,7 @@ struct ForwardParams {
   std::int64_t seq_len = 0;
   std::int64_t num_segments = 0;   // of this branch
   std::int64_t tiles_per_segment = 0;  // query tiles of kBlockM sparse rows
+  std::int64_t total_tiles = 0;        // batch * heads * segments * tiles_per_segment
   float scale_log2 = 0.f;          // softmax scale * log2(e): scores go through exp2
   float output_scale = 1.f;        // HeadGroups averages branch outputs
   bool causal = false;

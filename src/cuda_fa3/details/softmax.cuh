@@ -36,11 +36,11 @@ struct OnlineSoftmax {
   __device__ __forceinline__ void update(float (&s)[kS], float (&correction)[2], float scale_log2) {
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
-      float mx = row_max[r];
+      // Max of the raw scores, scaled once (the plan only admits positive scales).
+      float raw = -INFINITY;
 #pragma unroll
-      for (int j = 0; j < kS / 4; ++j)
-        mx = fmaxf(mx, fmaxf(s[4 * j + 2 * r], s[4 * j + 2 * r + 1]) * scale_log2);
-      mx = quad_max(mx);
+      for (int j = 0; j < kS / 4; ++j) raw = fmaxf(raw, fmaxf(s[4 * j + 2 * r], s[4 * j + 2 * r + 1]));
+      const float mx = fmaxf(row_max[r], quad_max(raw) * scale_log2);
       // A row with no visible key yet keeps max -inf; subtract 0 instead so
       // exp2 gives 0 rather than NaN.
       const float base = mx == -INFINITY ? 0.f : mx;

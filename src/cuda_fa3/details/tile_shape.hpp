@@ -27,7 +27,7 @@ struct TileShape {
   static constexpr int kOffsetK = kTileBytesQ;
   static constexpr int kOffsetV = kOffsetK + kStages * kTileBytesKV;
   static constexpr int kOffsetBarriers = kOffsetV + kStages * kTileBytesKV;
-  static constexpr int kBarriers = 1 + 4 * kStages;  // q_full, k/v full, k/v empty
+  static constexpr int kBarriers = 2 + 4 * kStages;  // q full/empty, k/v full, k/v empty
   // +1024: the dynamic shared-memory base is only 16-byte aligned.
   static constexpr int kSmemBytes = kOffsetBarriers + 8 * kBarriers + 1024;
   static_assert(HeadDim % 64 == 0, "head_dim must be a multiple of 64");

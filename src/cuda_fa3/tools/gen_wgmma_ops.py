@@ -16,16 +16,20 @@ def operand_list(first, count):
     return ", ".join("%%%d" % i for i in range(first, first + count))
 
 
-def ss_form(n, ptx_type):
+def ss_form(n, ptx_type, transposed=False):
     regs = n // 2
     lines = []
-    lines.append("  // D[64x%d] (+)= A[64x16] * B[16x%d]; A and B from shared memory (descriptors)." % (n, n))
-    lines.append("  static __device__ __forceinline__ void ss(float (&d)[%d], std::uint64_t desc_a,"
-                 " std::uint64_t desc_b, int accumulate) {" % regs)
+    name, trans = ("ss_tt", "1, 1") if transposed else ("ss", "0, 0")
+    if transposed:
+        lines.append("  // D[64x%d] (+)= A[64x16] * B[16x%d]; both from shared memory stored MN-major." % (n, n))
+    else:
+        lines.append("  // D[64x%d] (+)= A[64x16] * B[16x%d]; A and B from shared memory, K-major." % (n, n))
+    lines.append("  static __device__ __forceinline__ void %s(float (&d)[%d], std::uint64_t desc_a,"
+                 " std::uint64_t desc_b, int accumulate) {" % (name, regs))
     lines.append("    asm volatile(")
     lines.append('        "{\\n.reg .pred p;\\nsetp.ne.b32 p, %%%d, 0;\\n"' % (regs + 2))
     lines.append('        "wgmma.mma_async.sync.aligned.m64n%dk16.f32.%s.%s {"' % (n, ptx_type, ptx_type))
-    lines.append('        "%s}, %%%d, %%%d, p, 1, 1, 0, 0;\\n}\\n"' % (operand_list(0, regs), regs, regs + 1))
+    lines.append('        "%s}, %%%d, %%%d, p, 1, 1, %s;\\n}\\n"' % (operand_list(0, regs), regs, regs + 1, trans))
     outs = ", ".join('"+f"(d[%d])' % i for i in range(regs))
     lines.append("        : %s" % outs)
     lines.append('        : "l"(desc_a), "l"(desc_b), "r"(accumulate));')
@@ -74,6 +78,7 @@ def main():
             out.append("template <>")
             out.append("struct Wgmma<%s, %d> {" % (ctype, n))
             out += ss_form(n, ptx_type)
+            out += ss_form(n, ptx_type, transposed=True)
             out += rs_form(n, ptx_type)
             out.append("};")
             out.append("")
@@ -83,6 +88,7 @@ def main():
             out.append("template <>")
             out.append("struct Wgmma<%s, %d> {" % (ctype, n))
             out.append("  static __device__ void ss(float (&)[%d], std::uint64_t, std::uint64_t, int) {}" % (n // 2))
+            out.append("  static __device__ void ss_tt(float (&)[%d], std::uint64_t, std::uint64_t, int) {}" % (n // 2))
             out.append("  static __device__ void rs_tb(float (&)[%d], const std::uint32_t (&)[4], std::uint64_t, int) {}"
                        % (n // 2))
             out.append("};")
