@@ -107,6 +107,57 @@ void BM_Fa3Forward(benchmark::State& state) {
   cudaEventDestroy(stop);
 }
 
+// Backward (plan.backward after one forward); FLOPs = 2.5 x forward FLOPs.
+void BM_Fa3Backward(benchmark::State& state) {
+  const Kind kind = Kind(state.range(0));
+  const ProblemShape s{state.range(1), state.range(2), state.range(3), state.range(4)};
+  const AttentionConfig config = make(kind, s.seq_len);
+  fa3::Plan plan(config, s, fa3::DType::bf16);
+  if (!plan.backward_support().ok) {
+    state.SkipWithError(plan.backward_support().reason.c_str());
+    return;
+  }
+  const std::size_t n = std::size_t(s.batch * s.seq_len * s.heads * s.head_dim);
+  DeviceTensors t(n, std::size_t(s.batch * s.heads * s.seq_len));
+  DeviceTensors g(n, 1);  // g.q: dout (random), g.k/g.v/g.out: dq, dk, dv
+  const std::int64_t sb = s.seq_len * s.heads * s.head_dim, ss = s.heads * s.head_dim, sh = s.head_dim;
+  const fa3::Tensor q{t.q, sb, ss, sh, 1}, k{t.k, sb, ss, sh, 1}, v{t.v, sb, ss, sh, 1};
+  const fa3::Tensor out_c{t.out, sb, ss, sh, 1}, dout{g.q, sb, ss, sh, 1};
+  const fa3::MutableTensor o{t.out, sb, ss, sh, 1}, dq{g.k, sb, ss, sh, 1}, dk{g.v, sb, ss, sh, 1},
+      dv{g.out, sb, ss, sh, 1};
+  const fa3::LseTensor l{t.lse, s.heads * s.seq_len, s.seq_len, 1};
+  plan.forward(q, k, v, o, l, nullptr);
+  plan.backward(q, k, v, out_c, l, dout, dq, dk, dv, nullptr);  // warm-up
+  cudaDeviceSynchronize();
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  for (auto _ : state) {
+    cudaEventRecord(start);
+    plan.backward(q, k, v, out_c, l, dout, dq, dk, dv, nullptr);
+    cudaEventRecord(stop);
+    cudaEventSynchronize(stop);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, start, stop);
+    state.SetIterationTime(ms * 1e-3);
+  }
+  if (cudaGetLastError() != cudaSuccess) state.SkipWithError("CUDA error");
+  const double flops = dilated::backward_flops(config, s);
+  state.counters["TFLOP/s"] = benchmark::Counter(flops * 1e-12, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["tokens/s"] =
+      benchmark::Counter(double(s.batch * s.seq_len), benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(kind == kLongNet ? "longnet bwd" : kind == kCausal ? "causal bwd" : "dense bwd");
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+}
+
+void BwdArgs(benchmark::internal::Benchmark* b) {
+  b->ArgNames({"kind", "batch", "seq", "heads", "dim"});
+  for (int kind : {kDense, kCausal}) b->Args({kind, 1, 16384, 16, 128});
+  b->Args({kLongNet, 1, 1048576, 16, 128});
+}
+BENCHMARK(BM_Fa3Backward)->Apply(BwdArgs)->UseManualTime()->Unit(benchmark::kMillisecond)->MinTime(1.0);
+
 // Args: kind, batch, seq, heads, head_dim. Dense/causal at N = 16K with 16
 // heads (the shapes of the cuDNN figures); LongNet at 1M tokens.
 void Args(benchmark::internal::Benchmark* b) {

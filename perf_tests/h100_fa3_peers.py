@@ -62,6 +62,24 @@ def torch_dense(shapes):
                     torch.cuda.synchronize()
                     ms = start.elapsed_time(stop) / reps
                 res["%s/%d/%d/%d/%d/%s" % (kind, B, N, H, D, name)] = {"ms": ms, "tflops": flops / ms * 1e-9}
+                # Backward: time of forward+backward minus forward (FLOPs 2.5x).
+                if D == 128:
+                    qg, kg, vg = (t.detach().requires_grad_() for t in (q, k, v))
+                    do = torch.randn_like(q)
+                    with sdpa_kernel([backend]):
+                        def fb():
+                            F.scaled_dot_product_attention(qg, kg, vg, is_causal=causal).backward(do)
+                        for _ in range(2):
+                            fb()
+                        torch.cuda.synchronize()
+                        start.record()
+                        for _ in range(reps):
+                            fb()
+                        stop.record()
+                        torch.cuda.synchronize()
+                        bms = start.elapsed_time(stop) / reps - ms
+                    res["%s/%d/%d/%d/%d/%s/bwd" % (kind, B, N, H, D, name)] = {
+                        "ms": bms, "tflops": 2.5 * flops / bms * 1e-9}
             except Exception as e:  # a backend may not support a head_dim
                 res["%s/%d/%d/%d/%d/%s" % (kind, B, N, H, D, name)] = {"error": str(e)[:200]}
     return res, torch.__version__
@@ -81,8 +99,9 @@ def main():
         # BM_Fa3Forward/kind:0/batch:1/seq:16384/heads:16/dim:128/manual_time
         f = dict(p.split(":") for p in name.split("/")[1:] if ":" in p)
         kind = {"0": "dense", "1": "causal", "2": "longnet"}[f["kind"]]
+        ours[name]["bwd"] = name.startswith("BM_Fa3Backward")
         ours[name]["key"] = (kind, int(f["batch"]), int(f["seq"]), int(f["heads"]), int(f["dim"]))
-        if kind != "longnet":
+        if kind != "longnet" and ours[name]["key"] not in shapes:
             shapes.append(ours[name]["key"])
     peers, torch_ver = torch_dense(shapes)
     longnet = None
@@ -98,24 +117,26 @@ def main():
         kind, B, N, H, D = r["key"]
         row = {"case": name, "ours_ms": r["ms"], "ours_tflops": r["tflops"], "tokens_per_s": r["tokens_per_s"]}
         if kind == "longnet":
-            if longnet and D == 128:
+            if longnet and D == 128 and not r["bwd"]:
                 row["peer"] = "torch gather-SDPA-scatter"
                 row["peer_ms"] = longnet["torch_longnet_bf16_fwd_s"] * 1e3
                 row["peer_peak_gib"] = longnet["peak_gib"]
                 row["ratio"] = row["peer_ms"] / r["ms"]
             print("%-44s %10.2f %10.1f %10s %10s %8s %8s" % (
-                "longnet N=%d D=%d" % (N, D), r["ms"], r["tflops"], "-", "-",
+                "longnet%s N=%d D=%d" % (" bwd" if r["bwd"] else "", N, D), r["ms"], r["tflops"], "-", "-",
                 ("%.2fx" % row["ratio"]) if "ratio" in row else "-", "(torch ref)"))
         else:
             key = "%s/%d/%d/%d/%d/" % (kind, B, N, H, D)
-            fl, cu = peers.get(key + "flash", {}), peers.get(key + "cudnn", {})
+            suffix = "/bwd" if r["bwd"] else ""
+            fl, cu = peers.get(key + "flash" + suffix, {}), peers.get(key + "cudnn" + suffix, {})
             row["flash_tflops"], row["cudnn_tflops"] = fl.get("tflops"), cu.get("tflops")
             row["x_flash"] = r["ms"] and fl.get("ms") and fl["ms"] / r["ms"]
             row["x_cudnn"] = r["ms"] and cu.get("ms") and cu["ms"] / r["ms"]
             fmt = lambda x: "%.1f" % x if x else "-"
             fmx = lambda x: "%.2fx" % x if x else "-"
             print("%-44s %10.3f %10.1f %10s %10s %8s %8s" % (
-                "%s N=%d H=%d D=%d" % (kind, N, H, D), r["ms"], r["tflops"], fmt(row["flash_tflops"]),
+                "%s%s N=%d H=%d D=%d" % (kind, " bwd" if r["bwd"] else "", N, H, D), r["ms"], r["tflops"],
+                fmt(row["flash_tflops"]),
                 fmt(row["cudnn_tflops"]), fmx(row["x_flash"]), fmx(row["x_cudnn"])))
         table.append(row)
     out = {"date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()), "torch": torch_ver,

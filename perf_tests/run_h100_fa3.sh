@@ -27,14 +27,19 @@ done
 
 echo "== correctness"
 timeout 60 "$BIN"/test_fa3_support 2>&1 | tail -n 5 | tee "$OUT/test_fa3_support.log"
-timeout 300 "$BIN"/test_fa3_forward 2>&1 | tee "$OUT/test_fa3_forward.log" | grep -E "FAILED|PASSED|OK \]|error" | tail -n 60
+for t in test_fa3_forward test_fa3_backward; do
+  timeout 300 "$BIN"/$t 2>&1 | tee "$OUT/$t.log" | grep -E "FAILED|PASSED|error" | tail -n 30
+done
 
 if [ "$MODE" != quick ]; then
   echo "== compute-sanitizer (small shapes)"
   for tool in memcheck racecheck synccheck; do
     compute-sanitizer --tool $tool --error-exitcode 9 "$BIN"/test_fa3_forward \
       --gtest_filter='*dense_d64_bf16*:*w_mod_r_d64_causal_fp16*:*unkept_rows_d128_bf16*' > "$OUT/sanitizer-$tool.log" 2>&1
-    echo "$tool rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer-$tool.log" | tail -n 1)"
+    echo "$tool forward rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer-$tool.log" | tail -n 1)"
+    compute-sanitizer --tool $tool --error-exitcode 9 "$BIN"/test_fa3_backward \
+      --gtest_filter='*dense_d64_bf16*:*w_mod_r_d64_causal_fp16*' > "$OUT/sanitizer-bwd-$tool.log" 2>&1
+    echo "$tool backward rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$OUT/sanitizer-bwd-$tool.log" | tail -n 1)"
   done
 fi
 
