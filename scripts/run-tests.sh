@@ -32,6 +32,21 @@ OMP_NUM_THREADS=2 build/ci/perf_tests/bench_attention \
   --benchmark_filter='BM_Attention/kind:2/seq:16384/heads:4/dim:64/bwd:0' \
   --benchmark_min_time=0.01 --benchmark_out=build/ci/bench_smoke.json --benchmark_out_format=json
 grep -q '"GFLOP/s"' build/ci/bench_smoke.json
+# src/dist: the ring's comm/compute overlap on 2 MPI ranks (JSON out).
+OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+  mpirun -np 2 --oversubscribe --bind-to none build/ci/perf_tests/dist/bench_dist_overlap \
+  --seq 4096 --heads 2 --dim 32 --branches 512:1,4096:4 --iters 1 --progress-thread \
+  > build/ci/bench_dist_smoke.json
+grep -q '"forward_hidden_fraction"' build/ci/bench_dist_smoke.json
+
+# src/dist's NCCL transport and its one-rank tests must compile wherever NCCL is
+# installed (they run on the GPU machine: perf_tests/run_h100_nccl.sh).
+if [ -f /usr/local/cuda/include/nccl.h ]; then
+  step "compile the NCCL transport and its tests (no GPU needed)"
+  cmake -S . -B build/ci-nccl -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$deps" \
+    -DCUDAToolkit_ROOT=/usr/local/cuda -DDILATED_ENABLE_NCCL=ON -DDILATED_ENABLE_TESTS=ON
+  cmake --build build/ci-nccl --target test_nccl_one_rank
+fi
 
 if [ "${DILATED_SKIP_SANITIZERS:-0}" != 1 ]; then
   step "ASan + UBSan build of the suite"
