@@ -2,8 +2,11 @@
 # The whole test suite on a fresh machine: installs what is missing, builds
 # (CI preset), runs ctest, proves the installed package works for a consumer
 # (examples/ built against it, demo run), smoke-runs the benchmarks, then
-# builds and runs the suite again under ASan+UBSan.
-#   DILATED_SKIP_SANITIZERS=1  skip the sanitizer stage
+# builds and runs the suite again under ASan+UBSan, the concurrency tests under
+# TSan, and a bounded libFuzzer campaign.
+#   DILATED_SKIP_SANITIZERS=1  skip the sanitizer stages (ASan + UBSan, TSan)
+#   DILATED_SKIP_FUZZ=1        skip the libFuzzer campaign
+#   DILATED_FUZZ_SECONDS=N     its length (default 90)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -53,5 +56,36 @@ if [ "${DILATED_SKIP_SANITIZERS:-0}" != 1 ]; then
   cmake --preset asan
   cmake --build --preset asan
   ctest --preset asan
+
+  # clang + LLVM libomp/Archer against the clang-built Kokkos of install-deps.sh
+  # (libgomp's futex synchronisation is invisible to TSan): the concurrency and
+  # plan stress tests, and a canary race TSan must report.
+  step "TSan build of the concurrency and stress tests"
+  cmake --preset tsan
+  cmake --build --preset tsan
+  ctest --preset tsan
+fi
+
+if [ "${DILATED_SKIP_FUZZ:-0}" != 1 ]; then
+  # Bounded libFuzzer campaign over config/shape validation and small Plan
+  # calls (fuzz/fuzz_plan.cpp), from the seed corpus fuzz/corpus; new inputs go
+  # to build/fuzz/corpus-new, a crash to build/fuzz/crash-*.
+  fuzz_seconds=${DILATED_FUZZ_SECONDS:-90}
+  step "libFuzzer campaign: fuzz_plan for ${fuzz_seconds} s (ASan + UBSan)"
+  cmake --preset fuzz
+  cmake --build --preset fuzz
+  mkdir -p build/fuzz/corpus-new
+  set +e
+  build/fuzz/fuzz/fuzz_plan -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
+    -print_final_stats=1 -artifact_prefix=build/fuzz/ build/fuzz/corpus-new fuzz/corpus \
+    > build/fuzz/campaign.log 2>&1
+  fuzz_status=$?
+  set -e
+  grep -E '^Done|fuzz_plan totals|stat::number_of_executed_units' build/fuzz/campaign.log || true
+  if [ "$fuzz_status" != 0 ]; then
+    tail -n 40 build/fuzz/campaign.log
+    echo "fuzz_plan failed (status $fuzz_status); reproducer in build/fuzz/" >&2
+    exit 1
+  fi
 fi
 step "all test stages passed"

@@ -34,7 +34,10 @@ KOKKOS_INLINE_FUNCTION float fast_exp(float x) {
   p = p * f + 0.5f;
   p = p * f + 1.0f;
   p = p * f + 1.0f;
-  const std::int32_t bits = ((nbits - 0x4B400000) + 127) << 23;  // 2^n
+  // 2^n, in unsigned arithmetic: for a NaN x, nbits may be negative, and a
+  // left shift of a negative int is undefined (found by fuzz/fuzz_plan).
+  const std::uint32_t bits =
+      ((static_cast<std::uint32_t>(nbits) - 0x4B400000u) + 127u) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof scale);
   const float r = p * scale;
