@@ -88,7 +88,10 @@ void run_branches(const details::ForwardParams& base, const PatternParams& pat,
     args.p.merge = i > 0 || !first_covers_all;
     args.p.num_segments = pat.num_segments(i);
     const int block_m = 128;
-    const int block_n = s.head_dim <= 128 ? 128 : 64;
+    // Tile-size heuristic: 176 keys per block for long non-causal head_dim
+    // 128 rows (>= 8192 keys, where the ragged last block costs < 2%).
+    const bool wide = s.head_dim == 128 && !base.causal && pat.max_kept_count(i) >= 8192;
+    const int block_n = wide ? 176 : s.head_dim <= 128 ? 128 : 64;
     args.p.tiles_per_segment = (pat.max_kept_count(i) + block_m - 1) / block_m;
     const std::int64_t r = pat.dilation[i];
     for (std::int64_t phase = 0; phase < r; ++phase) {
@@ -103,9 +106,12 @@ void run_branches(const details::ForwardParams& base, const PatternParams& pat,
     if (tiles <= 0) continue;
     args.p.total_tiles = tiles;
     switch (s.head_dim) {
-      case 64: details::launch_forward_branch<T, 64>(args, tiles, stream); break;
-      case 128: details::launch_forward_branch<T, 128>(args, tiles, stream); break;
-      case 256: details::launch_forward_branch<T, 256>(args, tiles, stream); break;
+      case 64: details::launch_forward_branch<T, 64, 128>(args, tiles, stream); break;
+      case 128:
+        if (wide) details::launch_forward_branch<T, 128, 176>(args, tiles, stream);
+        else details::launch_forward_branch<T, 128, 128>(args, tiles, stream);
+        break;
+      case 256: details::launch_forward_branch<T, 256, 64>(args, tiles, stream); break;
       default: break;  // excluded by query_support
     }
   }

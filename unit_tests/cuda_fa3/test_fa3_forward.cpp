@@ -57,6 +57,8 @@ std::vector<Case> cases() {
     cs.push_back({"longnet5_d256" + tag, make({{64, 1}, {128, 2}, {256, 4}, {512, 6}, {1024, 12}}, causal),
                   {1, 1024, 3, 256}});
   }
+  // >= 8192 keys, non-causal, head_dim 128: the 176-key blocks (ragged tail).
+  cs.push_back({"wide_blocks_d128", make({{8300, 1}}, false), {1, 8300, 1, 128}});
   return cs;
 }
 

@@ -199,11 +199,11 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
 // Persistent: a grid of one CTA per SM walks the tiles (idx += gridDim.x), so
 // the producer loads the next tile's Q and first K/V blocks while the
 // consumers are still finishing the previous tile and writing its output.
-template <class T, int HeadDim>
-__global__ void __launch_bounds__(TileShape<HeadDim>::kThreads, 1)
+template <class T, int HeadDim, int BlockN>
+__global__ void __launch_bounds__(TileShape<HeadDim, BlockN>::kThreads, 1)
     forward_kernel(const __grid_constant__ ForwardArgs args) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using Shape = TileShape<HeadDim>;
+  using Shape = TileShape<HeadDim, BlockN>;
   extern __shared__ char smem_raw[];
   char* smem = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(smem_raw) + 1023) &
                                        ~std::uintptr_t(1023));

@@ -20,10 +20,10 @@ void check(cudaError_t e, const char* what) {
 }
 }  // namespace
 
-template <class T, int HeadDim>
+template <class T, int HeadDim, int BlockN>
 void launch_forward_branch(const ForwardArgs& args, std::int64_t tiles, cudaStream_t stream) {
-  using Shape = TileShape<HeadDim>;
-  auto* kernel = &forward_kernel<T, HeadDim>;
+  using Shape = TileShape<HeadDim, BlockN>;
+  auto* kernel = &forward_kernel<T, HeadDim, BlockN>;
   static std::once_flag once;  // per instantiation: raise the shared-memory limit
   std::call_once(once, [&] {
     check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::kSmemBytes),
@@ -61,14 +61,16 @@ void launch_fill_empty(const ForwardParams& p, std::int64_t head_dim, cudaStream
   check(cudaGetLastError(), "fill kernel launch");
 }
 
-#define DILATED_FA3_INSTANTIATE(T, D) \
-  template void launch_forward_branch<T, D>(const ForwardArgs&, std::int64_t, cudaStream_t);
-DILATED_FA3_INSTANTIATE(__nv_bfloat16, 64)
-DILATED_FA3_INSTANTIATE(__nv_bfloat16, 128)
-DILATED_FA3_INSTANTIATE(__nv_bfloat16, 256)
-DILATED_FA3_INSTANTIATE(__half, 64)
-DILATED_FA3_INSTANTIATE(__half, 128)
-DILATED_FA3_INSTANTIATE(__half, 256)
+#define DILATED_FA3_INSTANTIATE(T, D, N) \
+  template void launch_forward_branch<T, D, N>(const ForwardArgs&, std::int64_t, cudaStream_t);
+DILATED_FA3_INSTANTIATE(__nv_bfloat16, 64, 128)
+DILATED_FA3_INSTANTIATE(__nv_bfloat16, 128, 128)
+DILATED_FA3_INSTANTIATE(__nv_bfloat16, 128, 176)
+DILATED_FA3_INSTANTIATE(__nv_bfloat16, 256, 64)
+DILATED_FA3_INSTANTIATE(__half, 64, 128)
+DILATED_FA3_INSTANTIATE(__half, 128, 128)
+DILATED_FA3_INSTANTIATE(__half, 128, 176)
+DILATED_FA3_INSTANTIATE(__half, 256, 64)
 #undef DILATED_FA3_INSTANTIATE
 template void launch_fill_empty<__nv_bfloat16>(const ForwardParams&, std::int64_t, cudaStream_t);
 template void launch_fill_empty<__half>(const ForwardParams&, std::int64_t, cudaStream_t);

@@ -8,7 +8,7 @@
 
 namespace dilated::cuda_fa3::details {
 
-template <class T, int HeadDim>
+template <class T, int HeadDim, int BlockN>
 void launch_forward_branch(const ForwardArgs& args, std::int64_t tiles, cudaStream_t stream);
 
 // out = 0 and lse = -inf on every row: the identity of the LSE merge, for

@@ -7,13 +7,18 @@
 
 namespace dilated::cuda_fa3::details {
 
+// Keys per block: the S accumulator is 64 x kBlockN floats per consumer
+// warpgroup; head_dim 256 halves it to leave registers for the 64x256 O.
+// Long non-causal rows of head_dim 128 use 176 (FA3's choice): fewer, longer
+// steps amortise the per-block barriers and softmax bookkeeping.
 template <int HeadDim>
+inline constexpr int kDefaultBlockN = HeadDim <= 128 ? 128 : 64;
+
+template <int HeadDim, int BlockN = kDefaultBlockN<HeadDim>>
 struct TileShape {
   static constexpr int kHeadDim = HeadDim;
   static constexpr int kBlockM = 128;
-  // Keys per block: the S accumulator is 64 x kBlockN floats per consumer
-  // warpgroup; head_dim 256 halves it to leave registers for the 64x256 O.
-  static constexpr int kBlockN = HeadDim <= 128 ? 128 : 64;
+  static constexpr int kBlockN = BlockN;
   static constexpr int kStages = 2;
   static constexpr int kConsumerWarpgroups = 2;
   static constexpr int kThreads = 128 * (1 + kConsumerWarpgroups);

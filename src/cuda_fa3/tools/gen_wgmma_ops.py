@@ -8,7 +8,7 @@ this generator is the single source. Run it after changing the list of forms:
     python3 src/cuda_fa3/tools/gen_wgmma_ops.py > src/cuda_fa3/details/wgmma_ops.cuh
 """
 
-NS = (64, 128, 256)
+NS = (64, 128, 176, 256)  # 176: FA3's key-block width for head_dim 128
 TYPES = (("bf16", "__nv_bfloat16"), ("f16", "__half"))
 
 
