@@ -13,3 +13,4 @@
 #include "dilated/plan.hpp"
 #include "dilated/reference.hpp"
 #include "dilated/tensor_ref.hpp"
+#include "dispatch/auto_plan.hpp"

@@ -1,0 +1,170 @@
+// dispatch/auto_plan.hpp - one plan for every backend: picks the cuda_fa3
+// H100 kernels when they can run the problem, the portable Kokkos kernels
+// otherwise, and says which it picked and why.
+//
+//   dilated::AutoPlan<Kokkos::Cuda, Kokkos::Experimental::bhalf_t> plan(config, shape);
+//   std::cout << plan.backend_name() << ": " << plan.reason() << "\n";
+//   plan.forward(q, k, v, out, lse);   // Views [batch, seq, heads, head_dim]
+//
+// The choice is made at run time (the device's compute capability, the head
+// dim, dropout, ...) among the backends this build and this Kokkos contain:
+//   * T = float/double: the portable kernels (cuda_fa3 runs 16-bit tensors).
+//   * T = Kokkos half_t/bhalf_t on Kokkos::Cuda: cuda_fa3 when it supports the
+//     problem on this device; otherwise the constructor throws dilated::Error
+//     with cuda_fa3's reason (the portable kernels have no 16-bit storage yet).
+// This header sits above both kernel families; neither includes it.
+#pragma once
+
+#include <Kokkos_Core.hpp>
+#include <memory>
+#include <string>
+#include <type_traits>
+
+#include "dilated/dilated_config.hpp"
+#include "dilated/error.hpp"
+#include "dilated/plan.hpp"
+#include "dilated/view_adapter.hpp"
+
+#if DILATED_ENABLE_CUDA && defined(KOKKOS_ENABLE_CUDA)
+#include "cuda_fa3/fa3.hpp"
+#define DILATED_AUTO_PLAN_HAS_FA3 1
+#else
+#define DILATED_AUTO_PLAN_HAS_FA3 0
+#endif
+
+namespace dilated {
+
+enum class Backend { portable, cuda_fa3 };
+
+inline const char* to_string(Backend b) { return b == Backend::portable ? "portable" : "cuda_fa3"; }
+
+namespace details {
+
+template <class T>
+struct is_half_type : std::false_type {};
+#if DILATED_AUTO_PLAN_HAS_FA3
+template <>
+struct is_half_type<Kokkos::Experimental::half_t> : std::true_type {};
+#if KOKKOS_VERSION >= 40000
+template <>
+struct is_half_type<Kokkos::Experimental::bhalf_t> : std::true_type {};
+#endif
+#endif
+
+}  // namespace details
+
+template <class ExecSpace, class T>
+class AutoPlan {
+  static constexpr bool kHalf = details::is_half_type<std::remove_cv_t<T>>::value;
+  static_assert(kHalf || std::is_same<T, float>::value || std::is_same<T, double>::value,
+                "AutoPlan: T must be float, double, or (with cuda_fa3 on Kokkos::Cuda) half_t / bhalf_t");
+
+ public:
+  AutoPlan(AttentionConfig config, ProblemShape shape) : config_(std::move(config)), shape_(shape) {
+    validate(config_, shape_);
+    if constexpr (kHalf) {
+#if DILATED_AUTO_PLAN_HAS_FA3
+      static_assert(std::is_same<ExecSpace, Kokkos::Cuda>::value,
+                    "AutoPlan: 16-bit tensors run on Kokkos::Cuda (cuda_fa3) only");
+      fa3_ = std::make_unique<cuda_fa3::Plan>(config_, shape_, dtype());
+      if (!fa3_->support().ok)
+        throw Error("dispatch.no_backend",
+                    "no backend runs this problem with 16-bit tensors: " + fa3_->support().reason +
+                        "; the portable kernels take float or double");
+      backend_ = Backend::cuda_fa3;
+      reason_ = fa3_->support().reason;
+#endif
+    } else {
+      portable_ = std::make_unique<Plan<ExecSpace>>(config_, shape_);
+      backend_ = Backend::portable;
+#if DILATED_AUTO_PLAN_HAS_FA3
+      reason_ = std::is_same<ExecSpace, Kokkos::Cuda>::value
+                    ? "portable Kokkos kernels: cuda_fa3 runs bf16/fp16 tensors, these are " +
+                          std::string(std::is_same<T, float>::value ? "float" : "double")
+                    : "portable Kokkos kernels: cuda_fa3 runs on Kokkos::Cuda only";
+#elif DILATED_ENABLE_CUDA
+      reason_ = "portable Kokkos kernels: this Kokkos has no CUDA backend for cuda_fa3";
+#else
+      reason_ = "portable Kokkos kernels: built without cuda_fa3 (DILATED_ENABLE_CUDA=OFF)";
+#endif
+    }
+  }
+
+  Backend backend() const { return backend_; }
+  const char* backend_name() const { return to_string(backend_); }
+  // Why this backend runs (and, for the portable path, why cuda_fa3 does not).
+  const std::string& reason() const { return reason_; }
+
+  template <class Q, class K, class V, class O, class L>
+  void forward(const Q& q, const K& k, const V& v, const O& out, const L& lse) const {
+    if constexpr (kHalf) {
+#if DILATED_AUTO_PLAN_HAS_FA3
+      check_views(q, k, v, out, lse);
+      fa3_->forward(tensor(q), tensor(k), tensor(v), mutable_tensor(out), lse_tensor(lse), stream());
+#endif
+    } else {
+      portable_->forward(q, k, v, out, lse);
+    }
+  }
+
+  template <class Q, class K, class V, class O, class L, class DO, class DQ, class DK, class DV>
+  void backward(const Q& q, const K& k, const V& v, const O& out, const L& lse, const DO& dout,
+                const DQ& dq, const DK& dk, const DV& dv) const {
+    if constexpr (kHalf) {
+#if DILATED_AUTO_PLAN_HAS_FA3
+      check_views(q, k, v, out, lse);
+      check_views(dout, dq, dk, dv, lse);
+      fa3_->backward(tensor(q), tensor(k), tensor(v), tensor(out), lse_tensor(lse), tensor(dout),
+                     mutable_tensor(dq), mutable_tensor(dk), mutable_tensor(dv), stream());
+#endif
+    } else {
+      portable_->backward(q, k, v, out, lse, dout, dq, dk, dv);
+    }
+  }
+
+ private:
+#if DILATED_AUTO_PLAN_HAS_FA3
+  static cuda_fa3::DType dtype() {
+    return std::is_same<std::remove_cv_t<T>, Kokkos::Experimental::half_t>::value ? cuda_fa3::DType::fp16
+                                                                                  : cuda_fa3::DType::bf16;
+  }
+  static cudaStream_t stream() { return Kokkos::Cuda().cuda_stream(); }
+  template <class View>
+  static cuda_fa3::Tensor tensor(const View& v) {
+    return {v.data(), std::int64_t(v.stride(0)), std::int64_t(v.stride(1)), std::int64_t(v.stride(2)),
+            std::int64_t(v.stride(3))};
+  }
+  template <class View>
+  static cuda_fa3::MutableTensor mutable_tensor(const View& v) {
+    static_assert(!std::is_const<typename View::value_type>::value, "outputs must be writable Views");
+    return {v.data(), std::int64_t(v.stride(0)), std::int64_t(v.stride(1)), std::int64_t(v.stride(2)),
+            std::int64_t(v.stride(3))};
+  }
+  template <class View>
+  static cuda_fa3::LseTensor lse_tensor(const View& v) {
+    static_assert(std::is_same<typename View::value_type, float>::value, "lse must be a float View");
+    return {v.data(), std::int64_t(v.stride(0)), std::int64_t(v.stride(1)), std::int64_t(v.stride(2))};
+  }
+  template <class A, class B, class C, class D, class L>
+  void check_views(const A& a, const B& b, const C& c, const D& d, const L& lse) const {
+    static_assert(details::view_rank<A>() == 4 && details::view_rank<B>() == 4 && details::view_rank<C>() == 4 &&
+                      details::view_rank<D>() == 4 && details::view_rank<L>() == 3,
+                  "tensors must be rank-4 Views and lse a rank-3 View");
+    static_assert(Kokkos::SpaceAccessibility<Kokkos::Cuda, typename A::memory_space>::accessible,
+                  "cuda_fa3 needs Views the CUDA device can read");
+    details::check_bshd("tensor", details::make_ref(a), shape_);
+    details::check_bshd("tensor", details::make_ref(b), shape_);
+    details::check_bshd("tensor", details::make_ref(c), shape_);
+    details::check_bshd("tensor", details::make_ref(d), shape_);
+    details::check_lse("lse", details::make_ref(lse), shape_);
+  }
+  std::unique_ptr<cuda_fa3::Plan> fa3_;
+#endif
+  AttentionConfig config_;
+  ProblemShape shape_;
+  Backend backend_ = Backend::portable;
+  std::string reason_;
+  std::unique_ptr<Plan<ExecSpace>> portable_;
+};
+
+}  // namespace dilated

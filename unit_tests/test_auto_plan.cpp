@@ -1,0 +1,101 @@
+// AutoPlan (dispatch/auto_plan.hpp): which backend runs and why, on every
+// enabled backend. float/double tensors run the portable kernels with
+// results identical to dilated::Plan's; on a CUDA build of Kokkos with
+// cuda_fa3, 16-bit tensors run cuda_fa3 (checked against the float64
+// reference on the H100) and unsupported problems are refused with the reason.
+#include "test_harness.hpp"
+
+#include "dispatch/auto_plan.hpp"
+
+namespace dtest {
+namespace {
+
+template <class B>
+class AutoPlanTest : public ::testing::Test {};
+TYPED_TEST_SUITE(AutoPlanTest, AllBackends);
+
+TYPED_TEST(AutoPlanTest, FloatTensorsRunThePortableKernelsBitwiseLikePlan) {
+  using B = TypeParam;
+  using T = typename B::value;
+  const ProblemShape s{1, 128, 3, 32};
+  const AttentionConfig c = make_config({{32, 1}, {64, 2}, {128, 4}}, true);
+  auto q = to_view<B>(random_vector(numel(s), 11), s);
+  auto k = to_view<B>(random_vector(numel(s), 12), s);
+  auto v = to_view<B>(random_vector(numel(s), 13), s);
+  typename B::View4 out_auto("oa", 1, 128, 3, 32), out_plan("op", 1, 128, 3, 32);
+  typename B::ViewL lse_auto("la", 1, 3, 128), lse_plan("lp", 1, 3, 128);
+  poison(out_auto);
+  poison(out_plan);
+
+  dilated::AutoPlan<typename B::exec, T> autoplan(c, s);
+  EXPECT_EQ(autoplan.backend(), dilated::Backend::portable);
+  EXPECT_NE(autoplan.reason().find("portable"), std::string::npos) << autoplan.reason();
+  autoplan.forward(q, k, v, out_auto, lse_auto);
+  dilated::Plan<typename B::exec>(c, s).forward(q, k, v, out_plan, lse_plan);
+  Kokkos::fence();
+  const auto a = from_view(out_auto), p = from_view(out_plan);
+  ASSERT_EQ(a.size(), p.size());
+  for (std::size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], p[i]) << "element " << i;
+}
+
+TEST(AutoPlan, InvalidConfigThrowsFromTheConstructor) {
+  AttentionConfig c = make_config({{48, 1}});
+  EXPECT_THROW((dilated::AutoPlan<Kokkos::DefaultHostExecutionSpace, float>(c, {1, 100, 1, 8})),
+               dilated::Error);
+}
+
+#if DILATED_AUTO_PLAN_HAS_FA3 && KOKKOS_VERSION >= 40000
+// bf16 Views on the device: cuda_fa3 runs them when the GPU is a 9.x.
+TEST(AutoPlan, Bf16ViewsRunCudaFa3OnHopper) {
+  using bf16 = Kokkos::Experimental::bhalf_t;
+  const ProblemShape s{1, 512, 2, 128};
+  const AttentionConfig c = make_config({{128, 1}, {256, 2}, {512, 4}}, true);
+  int dev = 0;
+  cudaDeviceProp prop{};
+  cudaGetDevice(&dev);
+  cudaGetDeviceProperties(&prop, dev);
+  if (prop.major != 9) {
+    EXPECT_THROW((dilated::AutoPlan<Kokkos::Cuda, bf16>(c, s)), dilated::Error);
+    return;
+  }
+  dilated::AutoPlan<Kokkos::Cuda, bf16> plan(c, s);
+  EXPECT_EQ(plan.backend(), dilated::Backend::cuda_fa3) << plan.reason();
+  std::vector<double> qd = random_vector(numel(s), 21), kd = random_vector(numel(s), 22),
+                      vd = random_vector(numel(s), 23);
+  using V4 = Kokkos::View<bf16****, Kokkos::LayoutRight, Kokkos::CudaSpace>;
+  V4 q("q", 1, 512, 2, 128), k("k", 1, 512, 2, 128), v("v", 1, 512, 2, 128), out("o", 1, 512, 2, 128);
+  Kokkos::View<float***, Kokkos::LayoutRight, Kokkos::CudaSpace> lse("lse", 1, 2, 512);
+  auto fill = [&](const V4& dst, std::vector<double>& src) {
+    auto h = Kokkos::create_mirror_view(dst);
+    for (std::size_t i = 0; i < src.size(); ++i) {
+      h.data()[i] = bf16(float(src[i]));
+      src[i] = double(float(h.data()[i]));  // the reference sees the rounded value
+    }
+    Kokkos::deep_copy(dst, h);
+  };
+  fill(q, qd);
+  fill(k, kd);
+  fill(v, vd);
+  plan.forward(q, k, v, out, lse);
+  Kokkos::fence();
+  auto ho = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), out);
+  std::vector<double> want(numel(s)), want_lse(2 * 512);
+  dilated::reference::forward(c, s, qd.data(), kd.data(), vd.data(), want.data(), want_lse.data());
+  double worst = 0;
+  for (std::size_t i = 0; i < want.size(); ++i) worst = std::max(worst, std::abs(double(float(ho.data()[i])) - want[i]));
+  EXPECT_LE(worst, 2e-2);  // bf16 output tolerance (see unit_tests/cuda_fa3)
+
+  // Problems cuda_fa3 cannot run are refused with its reason.
+  AttentionConfig drop = c;
+  drop.dropout_p = 0.1;
+  try {
+    dilated::AutoPlan<Kokkos::Cuda, bf16> refused(drop, s);
+    ADD_FAILURE() << "dropout with bf16 should have no backend";
+  } catch (const dilated::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("dropout"), std::string::npos) << e.what();
+  }
+}
+#endif
+
+}  // namespace
+}  // namespace dtest
