@@ -84,7 +84,16 @@ void SeqParallelPlan<ExecSpace>::forward_cross_rank(const ExecSpace& space, int 
   pack_rows<ExecSpace, T>(space, own, dilated::details::make_ref(k), buf[0].data());
   pack_rows<ExecSpace, T>(space, own, dilated::details::make_ref(v), buf[0].data() + e);
   publish(space);
-  comm_->start_exchange(buf[0].data(), bytes, ring.next(), buf[1].data(), bytes, ring.prev());
+  // Causal, contiguous: a block is needed only by the ranks after its owner,
+  // so nothing crosses from the group's last rank back to its first, and rank
+  // i receives only at steps 1..i (its predecessors' blocks). Elsewhere every
+  // block visits every rank.
+  const bool forward_only = config_.causal && layout_.layout() == Layout::Contiguous;
+  auto dest = [&](int step) {
+    return !forward_only || (ring.index + 1 < ring.size && step <= ring.index) ? ring.next() : -1;
+  };
+  auto src = [&](int step) { return !forward_only || step + 1 <= ring.index ? ring.prev() : -1; };
+  comm_->start_exchange(buf[0].data(), bytes, dest(0), buf[1].data(), bytes, src(0));
   auto compute = [&](const std::vector<ShardWindow>& keys, const auto& kv_k, const auto& kv_v) {
     for (const ShardWindow& qw : mine)
       for (const ShardWindow& kw : keys)
@@ -98,9 +107,9 @@ void SeqParallelPlan<ExecSpace>::forward_cross_rank(const ExecSpace& space, int 
   for (int t = 1; t < ring.size; ++t) {
     comm_->wait();
     cur ^= 1;  // buf[cur]: the block of rank source(t)
-    const int src = ring.source(t);
-    const SparseRows theirs = rows_of(br, src);
-    const bool needed = any_unmasked(mine, layout_.windows(src));
+    const int from = ring.source(t);
+    const SparseRows theirs = rows_of(br, from);
+    const bool needed = any_unmasked(mine, layout_.windows(from));  // false if nothing came
     if (needed) {
       unpack_rows<ExecSpace, T>(space, theirs, buf[cur].data(), dilated::details::make_ref(kc),
                                 false);
@@ -110,10 +119,9 @@ void SeqParallelPlan<ExecSpace>::forward_cross_rank(const ExecSpace& space, int 
     if (t + 1 < ring.size) {
       // buf[cur ^ 1] was last read by the previous step's kernels.
       publish(space);
-      comm_->start_exchange(buf[cur].data(), bytes, ring.next(), buf[cur ^ 1].data(), bytes,
-                            ring.prev());
+      comm_->start_exchange(buf[cur].data(), bytes, dest(t), buf[cur ^ 1].data(), bytes, src(t));
     }
-    if (needed) compute(layout_.windows(src), kc, vc);
+    if (needed) compute(layout_.windows(from), kc, vc);
   }
 }
 
