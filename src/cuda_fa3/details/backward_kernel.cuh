@@ -254,16 +254,25 @@ __global__ void __launch_bounds__(128, 1) backward_kernel(const __grid_constant_
     keep_alive(a);
 
     // dQ rows are queries here: add scale * dQ into the fp32 accumulator.
-#pragma unroll
-    for (int rr = 0; rr < 2; ++rr) {
+    // Neighbouring lanes (lane ^ 1) hold the two halves of 4 consecutive
+    // columns of both rows; swapping one pair lets each lane issue one 16-byte
+    // vector atomic (even lanes row 0, odd lanes row 1): half the atomics.
+    {
+      const bool odd = lane & 1;
+      const int rr = odd ? 1 : 0;
       const std::int64_t q = q_begin + row_in_block[rr];
-      if (q >= t.kept) continue;
-      const std::int64_t pos = t.first + q * r;
+      const bool ok = q < t.kept;
+      const std::int64_t pos = t.first + (ok ? q : 0) * r;
       float* row = p.dq + ((std::int64_t(t.b) * p.seq_len + pos) * p.heads + t.h) * kD;
 #pragma unroll
-      for (int j = 0; j < kD / 8; ++j)
-        atomicAdd(reinterpret_cast<float2*>(row + 8 * j + 2 * (lane % 4)),
-                  make_float2(p.scale * dq[4 * j + 2 * rr], p.scale * dq[4 * j + 2 * rr + 1]));
+      for (int j = 0; j < kD / 8; ++j) {
+        const float r0x = p.scale * dq[4 * j], r0y = p.scale * dq[4 * j + 1];
+        const float r1x = p.scale * dq[4 * j + 2], r1y = p.scale * dq[4 * j + 3];
+        const float sx = __shfl_xor_sync(0xffffffffu, odd ? r0x : r1x, 1);
+        const float sy = __shfl_xor_sync(0xffffffffu, odd ? r0y : r1y, 1);
+        const float4 val = odd ? make_float4(sx, sy, r1x, r1y) : make_float4(r0x, r0y, sx, sy);
+        if (ok) atomicAdd(reinterpret_cast<float4*>(row + 8 * j + 2 * ((lane % 4) & ~1)), val);
+      }
     }
     __syncthreads();  // this stage and dS^T are free for the next step
   }
