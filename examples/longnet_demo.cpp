@@ -3,7 +3,8 @@
 // Runs the forward (and, with --backward, the backward) pass of the paper's
 // branch schedule (w = 2048..32768, r = 1, 2, 4, 6, 12) on the default Kokkos
 // execution space, prints a progress line, tokens/s and achieved GFLOP/s, and
-// the max error against the float64 reference on a sampled slice of rows.
+// the max error against the float64 reference on a sampled slice of rows,
+// and a memory report of the workspace pool (peak, sizes, NUMA placement).
 //
 //   longnet_demo [--seq N] [--batch B] [--heads H] [--head-dim D] [--iters I]
 //                [--causal] [--dense] [--backward] [--samples S]
@@ -19,6 +20,8 @@
 #include <vector>
 
 #include <dilated_attention.hpp>
+#include <memory/kokkos_workspace.hpp>
+#include <memory/memory_report.hpp>
 
 namespace {
 
@@ -175,6 +178,11 @@ int main(int argc, char** argv) {
       }
       max_err = std::max(max_err, std::fabs(lh(b, h, p) - ref_lse) / std::max(1.0, std::fabs(ref_lse)));
     }
+    // The workspace pool the plan's backward drew from (empty after a
+    // forward-only run: the forward needs no workspace).
+    const dilated::memory::WorkspaceStack& ws = dilated::memory::workspace_stack<Exec::memory_space>();
+    std::printf("%s", dilated::memory::memory_report(*ws.pool, ws.tracking, ws.placement).c_str());
+
     const double tol = 1e-4;
     std::printf("check   : max error vs float64 reference on %d sampled rows = %.3g (%s, tol %.0e)\n",
                 o.samples, max_err, max_err <= tol ? "ok" : "FAILED", tol);

@@ -1,5 +1,6 @@
 #include "memory/arena.hpp"
 
+#include <algorithm>
 #include <cassert>
 
 namespace dilated {
@@ -17,13 +18,10 @@ int floor_log2(std::size_t x) { return 63 - __builtin_clzll(static_cast<unsigned
 std::uintptr_t align_up(std::uintptr_t x, std::size_t a) { return (x + a - 1) & ~(std::uintptr_t(a) - 1); }
 }  // namespace
 
-Arena::Arena(std::size_t oversize, std::size_t oversize_slack)
-    : oversize_(oversize), oversize_slack_(oversize_slack) {}
+Arena::Arena(std::size_t oversize) : oversize_(oversize) {}
 
 bool Arena::acceptable(const Block* b, std::size_t search) const {
-  if (b->size < search) return false;
-  if (b->size < oversize_) return true;
-  return search >= oversize_ && b->size - search <= oversize_slack_;
+  return b->size >= search && (b->size < oversize_ || search >= oversize_);
 }
 Arena::~Arena() = default;
 
@@ -154,7 +152,7 @@ Block* Arena::take(std::size_t bytes, std::size_t alignment) {
       b = rest;
     }
   }
-  if (b->size < oversize_ && b->size - need >= kGranule) bin_insert(split_off_tail(b, need));
+  if (b->size - need >= kGranule) bin_insert(split_off_tail(b, need));
   b->requested = bytes;
   used_ += b->size;
   ++live_blocks_;
@@ -203,21 +201,27 @@ void Arena::give_back(Block* b) {
   bin_insert(b);
 }
 
-std::vector<std::unique_ptr<Segment>> Arena::remove_free_segments() {
+std::vector<std::unique_ptr<Segment>> Arena::remove_free_segments(std::size_t enough) {
+  std::vector<std::pair<std::size_t, std::uintptr_t>> candidates;  // (size, begin)
+  for (const auto& s : segments_) {
+    Block** first = starts_.find(s.first);
+    if (first && (*first)->free && (*first)->size == s.second->size)
+      candidates.emplace_back(s.second->size, s.first);
+  }
+  std::sort(candidates.begin(), candidates.end());  // smallest first
   std::vector<std::unique_ptr<Segment>> out;
-  for (auto it = segments_.begin(); it != segments_.end();) {
-    Block** first = starts_.find(it->first);
-    Block* b = first ? *first : nullptr;
-    if (b && b->free && b->size == it->second->size) {
-      bin_remove(b);
-      starts_.erase(b->addr);
-      recycle(b);
-      reserved_ -= it->second->size;
-      out.push_back(std::move(it->second));
-      it = segments_.erase(it);
-    } else {
-      ++it;
-    }
+  std::size_t released = 0;
+  for (const auto& c : candidates) {
+    if (released >= enough) break;
+    auto it = segments_.find(c.second);
+    Block* b = *starts_.find(c.second);
+    bin_remove(b);
+    starts_.erase(b->addr);
+    recycle(b);
+    reserved_ -= c.first;
+    released += c.first;
+    out.push_back(std::move(it->second));
+    segments_.erase(it);
   }
   return out;
 }

@@ -8,11 +8,10 @@
 // workload that repeats its sizes reuses blocks without splitting. Free
 // neighbours are merged at once, so no two adjacent blocks are ever both free.
 //
-// Oversize blocks (>= `oversize`, as PyTorch's max_split_size) are never cut
-// for smaller requests and are reused only by requests within `oversize_slack`
-// of their size: otherwise one mid-size block parked in a cached multi-GiB
-// block forces the next multi-GiB request to grow the pool, and a long
-// random trace ratchets reserved memory up without bound.
+// Oversize blocks (>= `oversize`, as PyTorch's max_split_size) serve only
+// oversize requests: otherwise one mid-size block parked in a cached
+// multi-GiB block pins it, the next multi-GiB request grows the pool, and a
+// long trace ratchets reserved memory up.
 //
 // The arena only keeps books: no locking (the pool locks), no upstream calls,
 // no memory access (block headers live out of band, so device memory works).
@@ -61,7 +60,7 @@ struct Segment {
 
 class Arena {
  public:
-  Arena(std::size_t oversize, std::size_t oversize_slack);
+  explicit Arena(std::size_t oversize);
   ~Arena();
   Arena(const Arena&) = delete;
   Arena& operator=(const Arena&) = delete;
@@ -75,8 +74,10 @@ class Arena {
   Block* find_live(std::uintptr_t addr);
   // Frees a live block and merges it with free neighbours.
   void give_back(Block* b);
-  // Unlinks and returns segments that are entirely free.
-  std::vector<std::unique_ptr<Segment>> remove_free_segments();
+  // Unlinks and returns segments that are entirely free: all of them, or the
+  // smallest ones until they add up to at least `enough` bytes.
+  std::vector<std::unique_ptr<Segment>> remove_free_segments(
+      std::size_t enough = ~std::size_t(0));
   // Unlinks and returns all segments (pool destruction).
   std::vector<std::unique_ptr<Segment>> remove_all_segments();
 
@@ -115,7 +116,7 @@ class Arena {
   std::map<std::uintptr_t, std::unique_ptr<Segment>> segments_;  // by begin
   std::vector<std::unique_ptr<Block[]>> block_chunks_;
   Block* spare_blocks_ = nullptr;  // recycled Block records (linked by next_free)
-  std::size_t oversize_, oversize_slack_;
+  std::size_t oversize_;
   std::size_t reserved_ = 0, used_ = 0, live_blocks_ = 0, free_blocks_ = 0;
 };
 

@@ -158,6 +158,12 @@ void* PoolResource::grow_and_take(LockedArena& a, std::size_t bytes, std::size_t
   const std::size_t want_align = std::min(upstream_.max_alignment(),
                                           usable >= kHugePage ? kHugePage : kPage);
   const std::size_t ask = want_align >= kGranule ? usable : usable + kGranule;
+  // Wholly free large segments that could not serve this request are
+  // returned first (smallest first, as many bytes as the pool is about to
+  // grow by): a pool whose requests drift - sequence lengths changing between
+  // steps - then keeps reserved memory near what is live instead of caching
+  // every size it ever saw. Requests that repeat never get here.
+  if (&a == &large_) release_segments_of(large_, ask);
   auto seg = std::make_unique<details::Segment>();
   seg->base = upstream_allocate(ask, want_align, s);
   seg->upstream_bytes = ask;
@@ -229,11 +235,11 @@ void PoolResource::throw_bad_free(void* p, std::size_t bytes) {
   throw Error(rules::foreign_pointer, call + " - not memory of this pool (foreign pointer)");
 }
 
-std::size_t PoolResource::release_segments_of(LockedArena& a) {
+std::size_t PoolResource::release_segments_of(LockedArena& a, std::size_t enough) {
   std::vector<std::unique_ptr<details::Segment>> segs;
   {
     std::lock_guard<std::mutex> lock(a.mutex);
-    segs = a.arena.remove_free_segments();
+    segs = a.arena.remove_free_segments(enough);
   }
   std::size_t bytes = 0;
   for (auto& seg : segs) {  // upstream calls without the lock

@@ -34,10 +34,9 @@ struct PoolOptions {
   std::size_t small_limit = std::size_t(1) << 20;       // requests <= this: small arena
   std::size_t small_segment = std::size_t(2) << 20;     // small arena grows by this
   std::size_t large_granularity = std::size_t(2) << 20;  // large segments are multiples
-  // Blocks of at least `oversize` bytes are not split and serve only requests
-  // within `oversize_slack` of their size (see arena.hpp).
+  // Blocks of at least `oversize` bytes serve only requests of at least that
+  // size (see arena.hpp).
   std::size_t oversize = std::size_t(64) << 20;
-  std::size_t oversize_slack = std::size_t(16) << 20;
   PressurePolicy policy;
 };
 
@@ -93,7 +92,7 @@ class PoolResource final : public MemoryResource {
 
  private:
   struct LockedArena {
-    LockedArena(const PoolOptions& o) : arena(o.oversize, o.oversize_slack) {}
+    explicit LockedArena(const PoolOptions& o) : arena(o.oversize) {}
     mutable std::mutex mutex;
     details::Arena arena;
   };
@@ -101,7 +100,7 @@ class PoolResource final : public MemoryResource {
   void* grow_and_take(LockedArena& a, std::size_t bytes, std::size_t alignment, Stream s);
   void* upstream_allocate(std::size_t bytes, std::size_t alignment, Stream s);
   std::size_t segment_bytes_for(const LockedArena& a, std::size_t bytes, std::size_t alignment) const;
-  std::size_t release_segments_of(LockedArena& a);
+  std::size_t release_segments_of(LockedArena& a, std::size_t enough = ~std::size_t(0));
   [[noreturn]] void throw_bad_free(void* p, std::size_t bytes);
   void add_requested(std::size_t bytes);
 

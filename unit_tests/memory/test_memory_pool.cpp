@@ -220,15 +220,40 @@ class BudgetUpstream final : public MemoryResource {
 TEST(MemoryPressure, FailedGrowthIsRetriedAfterReleasingCachedBlocks) {
   BudgetUpstream up(10 * MiB);
   PoolResource pool(up);
-  void* a = pool.allocate(6 * MiB);
-  pool.deallocate(a, 6 * MiB);   // 6 MiB cached
-  void* b = pool.allocate(8 * MiB);  // 6 + 8 > 10: fails, releases, retries
+  void* small[3];
+  for (auto& p : small) p = pool.allocate(1 * MiB);  // two small segments
+  for (auto& p : small) pool.deallocate(p, 1 * MiB);  // 4 MiB cached
+  void* b = pool.allocate(8 * MiB);  // 4 + 8 > 10: fails, releases, retries
   EXPECT_EQ(up.failures, 1);
   const PoolStats s = pool.stats();
   EXPECT_EQ(s.retries_after_release, 1u);
-  EXPECT_EQ(s.released_segments, 1u);
+  EXPECT_EQ(s.released_segments, 2u);
   EXPECT_EQ(s.reserved, 8 * MiB);
   pool.deallocate(b, 8 * MiB);
+}
+
+TEST(MemoryPressure, GrowthReturnsUnfitCachedLargeSegmentsFirst) {
+  HostResource host;
+  PoolResource pool(host);
+  void* a = pool.allocate(4 * MiB);
+  void* b = pool.allocate(6 * MiB);
+  pool.deallocate(a, 4 * MiB);
+  pool.deallocate(b, 6 * MiB);  // 10 MiB cached, in two segments
+  void* c = pool.allocate(9 * MiB);  // fits neither: the smallest goes, then the next
+  PoolStats s = pool.stats();
+  EXPECT_EQ(s.released_segments, 2u);
+  EXPECT_EQ(s.reserved, 10 * MiB);
+  void* d = pool.allocate(3 * MiB);  // needs growth; nothing wholly free to return
+  s = pool.stats();
+  EXPECT_EQ(s.released_segments, 2u);
+  EXPECT_EQ(s.reserved, 14 * MiB);
+  pool.deallocate(c, 9 * MiB);
+  pool.deallocate(d, 3 * MiB);
+  for (int i = 0; i < 10; ++i) {  // repeated sizes: no upstream traffic at all
+    void* e = pool.allocate(9 * MiB);
+    pool.deallocate(e, 9 * MiB);
+  }
+  EXPECT_EQ(pool.stats().upstream_allocations, s.upstream_allocations);
 }
 
 TEST(MemoryPressure, WithoutRetryTheFailureSurfacesAndNothingLeaks) {
@@ -236,12 +261,13 @@ TEST(MemoryPressure, WithoutRetryTheFailureSurfacesAndNothingLeaks) {
   PoolOptions o;
   o.policy.retry_after_release = false;
   PoolResource pool(up, o);
-  void* a = pool.allocate(6 * MiB);
-  pool.deallocate(a, 6 * MiB);
+  void* small[3];
+  for (auto& p : small) p = pool.allocate(1 * MiB);
+  for (auto& p : small) pool.deallocate(p, 1 * MiB);  // 4 MiB cached
   const PoolStats before = pool.stats();
   EXPECT_THROW(pool.allocate(8 * MiB), OutOfMemory);
   EXPECT_EQ(pool.stats(), before);
-  EXPECT_EQ(up.held(), 6 * MiB);
+  EXPECT_EQ(up.held(), 4 * MiB);
 }
 
 TEST(MemoryPressure, HardLimitIsNeverPassed) {
@@ -287,16 +313,19 @@ TEST(MemoryPressure, LowSystemMemoryReleasesCacheBeforeGrowing) {
   o.policy.min_available_fraction = 0.10;
   o.policy.probe = [&low] { return SystemMemory{100 * MiB, low ? 5 * MiB : 50 * MiB}; };
   PoolResource pool(host, o);
-  void* a = pool.allocate(4 * MiB);
-  pool.deallocate(a, 4 * MiB);
-  void* b = pool.allocate(6 * MiB);  // plenty free: the cached 4 MiB stays
-  EXPECT_EQ(pool.stats().reserved, 10 * MiB);
-  pool.deallocate(b, 6 * MiB);
+  void* a = pool.allocate(512 * 1024);
+  pool.deallocate(a, 512 * 1024);    // a cached 2 MiB small segment
+  void* b = pool.allocate(3 * MiB);  // plenty free: the small segment stays
+  EXPECT_EQ(pool.stats().reserved, 6 * MiB);
+  EXPECT_EQ(pool.stats().released_segments, 0u);
+  pool.deallocate(b, 3 * MiB);
   low = true;
-  void* c = pool.allocate(12 * MiB);  // low: both cached segments go first
+  // Growth returns b's unfit 4 MiB segment anyway; the low probe also
+  // returns the small segment.
+  void* c = pool.allocate(5 * MiB);
   EXPECT_EQ(pool.stats().released_segments, 2u);
-  EXPECT_EQ(pool.stats().reserved, 12 * MiB);
-  pool.deallocate(c, 12 * MiB);
+  EXPECT_EQ(pool.stats().reserved, 6 * MiB);
+  pool.deallocate(c, 5 * MiB);
 }
 
 TEST(MemoryPool, StatsJsonNamesEveryFigure) {
