@@ -171,7 +171,7 @@ TEST(MemoryStress, ManyThreadsLongRandomTrace) {
         if (reinterpret_cast<std::uintptr_t>(b.p) % b.alignment) ++corrupt;
         fill(b);
         mine.push_back(b);
-      } else if (r < 97) {
+      } else if (r < 88) {
         const std::size_t i = rng() % mine.size();
         const Live b = mine[i];
         mine[i] = mine.back();
@@ -217,7 +217,7 @@ TEST(MemoryStress, ManyThreadsLongRandomTrace) {
   std::printf("stress: %zu operations on %d threads in %.2f s; peak reserved %.1f MiB, peak requested %.1f MiB, %llu upstream allocations\n",
               ops_done.load(), kThreads, seconds, s.peak_reserved / double(MiB),
               s.peak_requested / double(MiB), (unsigned long long)s.upstream_allocations);
-  EXPECT_GE(ops_done.load(), total_ops * 9 / 10);
+  EXPECT_GE(ops_done.load(), total_ops * 8 / 10);  // hand-off pops of an empty queue are not counted
   EXPECT_EQ(corrupt.load(), 0u) << "a block's contents changed while it was live (overlap) or it was misaligned";
   EXPECT_EQ(overlaps.load(), 0u);
   EXPECT_EQ(s.requested, 0u);
