@@ -25,16 +25,6 @@ bool Arena::acceptable(const Block* b, std::size_t search) const {
 }
 Arena::~Arena() = default;
 
-// Units (granules) below 16 get one bin each; above, bin = (power of two,
-// sixteenth within it).
-int Arena::bin_of(std::size_t units) {
-  if (units < kSubBins) return static_cast<int>(units);
-  const int fl = floor_log2(units);
-  const int sl = static_cast<int>((units >> (fl - kSubBinsLog2)) & (kSubBins - 1));
-  const int b = static_cast<int>(kSubBins) + (fl - kSubBinsLog2) * static_cast<int>(kSubBins) + sl;
-  return b < kBins ? b : kBins - 1;
-}
-
 // The lowest bin all of whose blocks are >= units.
 int Arena::bin_surely_fitting(std::size_t units) {
   if (units < kSubBins) return static_cast<int>(units);
@@ -117,6 +107,22 @@ Block* Arena::split_off_tail(Block* b, std::size_t keep) {
 
 Block* Arena::take(std::size_t bytes, std::size_t alignment) {
   const std::size_t need = (bytes + kGranule - 1) & ~(kGranule - 1);
+  // 0. A quick-listed block of the same class: the steady-state path.
+  if (alignment <= kGranule) {
+    const int q = bin_of(need / kGranule);
+    Block* c = quick_[q];
+    if (c && c->size >= need) {
+      quick_[q] = c->next_free;
+      c->next_free = nullptr;
+      c->quick = false;
+      --quick_blocks_;
+      c->requested = bytes;
+      used_ += c->size;
+      ++live_blocks_;
+      ++allocations_;
+      return c;
+    }
+  }
   const std::size_t slack = alignment > kGranule ? alignment - kGranule : 0;
   const std::size_t search = need + slack;
   Block* b = nullptr;
@@ -156,7 +162,22 @@ Block* Arena::take(std::size_t bytes, std::size_t alignment) {
   b->requested = bytes;
   used_ += b->size;
   ++live_blocks_;
+  ++allocations_;
   return b;
+}
+
+bool Arena::flush_quick_lists() {
+  if (!quick_blocks_) return false;
+  for (Block*& head : quick_)
+    while (head) {
+      Block* b = head;
+      head = b->next_free;
+      b->next_free = nullptr;
+      b->quick = false;
+      merge_and_bin(b);
+    }
+  quick_blocks_ = 0;
+  return true;
 }
 
 void Arena::add_segment(std::unique_ptr<Segment> segment) {
@@ -173,14 +194,27 @@ void Arena::add_segment(std::unique_ptr<Segment> segment) {
 
 Block* Arena::find_live(std::uintptr_t addr) {
   Block** b = starts_.find(addr);
-  return (b && !(*b)->free) ? *b : nullptr;
+  return (b && !(*b)->free && !(*b)->quick) ? *b : nullptr;
 }
 
 void Arena::give_back(Block* b) {
-  assert(!b->free);
+  assert(!b->free && !b->quick);
   used_ -= b->size;
   --live_blocks_;
+  ++deallocations_;
   b->requested = 0;
+  if (b->size < oversize_) {
+    const int q = bin_of(b->size / kGranule);
+    b->quick = true;
+    b->next_free = quick_[q];
+    quick_[q] = b;
+    ++quick_blocks_;
+    return;
+  }
+  merge_and_bin(b);
+}
+
+void Arena::merge_and_bin(Block* b) {
   if (Block* n = b->next_phys; n && n->free) {
     bin_remove(n);
     b->size += n->size;
@@ -202,6 +236,7 @@ void Arena::give_back(Block* b) {
 }
 
 std::vector<std::unique_ptr<Segment>> Arena::remove_free_segments(std::size_t enough) {
+  flush_quick_lists();
   std::vector<std::pair<std::size_t, std::uintptr_t>> candidates;  // (size, begin)
   for (const auto& s : segments_) {
     Block** first = starts_.find(s.first);
@@ -233,9 +268,10 @@ std::vector<std::unique_ptr<Segment>> Arena::remove_all_segments() {
   starts_ = AddressMap<Block*>();
   for (Block*& b : bins_) b = nullptr;
   for (std::uint64_t& w : bitmap_) w = 0;
+  for (Block*& b : quick_) b = nullptr;
   block_chunks_.clear();
   spare_blocks_ = nullptr;
-  reserved_ = used_ = live_blocks_ = free_blocks_ = 0;
+  reserved_ = used_ = live_blocks_ = free_blocks_ = quick_blocks_ = 0;
   return out;
 }
 
@@ -249,7 +285,7 @@ Arena::Miss Arena::classify(std::uintptr_t addr) const {
   Block* const* first = const_cast<AddressMap<Block*>&>(starts_).find(s.begin);
   for (const Block* b = first ? *first : nullptr; b; b = b->next_phys)
     if (addr >= b->addr && addr < b->addr + b->size)
-      return b->free ? Miss::InsideFreeBlock : Miss::InsideLiveBlock;
+      return (b->free || b->quick) ? Miss::InsideFreeBlock : Miss::InsideLiveBlock;
   return Miss::Foreign;
 }
 

@@ -13,6 +13,13 @@
 // multi-GiB block pins it, the next multi-GiB request grows the pool, and a
 // long trace ratchets reserved memory up.
 //
+// Freed blocks below the oversize threshold first go to a per-bin LIFO
+// "quick list" without merging (as glibc's tcache/fastbins): a workload that
+// frees and re-asks the same size - workspaces do - then costs a list pop and
+// push, no split, no merge, no table update. Quick lists are merged back
+// (flush_quick_lists) whenever a request finds no fit, before the pool grows
+// and before segments are released, so they never make the pool larger.
+//
 // The arena only keeps books: no locking (the pool locks), no upstream calls,
 // no memory access (block headers live out of band, so device memory works).
 #pragma once
@@ -45,7 +52,8 @@ struct Block {
   Block* next_free = nullptr;
   Segment* segment = nullptr;
   int bin = -1;
-  bool free = false;
+  bool free = false;    // in a bin (merged with its free neighbours)
+  bool quick = false;   // in a quick list: free to callers, not merged yet
 };
 
 // One range obtained from the upstream.
@@ -72,8 +80,10 @@ class Arena {
   void add_segment(std::unique_ptr<Segment> segment);
   // The live block starting at addr, or nullptr.
   Block* find_live(std::uintptr_t addr);
-  // Frees a live block and merges it with free neighbours.
+  // Frees a live block: onto its quick list, or merged with free neighbours.
   void give_back(Block* b);
+  // Merges every quick-listed block into the bins; true if there were any.
+  bool flush_quick_lists();
   // Unlinks and returns segments that are entirely free: all of them, or the
   // smallest ones until they add up to at least `enough` bytes.
   std::vector<std::unique_ptr<Segment>> remove_free_segments(
@@ -92,25 +102,38 @@ class Arena {
   std::size_t reserved() const { return reserved_; }
   std::size_t used() const { return used_; }  // bytes of live blocks
   std::size_t live_blocks() const { return live_blocks_; }
-  std::size_t free_blocks() const { return free_blocks_; }
+  std::uint64_t allocations() const { return allocations_; }
+  std::uint64_t deallocations() const { return deallocations_; }
+  std::size_t free_blocks() const { return free_blocks_ + quick_blocks_; }
   std::size_t segments() const { return segments_.size(); }
   std::size_t largest_free() const;
   std::size_t free_bytes() const { return reserved_ - used_; }
 
  private:
   static constexpr int kBins = 512;
-  static int bin_of(std::size_t units);
+  // Units (granules) below 16 get one bin each; above, bin = (power of two,
+  // sixteenth within it).
+  static int bin_of(std::size_t units) {
+    if (units < 16) return static_cast<int>(units);
+    const int fl = 63 - __builtin_clzll(static_cast<unsigned long long>(units));
+    const int b = 16 + (fl - 4) * 16 + static_cast<int>((units >> (fl - 4)) & 15);
+    return b < kBins ? b : kBins - 1;
+  }
   static int bin_surely_fitting(std::size_t units);
 
   void bin_insert(Block* b);
   void bin_remove(Block* b);
   int first_nonempty_bin_from(int bin) const;
   Block* split_off_tail(Block* b, std::size_t keep);  // returns the new tail block
+  void merge_and_bin(Block* b);
   bool acceptable(const Block* b, std::size_t search) const;
   Block* new_block();
   void recycle(Block* b);
 
   Block* bins_[kBins] = {};
+  Block* quick_[kBins] = {};  // linked by next_free
+  std::size_t quick_blocks_ = 0;
+  std::uint64_t allocations_ = 0, deallocations_ = 0;
   std::uint64_t bitmap_[kBins / 64] = {};
   AddressMap<Block*> starts_;  // every block start, free or live
   std::map<std::uintptr_t, std::unique_ptr<Segment>> segments_;  // by begin

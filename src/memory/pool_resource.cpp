@@ -57,7 +57,9 @@ bool operator==(const PoolStats& a, const PoolStats& b) {
 }
 
 PoolResource::PoolResource(MemoryResource& upstream, PoolOptions options)
-    : upstream_(upstream), options_(std::move(options)) {
+    : upstream_(upstream),
+      options_(std::move(options)),
+      max_bytes_(std::min(upstream_.max_bytes(), options_.policy.hard_limit)) {
   if (options_.small_segment < options_.small_limit)
     throw Error("memory.options", name() + ": small_segment (" +
                                       std::to_string(options_.small_segment) +
@@ -74,13 +76,10 @@ PoolResource::~PoolResource() {
       upstream_.deallocate(seg->base, seg->upstream_bytes, seg->upstream_alignment, seg->stream);
 }
 
-std::size_t PoolResource::max_bytes() const {
-  return std::min(upstream_.max_bytes(), options_.policy.hard_limit);
-}
 
 void PoolResource::add_requested(std::size_t bytes) {
   const std::size_t now = requested_.fetch_add(bytes, std::memory_order_relaxed) + bytes;
-  raise_peak(peak_requested_, now);
+  if (now > peak_requested_.load(std::memory_order_relaxed)) raise_peak(peak_requested_, now);
 }
 
 void* PoolResource::do_allocate(std::size_t bytes, std::size_t alignment, Stream s) {
@@ -89,10 +88,10 @@ void* PoolResource::do_allocate(std::size_t bytes, std::size_t alignment, Stream
   {
     std::lock_guard<std::mutex> lock(a.mutex);
     b = a.arena.take(bytes, alignment);
+    if (!b && a.arena.flush_quick_lists()) b = a.arena.take(bytes, alignment);
   }
   void* p = b ? reinterpret_cast<void*>(b->addr) : grow_and_take(a, bytes, alignment, s);
   add_requested(bytes);
-  allocations_.fetch_add(1, std::memory_order_relaxed);
   return p;
 }
 
@@ -210,7 +209,6 @@ void PoolResource::do_deallocate(void* p, std::size_t bytes, std::size_t, Stream
     throw_bad_free(p, bytes);
   }
   requested_.fetch_sub(bytes, std::memory_order_relaxed);
-  deallocations_.fetch_add(1, std::memory_order_relaxed);
   if (reserved_.load(std::memory_order_relaxed) > options_.policy.soft_limit) release_cached();
 }
 
@@ -261,6 +259,8 @@ PoolStats PoolResource::stats() const {
   for (const LockedArena* a : {&small_, &large_}) {
     std::lock_guard<std::mutex> lock(a->mutex);
     s.in_use += a->arena.used();
+    s.allocations += a->arena.allocations();
+    s.deallocations += a->arena.deallocations();
     s.live_blocks += a->arena.live_blocks();
     s.free_blocks += a->arena.free_blocks();
     s.segments += a->arena.segments();
@@ -270,8 +270,6 @@ PoolStats PoolResource::stats() const {
   s.peak_reserved = peak_reserved_.load();
   s.requested = requested_.load();
   s.peak_requested = peak_requested_.load();
-  s.allocations = allocations_.load();
-  s.deallocations = deallocations_.load();
   s.upstream_allocations = upstream_allocations_.load();
   s.upstream_deallocations = upstream_deallocations_.load();
   s.released_segments = released_segments_.load();

@@ -75,7 +75,7 @@ class PoolResource final : public MemoryResource {
   std::string name() const override { return options_.name; }
   MemoryKind kind() const override { return upstream_.kind(); }
   std::size_t max_alignment() const override { return std::size_t(2) << 20; }
-  std::size_t max_bytes() const override;
+  std::size_t max_bytes() const override { return max_bytes_; }
 
   // Returns wholly free segments to the upstream; the bytes returned.
   std::size_t release_cached();
@@ -106,10 +106,10 @@ class PoolResource final : public MemoryResource {
 
   MemoryResource& upstream_;
   PoolOptions options_;
+  std::size_t max_bytes_;  // cached: checked on every allocation
   LockedArena small_{options_}, large_{options_};
   std::atomic<std::size_t> reserved_{0}, peak_reserved_{0};
   std::atomic<std::size_t> requested_{0}, peak_requested_{0};
-  std::atomic<std::uint64_t> allocations_{0}, deallocations_{0};
   std::atomic<std::uint64_t> upstream_allocations_{0}, upstream_deallocations_{0};
   std::atomic<std::uint64_t> released_segments_{0}, retries_{0};
 };

@@ -93,14 +93,17 @@ TEST(MemoryPool, SplitsLargeBlocksAndCoalescesThemBack) {
   for (auto& p : part) p = pool.allocate(2 * MiB);  // carved from the cached 8 MiB
   EXPECT_EQ(pool.stats().upstream_allocations, 1u);
   EXPECT_EQ(pool.stats().free_blocks, 0u);
-  for (int i : {1, 3, 0, 2}) pool.deallocate(part[i], 2 * MiB);  // merges both ways
-  const PoolStats s = pool.stats();
-  EXPECT_EQ(s.free_blocks, 1u);
-  EXPECT_EQ(s.largest_free, 8 * MiB);
-  EXPECT_EQ(s.external_fragmentation(), 0.0);
-  void* again = pool.allocate(8 * MiB);
+  for (int i : {1, 3, 0, 2}) pool.deallocate(part[i], 2 * MiB);  // merged both ways on demand
+  void* again = pool.allocate(8 * MiB);  // only fits if the four merged back into one block
   EXPECT_EQ(again, whole);
+  EXPECT_EQ(pool.stats().upstream_allocations, 1u);
   pool.deallocate(again, 8 * MiB);
+  void* two = pool.allocate(2 * MiB);  // carved from the merged block again
+  EXPECT_EQ(two, whole);
+  pool.deallocate(two, 2 * MiB);
+  void* after = pool.allocate(8 * MiB);
+  EXPECT_EQ(after, whole);
+  pool.deallocate(after, 8 * MiB);
 }
 
 TEST(MemoryPool, HonoursLargeAlignments) {
