@@ -68,6 +68,40 @@ struct DeviceTensors {
   }
 };
 
+// Times `call` with CUDA events once per iteration (after one warm-up call)
+// and sets the counters: TFLOP/s for `flops` per call, tokens/s.
+template <class Call>
+void time_calls(benchmark::State& state, const ProblemShape& s, double flops, const char* label,
+                const Call& call) {
+  cudaEvent_t start, stop;
+  cudaEventCreate(&start);
+  cudaEventCreate(&stop);
+  call();
+  cudaDeviceSynchronize();
+  for (auto _ : state) {
+    cudaEventRecord(start);
+    call();
+    cudaEventRecord(stop);
+    cudaEventSynchronize(stop);
+    float ms = 0;
+    cudaEventElapsedTime(&ms, start, stop);
+    state.SetIterationTime(ms * 1e-3);
+  }
+  if (cudaGetLastError() != cudaSuccess) state.SkipWithError("CUDA error");
+  state.counters["TFLOP/s"] = benchmark::Counter(flops * 1e-12, benchmark::Counter::kIsIterationInvariantRate);
+  state.counters["tokens/s"] =
+      benchmark::Counter(double(s.batch * s.seq_len), benchmark::Counter::kIsIterationInvariantRate);
+  state.SetLabel(label);
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+}
+
+const char* label(Kind kind, bool backward) {
+  if (kind == kLongNet) return backward ? "longnet bwd" : "longnet";
+  if (kind == kCausal) return backward ? "causal bwd" : "causal";
+  return backward ? "dense bwd" : "dense";
+}
+
 void BM_Fa3Forward(benchmark::State& state) {
   const Kind kind = Kind(state.range(0));
   const ProblemShape s{state.range(1), state.range(2), state.range(3), state.range(4)};
@@ -83,28 +117,8 @@ void BM_Fa3Forward(benchmark::State& state) {
   const fa3::Tensor q{t.q, sb, ss, sh, 1}, k{t.k, sb, ss, sh, 1}, v{t.v, sb, ss, sh, 1};
   const fa3::MutableTensor o{t.out, sb, ss, sh, 1};
   const fa3::LseTensor l{t.lse, s.heads * s.seq_len, s.seq_len, 1};
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  plan.forward(q, k, v, o, l, nullptr);  // warm-up
-  cudaDeviceSynchronize();
-  for (auto _ : state) {
-    cudaEventRecord(start);
-    plan.forward(q, k, v, o, l, nullptr);
-    cudaEventRecord(stop);
-    cudaEventSynchronize(stop);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, start, stop);
-    state.SetIterationTime(ms * 1e-3);
-  }
-  if (cudaGetLastError() != cudaSuccess) state.SkipWithError("CUDA error");
-  const double flops = dilated::forward_flops(config, s);
-  state.counters["TFLOP/s"] = benchmark::Counter(flops * 1e-12, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["tokens/s"] =
-      benchmark::Counter(double(s.batch * s.seq_len), benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel(kind == kLongNet ? "longnet" : kind == kCausal ? "causal" : "dense");
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
+  time_calls(state, s, dilated::forward_flops(config, s), label(kind, false),
+             [&] { plan.forward(q, k, v, o, l, nullptr); });
 }
 
 // Backward (plan.backward after one forward); FLOPs = 2.5 x forward FLOPs.
@@ -127,28 +141,8 @@ void BM_Fa3Backward(benchmark::State& state) {
       dv{g.out, sb, ss, sh, 1};
   const fa3::LseTensor l{t.lse, s.heads * s.seq_len, s.seq_len, 1};
   plan.forward(q, k, v, o, l, nullptr);
-  plan.backward(q, k, v, out_c, l, dout, dq, dk, dv, nullptr);  // warm-up
-  cudaDeviceSynchronize();
-  cudaEvent_t start, stop;
-  cudaEventCreate(&start);
-  cudaEventCreate(&stop);
-  for (auto _ : state) {
-    cudaEventRecord(start);
-    plan.backward(q, k, v, out_c, l, dout, dq, dk, dv, nullptr);
-    cudaEventRecord(stop);
-    cudaEventSynchronize(stop);
-    float ms = 0;
-    cudaEventElapsedTime(&ms, start, stop);
-    state.SetIterationTime(ms * 1e-3);
-  }
-  if (cudaGetLastError() != cudaSuccess) state.SkipWithError("CUDA error");
-  const double flops = dilated::backward_flops(config, s);
-  state.counters["TFLOP/s"] = benchmark::Counter(flops * 1e-12, benchmark::Counter::kIsIterationInvariantRate);
-  state.counters["tokens/s"] =
-      benchmark::Counter(double(s.batch * s.seq_len), benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel(kind == kLongNet ? "longnet bwd" : kind == kCausal ? "causal bwd" : "dense bwd");
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
+  time_calls(state, s, dilated::backward_flops(config, s), label(kind, true),
+             [&] { plan.backward(q, k, v, out_c, l, dout, dq, dk, dv, nullptr); });
 }
 
 void BwdArgs(benchmark::internal::Benchmark* b) {

@@ -10,13 +10,33 @@
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "cuda_fa3/fa3.hpp"
+#include "dilated/config.hpp"
 
 namespace fa3test {
 
 using dilated::cuda_fa3::DType;
+
+// One named problem of the parameterised suites.
+struct Case {
+  std::string name;
+  dilated::AttentionConfig config;
+  dilated::ProblemShape shape;
+};
+
+inline dilated::AttentionConfig make(std::vector<dilated::Branch> b, bool causal,
+                                     dilated::HeadMode mode = dilated::HeadMode::LongNet,
+                                     bool partial = false) {
+  dilated::AttentionConfig c;
+  c.branches = std::move(b);
+  c.causal = causal;
+  c.head_mode = mode;
+  c.allow_partial_segments = partial;
+  return c;
+}
 
 inline std::uint16_t to_half_bits(float f, DType t) {
   std::uint32_t u;

@@ -29,21 +29,6 @@ using dilated::cuda_fa3::MutableTensor;
 using dilated::cuda_fa3::Tensor;
 using namespace fa3test;
 
-struct Case {
-  std::string name;
-  AttentionConfig config;
-  ProblemShape shape;
-};
-
-AttentionConfig make(std::vector<Branch> b, bool causal, HeadMode mode = HeadMode::LongNet, bool partial = false) {
-  AttentionConfig c;
-  c.branches = std::move(b);
-  c.causal = causal;
-  c.head_mode = mode;
-  c.allow_partial_segments = partial;
-  return c;
-}
-
 std::vector<Case> cases() {
   std::vector<Case> cs;
   for (bool causal : {false, true}) {

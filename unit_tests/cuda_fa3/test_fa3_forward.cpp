@@ -23,22 +23,6 @@ using dilated::ProblemShape;
 using dilated::cuda_fa3::DType;
 using namespace fa3test;
 
-struct Case {
-  std::string name;
-  AttentionConfig config;
-  ProblemShape shape;
-};
-
-AttentionConfig make(std::vector<Branch> b, bool causal, HeadMode mode = HeadMode::LongNet,
-                     bool partial = false) {
-  AttentionConfig c;
-  c.branches = std::move(b);
-  c.causal = causal;
-  c.head_mode = mode;
-  c.allow_partial_segments = partial;
-  return c;
-}
-
 std::vector<Case> cases() {
   std::vector<Case> cs;
   for (bool causal : {false, true}) {
