@@ -165,8 +165,14 @@ TEST(PlanStress, ThousandsOfCallsFromSeveralThreadsInConstantMemory) {
   // The smallest per-call workspace (delta of the 32-token case) is 128
   // bytes, so a leak of it over >= 400 backward-bearing calls exceeds 16 KiB;
   // RSS is coarser (pages, allocator caching): 8 MiB.
+#if defined(__SANITIZE_ADDRESS__)
+  // ASan keeps freed memory in quarantine (RSS grows by design) and hides the
+  // heap from mallinfo2; LeakSanitizer checks leaks at exit instead.
+  (void)heap0, (void)heap1, (void)rss0, (void)rss1;
+#else
   EXPECT_LE(heap1, heap0 + 16 * 1024) << "heap in use grew over " << done << " calls";
   EXPECT_LE(rss1, rss0 + 8 * 1024 * 1024) << "resident memory grew over " << done << " calls";
+#endif
 }
 
 }  // namespace
