@@ -21,5 +21,19 @@ cmake -S . -B build/cuda-nccl -G Ninja -DCMAKE_BUILD_TYPE=Release \
 cmake --build build/cuda-nccl -j "$(nproc)" --target test_nccl_one_rank 2>&1 | tail -3
 NCCL_DEBUG=${NCCL_DEBUG:-WARN} build/cuda-nccl/unit_tests/dist/test_nccl_one_rank 2>&1 \
   | tee "$out/nccl_one_rank.log" | tail -20
-# Any skip means the run did not test the GPU path: fail loudly.
-! grep -q "SKIPPED" "$out/nccl_one_rank.log"
+# Any skip or failure means the GPU path was not proven: fail loudly.
+if grep -qE "SKIPPED|FAILED" "$out/nccl_one_rank.log"; then
+  echo "test_nccl_one_rank skipped or failed a test (see $out/nccl_one_rank.log)" >&2
+  exit 1
+fi
+# The MPI transport with device Views: two ranks on the one GPU, if this machine
+# has an MPI (the test skips, saying so, when that MPI is not CUDA-aware).
+if command -v mpirun > /dev/null; then
+  cmake -S . -B build/cuda-mpi -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DCMAKE_CXX_COMPILER="$NVCC_WRAPPER" -DCMAKE_PREFIX_PATH="$KOKKOS_ROOT" \
+    -DDILATED_ENABLE_MPI=ON -DDILATED_ENABLE_TESTS=ON 2>&1 | tail -3
+  cmake --build build/cuda-mpi -j "$(nproc)" --target test_seq_parallel 2>&1 | tail -3
+  OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMP_NUM_THREADS=1 \
+    mpirun -np 2 --oversubscribe build/cuda-mpi/unit_tests/dist/test_seq_parallel \
+    --gtest_filter='SeqParallelDevice*' 2>&1 | tee "$out/mpi_device.log" | tail -8
+fi

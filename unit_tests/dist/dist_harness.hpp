@@ -3,6 +3,9 @@
 #pragma once
 
 #include <mpi.h>
+#if __has_include(<mpi-ext.h>)
+#include <mpi-ext.h>  // MPIX_Query_cuda_support (OpenMPI)
+#endif
 
 #include "../test_harness.hpp"
 #include "dist/mpi_communicator.hpp"

@@ -51,7 +51,8 @@ std::vector<DistCase> dist_cases(int P) {
 }
 
 template <class B>
-void check_case(const DistCase& c, std::uint64_t seed, bool progress_thread = false) {
+void check_case(const DistCase& c, std::uint64_t seed, bool progress_thread = false,
+                bool cuda_aware = false) {
   using T = typename B::value;
   const int rank = world_rank(), P = world_size();
   SCOPED_TRACE(std::string(c.what) + ": " + case_name(c.config, c.shape) +
@@ -64,6 +65,7 @@ void check_case(const DistCase& c, std::uint64_t seed, bool progress_thread = fa
 
   dilated::dist::MpiCommunicator::Options opt;
   opt.progress_thread = progress_thread;
+  opt.cuda_aware = cuda_aware;
   dilated::dist::MpiCommunicator comm(MPI_COMM_WORLD, opt);
   dilated::dist::SeqParallelPlan<typename B::exec> plan(c.config, g, comm, c.layout);
   const ProblemShape s = plan.local_shape();
@@ -119,6 +121,23 @@ TEST(SeqParallelProgressThread, ShardsMatchFloat64Reference) {
   std::uint64_t seed = 52000;
   for (const DistCase& c : dist_cases(world_size()))
     check_case<Backend<Kokkos::DefaultHostExecutionSpace, float>>(c, seed += 10, true);
+}
+
+// The MPI transport with device Views (CUDA-aware MPI), for the GPU machine:
+// `mpirun -np 2` on one GPU exchanges device buffers between two ranks.
+TEST(SeqParallelDevice, MpiWithDeviceViews) {
+#if defined(KOKKOS_ENABLE_CUDA)
+  bool aware = false;
+#if defined(MPIX_CUDA_AWARE_SUPPORT) && MPIX_CUDA_AWARE_SUPPORT
+  aware = MPIX_Query_cuda_support() == 1;
+#endif
+  if (!aware) GTEST_SKIP() << "this MPI is not CUDA-aware";
+  std::uint64_t seed = 61000;
+  for (const DistCase& c : dist_cases(world_size()))
+    check_case<Backend<Kokkos::Cuda, float>>(c, seed += 10, false, true);
+#else
+  GTEST_SKIP() << "Kokkos without CUDA";
+#endif
 }
 
 // The cases above cover cross-rank branches: make sure the test would notice
