@@ -105,13 +105,15 @@ std::size_t PoolResource::segment_bytes_for(const LockedArena& a, std::size_t by
 
 void* PoolResource::upstream_allocate(std::size_t bytes, std::size_t alignment, Stream s) {
   const PressurePolicy& policy = options_.policy;
-  // Reserve against the hard limit first, so concurrent growers cannot
-  // overshoot it together.
+  // Reserve against the hard limit first (compare-and-swap, so concurrent
+  // growers cannot overshoot it together, and no reader ever sees reserved
+  // above it, not even for a moment).
   auto within_hard_limit = [&] {
-    const std::size_t now = reserved_.fetch_add(bytes, std::memory_order_relaxed) + bytes;
-    if (now <= policy.hard_limit) return true;
-    reserved_.fetch_sub(bytes, std::memory_order_relaxed);
-    return false;
+    std::size_t now = reserved_.load(std::memory_order_relaxed);
+    do {
+      if (bytes > policy.hard_limit || now > policy.hard_limit - bytes) return false;
+    } while (!reserved_.compare_exchange_weak(now, now + bytes, std::memory_order_relaxed));
+    return true;
   };
   if (reserved_.load(std::memory_order_relaxed) + bytes > policy.soft_limit ||
       policy.system_memory_low())
