@@ -31,7 +31,6 @@ Support query_support(const AttentionConfig& config, const ProblemShape& shape, 
               " is not 9.x (the kernels use sm_90a wgmma and TMA)");
   if (shape.head_dim != 64 && shape.head_dim != 128 && shape.head_dim != 256)
     return no("head_dim " + std::to_string(shape.head_dim) + " is not 64, 128 or 256");
-  if (config.dropout_p != 0.0) return no("dropout is not implemented in cuda_fa3 yet");
   if (!(effective_softmax_scale(config, shape.head_dim) > 0.0))
     return no("softmax scale must be positive (the kernel takes the row max before scaling)");
   for (const Branch& b : config.branches)
@@ -138,6 +137,8 @@ void Plan::forward(Tensor q, Tensor k, Tensor v, MutableTensor out, LseTensor ls
   base.scale_log2 = float(effective_softmax_scale(config_, shape_.head_dim) * 1.4426950408889634);
   base.output_scale = float(pattern_.output_scale());
   base.causal = config_.causal;
+  base.dropout = make_dropout(config_.dropout_p, config_.dropout_seed);
+  base.keep_scale = float(base.dropout.keep_scale);
   base.out = out.data;
   base.out_stride_b = out.stride_b;
   base.out_stride_s = out.stride_s;
@@ -187,6 +188,8 @@ void run_backward(const Plan& plan, const PatternParams& pat, DType dtype, const
     base.scale_log2 = float(scale * 1.4426950408889634);
     base.output_scale = float(pat.output_scale());
     base.causal = plan.config().causal;
+    base.dropout = make_dropout(plan.config().dropout_p, plan.config().dropout_seed);
+    base.keep_scale = float(base.dropout.keep_scale);
     base.lse = lse.data;
     base.lse_stride_b = lse.stride_b;
     base.lse_stride_h = lse.stride_h;

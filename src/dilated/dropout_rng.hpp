@@ -53,12 +53,18 @@ struct DropoutParams {
   // are 32-bit: validate() bounds seq_len, heads and batch when dropout is on.
   DILATED_INLINE double factor(std::int64_t b, std::int64_t h, std::int64_t qpos,
                                std::int64_t kpos, int branch) const {
+    return keeps(b, h, qpos, kpos, branch) ? keep_scale : 0.0;
+  }
+  // The rule itself (also called directly by the CUDA backend, which applies
+  // keep_scale in float).
+  DILATED_INLINE bool keeps(std::int64_t b, std::int64_t h, std::int64_t qpos, std::int64_t kpos,
+                            int branch) const {
     const Philox4x32 ctr{{static_cast<std::uint32_t>(qpos), static_cast<std::uint32_t>(kpos),
                           static_cast<std::uint32_t>((static_cast<std::uint64_t>(h) << 4) |
                                                      static_cast<std::uint64_t>(branch)),
                           static_cast<std::uint32_t>(b)}};
     const Philox4x32 r = philox4x32_10(ctr, key0, key1);
-    return r.v[0] < threshold ? 0.0 : keep_scale;
+    return r.v[0] >= threshold;
   }
   std::uint32_t key0 = 0, key1 = 0;  // splitmix64(seed)
 };

@@ -44,6 +44,13 @@ std::vector<Case> cases() {
     cs.push_back({"partial_segments_d64" + tag, make({{128, 1}, {256, 3}}, causal, HeadMode::LongNet, true),
                   {1, 350, 3, 64}});
   }
+  // Dropout: the forward's counter-based mask, recomputed in the backward.
+  for (bool causal : {false, true}) {
+    AttentionConfig d = make({{128, 1}, {256, 2}}, causal);
+    d.dropout_p = 0.15;
+    d.dropout_seed = 99;
+    cs.push_back({std::string("dropout_longnet_d64") + (causal ? "_causal" : ""), d, {1, 256, 3, 64}});
+  }
   return cs;
 }
 

@@ -43,6 +43,13 @@ std::vector<Case> cases() {
   }
   // >= 8192 keys, non-causal, head_dim 128: the 176-key blocks (ragged tail).
   cs.push_back({"wide_blocks_d128", make({{8300, 1}}, false), {1, 8300, 1, 128}});
+  // Dropout: the library's counter-based mask, the same as the reference's.
+  for (bool causal : {false, true}) {
+    AttentionConfig d = make({{256, 1}, {512, 2}, {1024, 4}}, causal);
+    d.dropout_p = 0.15;
+    d.dropout_seed = 1234;
+    cs.push_back({std::string("dropout_longnet_d128") + (causal ? "_causal" : ""), d, {1, 1024, 3, 128}});
+  }
   return cs;
 }
 

@@ -32,9 +32,12 @@ TEST(Fa3Support, ReportsWhyAProblemIsNotSupported) {
   EXPECT_NE(odd.reason.find("head_dim 96"), std::string::npos) << odd.reason;
   AttentionConfig drop = AttentionConfig::dense(256);
   drop.dropout_p = 0.1;
-  const auto d = Plan(drop, {1, 256, 2, 64}, DType::fp16).support();
-  EXPECT_FALSE(d.ok);
-  EXPECT_NE(d.reason.find("dropout"), std::string::npos) << d.reason;
+  EXPECT_TRUE(Plan(drop, {1, 256, 2, 64}, DType::fp16).support().ok);
+  AttentionConfig wide = AttentionConfig::dense(256);
+  wide.branches = {{128, 1}, {256, 17}};
+  const auto w = Plan(wide, {1, 256, 2, 64}, DType::bf16).support();
+  EXPECT_FALSE(w.ok);
+  EXPECT_NE(w.reason.find("dilation 17"), std::string::npos) << w.reason;
 }
 
 TEST(Fa3Support, InvalidConfigThrowsBeforeAnything) {

@@ -88,7 +88,7 @@ __device__ __forceinline__ void load_rows(const CUtensorMap* map, char* dst, std
     tma_load_4d(dst + panel * Shape::kPanelBytes, map, bar, 64 * panel, int(row), h, b);
 }
 
-template <class T, int HeadDim>
+template <class T, int HeadDim, bool kDropout>
 __global__ void __launch_bounds__(128, 1) backward_kernel(const __grid_constant__ BackwardArgs args) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Shape = BackwardShape<HeadDim>;
@@ -194,8 +194,14 @@ __global__ void __launch_bounds__(128, 1) backward_kernel(const __grid_constant_
           const std::int64_t q = q_begin + 8 * j + 2 * (lane % 4) + c;
           const bool visible = qvalid[col] && keys[rr] < t.kept && (!p.causal || keys[rr] <= q);
           const float pr = visible ? fast_exp2(fmaf(s[idx], p.scale_log2, -lse2[col])) : 0.f;
-          s[idx] = pr;
-          dp[idx] = pr * (p.output_scale * dp[idx] - dlt[col]);
+          // Dropout (the forward's mask): dV sees P*M/(1-p); dP = dP~ * M/(1-p).
+          float keep = 1.f;
+          if constexpr (kDropout)
+            keep = p.dropout.keeps(t.b, t.h, t.first + q * r, t.first + keys[rr] * r, p.branch)
+                       ? p.keep_scale
+                       : 0.f;
+          s[idx] = pr * keep;
+          dp[idx] = pr * (p.output_scale * keep * dp[idx] - dlt[col]);
         }
       }
     }

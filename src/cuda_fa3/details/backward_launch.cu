@@ -64,12 +64,15 @@ void launch_delta(const Tensor& dout, const Tensor& out, float* delta, std::int6
 template <class T, int HeadDim>
 void launch_backward_branch(const BackwardArgs& args, std::int64_t tiles, cudaStream_t stream) {
   using Shape = BackwardShape<HeadDim>;
-  auto* kernel = &backward_kernel<T, HeadDim>;
+  auto* plain = &backward_kernel<T, HeadDim, false>;
+  auto* dropout = &backward_kernel<T, HeadDim, true>;
   static std::once_flag once;
   std::call_once(once, [&] {
-    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::kSmemBytes),
-          "cudaFuncSetAttribute");
+    for (auto* k : {plain, dropout})
+      check(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::kSmemBytes),
+            "cudaFuncSetAttribute");
   });
+  auto* kernel = args.p.dropout.enabled() ? dropout : plain;
   kernel<<<dim3(unsigned(tiles)), dim3(Shape::kThreads), Shape::kSmemBytes, stream>>>(args);
   check(cudaGetLastError(), "backward kernel launch");
 }

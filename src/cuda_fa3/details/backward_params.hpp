@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "cuda_fa3/details/forward_params.hpp"
+#include "dilated/dropout_rng.hpp"
 #include "dilated/pattern.hpp"
 
 namespace dilated::cuda_fa3::details {
@@ -23,6 +24,8 @@ struct BackwardParams {
   float scale = 0.f;                   // softmax scale
   float scale_log2 = 0.f;              // softmax scale * log2(e)
   float output_scale = 1.f;            // c in out = c * softmax(S) V
+  DropoutParams dropout;               // the forward's mask, recomputed
+  float keep_scale = 1.f;
   bool causal = false;
   // [b, h, s] merged LSE of the forward, and delta, both fp32.
   const float* lse = nullptr;

@@ -12,6 +12,7 @@
 
 #include <cstdint>
 
+#include "cuda_fa3/details/dropout.cuh"
 #include "cuda_fa3/details/epilogue.cuh"
 #include "cuda_fa3/details/forward_params.hpp"
 #include "cuda_fa3/details/mask.cuh"
@@ -78,7 +79,7 @@ __device__ void produce(const ForwardArgs& args, const QueryTile& t, char* smem,
 // warpgroup's softmax runs while the other's products occupy the tensor cores.
 // Both warpgroups of a tile visit the same number of key blocks, so the turns
 // pair up; warpgroup 0 goes first and takes one extra turn at the end.
-template <class T, class Shape>
+template <class T, class Shape, bool kDropout>
 __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem, Barriers bar,
                         int wg, int thread, std::uint32_t it, std::uint32_t tile_iter) {
   constexpr int kD = Shape::kHeadDim, kN = Shape::kBlockN, kStages = Shape::kStages;
@@ -132,6 +133,9 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
     if (needs_mask<kN>(key_begin, t.kept, t.q_begin + 64 * wg, p.causal))
       apply_mask<kN>(s, key_begin, t.kept, rows, p.causal, lane);
     softmax.update(s, correction, p.scale_log2);
+    if constexpr (kDropout)  // after the row sums: the LSE is that of the undropped softmax
+      apply_dropout<kN>(s, p.dropout, p.keep_scale, t.b, t.h, p.branch, t.first,
+                        p.pattern.dilation[p.branch], rows, key_begin, lane);
   };
   // P in the accumulator layout is already the register A operand of P V,
   // once packed to 16-bit pairs.
@@ -199,7 +203,9 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
 // Persistent: a grid of one CTA per SM walks the tiles (idx += gridDim.x), so
 // the producer loads the next tile's Q and first K/V blocks while the
 // consumers are still finishing the previous tile and writing its output.
-template <class T, int HeadDim, int BlockN>
+// kDropout: a separate instantiation, so the dropout-free kernel keeps its
+// registers (the Philox rounds would otherwise cost spills everywhere).
+template <class T, int HeadDim, int BlockN, bool kDropout>
 __global__ void __launch_bounds__(TileShape<HeadDim, BlockN>::kThreads, 1)
     forward_kernel(const __grid_constant__ ForwardArgs args) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -246,7 +252,7 @@ __global__ void __launch_bounds__(TileShape<HeadDim, BlockN>::kThreads, 1)
     for (std::int64_t idx = blockIdx.x; idx < args.p.total_tiles; idx += gridDim.x) {
       const QueryTile t = decode_tile<Shape::kBlockM, Shape::kBlockN>(args.p, idx);
       if (!t.active) continue;
-      consume<T, Shape>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128, it, tile_iter);
+      consume<T, Shape, kDropout>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128, it, tile_iter);
       it += t.key_blocks;
       ++tile_iter;
     }

@@ -23,12 +23,15 @@ void check(cudaError_t e, const char* what) {
 template <class T, int HeadDim, int BlockN>
 void launch_forward_branch(const ForwardArgs& args, std::int64_t tiles, cudaStream_t stream) {
   using Shape = TileShape<HeadDim, BlockN>;
-  auto* kernel = &forward_kernel<T, HeadDim, BlockN>;
+  auto* plain = &forward_kernel<T, HeadDim, BlockN, false>;
+  auto* dropout = &forward_kernel<T, HeadDim, BlockN, true>;
   static std::once_flag once;  // per instantiation: raise the shared-memory limit
   std::call_once(once, [&] {
-    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::kSmemBytes),
-          "cudaFuncSetAttribute");
+    for (auto* k : {plain, dropout})
+      check(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::kSmemBytes),
+            "cudaFuncSetAttribute");
   });
+  auto* kernel = args.p.dropout.enabled() ? dropout : plain;
   // Persistent grid of one CTA per SM (a tile needs most of an SM's shared
   // memory and registers, so only one fits anyway): the producer runs ahead
   // into the next tile. Causal tiles differ in cost, and the hardware's

@@ -6,6 +6,7 @@
 #include <cuda.h>
 #include <cstdint>
 
+#include "dilated/dropout_rng.hpp"
 #include "dilated/pattern.hpp"
 
 namespace dilated::cuda_fa3::details {
@@ -27,6 +28,8 @@ struct ForwardParams {
   std::int64_t total_tiles = 0;        // batch * heads * segments * tiles_per_segment
   float scale_log2 = 0.f;          // softmax scale * log2(e): scores go through exp2
   float output_scale = 1.f;        // HeadGroups averages branch outputs
+  DropoutParams dropout;           // counter-based mask (dilated/dropout_rng.hpp)
+  float keep_scale = 1.f;          // 1 / (1 - p)
   bool causal = false;
   bool merge = false;              // combine with the out/lse already written
   // Output [b, s, h, d] (last dim contiguous) and LSE [b, h, s], strides in elements.
