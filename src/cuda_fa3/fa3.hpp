@@ -60,7 +60,8 @@ class Plan {
   Plan(AttentionConfig config, ProblemShape shape, DType dtype, int device = -1);
 
   const Support& support() const { return support_; }
-  // The backward covers fewer shapes than the forward (head_dim 64 and 128).
+  // What the backward supports (today the same as the forward; kept apart so
+  // a future forward-only feature does not silently claim a backward).
   const Support& backward_support() const { return backward_support_; }
   const AttentionConfig& config() const { return config_; }
   const ProblemShape& shape() const { return shape_; }

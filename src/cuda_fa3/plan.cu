@@ -49,8 +49,6 @@ Plan::Plan(AttentionConfig config, ProblemShape shape, DType dtype, int device)
   pattern_ = make_pattern(config_, shape_);
   support_ = query_support(config_, shape_, dtype_, device);
   backward_support_ = support_;
-  if (support_.ok && shape_.head_dim == 256)
-    backward_support_ = Support{false, "the cuda_fa3 backward has tiles for head_dim 64 and 128 only"};
 }
 
 namespace {
@@ -213,8 +211,11 @@ void run_backward(const Plan& plan, const PatternParams& pat, DType dtype, const
       }
       const std::int64_t tiles = s.batch * s.heads * args.p.num_segments * args.p.tiles_per_segment;
       if (tiles <= 0) continue;
-      if (s.head_dim == 64) details::launch_backward_branch<T, 64>(args, tiles, stream);
-      else details::launch_backward_branch<T, 128>(args, tiles, stream);
+      switch (s.head_dim) {
+        case 64: details::launch_backward_branch<T, 64>(args, tiles, stream); break;
+        case 128: details::launch_backward_branch<T, 128>(args, tiles, stream); break;
+        default: details::launch_backward_branch<T, 256>(args, tiles, stream); break;
+      }
     }
     details::launch_store_gradient<T>(acc, dq, s.batch, s.seq_len, s.heads, s.head_dim, stream);
     details::launch_store_gradient<T>(acc + n, dk, s.batch, s.seq_len, s.heads, s.head_dim, stream);

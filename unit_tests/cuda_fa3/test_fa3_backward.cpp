@@ -1,6 +1,6 @@
 // cuda_fa3 backward against the float64 reference gradients: dense, causal,
 // LongNet (w % r != 0, r = 16, unkept rows, partial segments), head groups;
-// bf16 and fp16; head_dim 64 and 128. Gradients are poisoned with NaN first.
+// bf16 and fp16; head_dim 64, 128 and 256. Gradients are poisoned with NaN first.
 //
 // Tolerance: max |got - want| over a tensor, divided by max |want| of that
 // tensor, below 4e-2 (bf16) or 1e-2 (fp16). The kernel rounds P and dS to the
@@ -35,6 +35,8 @@ std::vector<Case> cases() {
     const std::string tag = causal ? "_causal" : "";
     cs.push_back({"dense_d128" + tag, make({{300, 1}}, causal), {2, 300, 2, 128}});
     cs.push_back({"dense_d64" + tag, make({{256, 1}}, causal), {1, 256, 3, 64}});
+    cs.push_back({"dense_d256" + tag, make({{200, 1}}, causal), {1, 200, 2, 256}});
+    cs.push_back({"longnet_d256" + tag, make({{64, 1}, {128, 2}, {256, 6}}, causal), {1, 256, 3, 256}});
     cs.push_back({"longnet_d128" + tag, make({{128, 1}, {256, 2}, {512, 4}}, causal), {1, 512, 4, 128}});
     cs.push_back({"w_mod_r_d64" + tag, make({{192, 5}, {384, 6}}, causal), {1, 768, 6, 64}});
     cs.push_back({"r16_d64" + tag, make({{64, 1}, {512, 16}}, causal), {1, 512, 17, 64}});
@@ -115,13 +117,5 @@ INSTANTIATE_TEST_SUITE_P(AllCases, Fa3Backward,
                            return std::get<0>(info.param).name + "_" +
                                   dilated::cuda_fa3::to_string(std::get<1>(info.param));
                          });
-
-TEST(Fa3BackwardSupport, HeadDim256IsReportedNotRun) {
-  if (!have_sm90()) GTEST_SKIP() << "needs a compute capability 9.x GPU";
-  dilated::cuda_fa3::Plan plan(AttentionConfig::dense(128), {1, 128, 1, 256}, DType::bf16);
-  EXPECT_TRUE(plan.support().ok);
-  EXPECT_FALSE(plan.backward_support().ok);
-  EXPECT_NE(plan.backward_support().reason.find("head_dim"), std::string::npos);
-}
 
 }  // namespace

@@ -44,7 +44,12 @@ struct BackwardShape {
   static constexpr int kOffsetDS = 6 * kTileBytes;       // dS^T: 64 keys x 64 queries
   static constexpr int kOffsetBarriers = kOffsetDS + kPanelBytes;
   static constexpr int kSmemBytes = kOffsetBarriers + 8 * 3 + 1024;
-  static_assert(HeadDim == 64 || HeadDim == 128, "backward tiles exist for head_dim 64 and 128");
+  // Gradient columns one CTA owns: head_dim 256 splits dK, dV, dQ into two
+  // column halves (grid y), each CTA recomputing S and dP over the full
+  // head_dim, so the accumulators fit the registers of one warpgroup.
+  static constexpr int kOutCols = HeadDim < 128 ? HeadDim : 128;
+  static_assert(HeadDim == 64 || HeadDim == 128 || HeadDim == 256,
+                "backward tiles exist for head_dim 64, 128 and 256");
 };
 
 struct KeyTile {
@@ -92,7 +97,10 @@ template <class T, int HeadDim, bool kDropout>
 __global__ void __launch_bounds__(128, 1) backward_kernel(const __grid_constant__ BackwardArgs args) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Shape = BackwardShape<HeadDim>;
-  constexpr int kD = HeadDim;
+  constexpr int kD = HeadDim;          // reduction width of S and dP
+  constexpr int kC = Shape::kOutCols;  // gradient columns of this CTA
+  const int col0 = blockIdx.y * kC;    // first of them
+  const int panel0 = col0 / 64;
   const BackwardParams& p = args.p;
   const KeyTile t = decode_key_tile<Shape>(p, blockIdx.x);
   if (!t.active || t.q_blocks <= 0) return;
@@ -128,9 +136,9 @@ __global__ void __launch_bounds__(128, 1) backward_kernel(const __grid_constant_
   // Accumulator rows of this thread (keys for S^T, dP^T, dK, dV; queries for dQ).
   const int row_in_block[2] = {16 * warp + lane / 4, 16 * warp + lane / 4 + 8};
   const std::int64_t keys[2] = {t.k_begin + row_in_block[0], t.k_begin + row_in_block[1]};
-  float dk[kD / 2], dv[kD / 2];
+  float dk[kC / 2], dv[kC / 2];
 #pragma unroll
-  for (int i = 0; i < kD / 2; ++i) dk[i] = dv[i] = 0.f;
+  for (int i = 0; i < kC / 2; ++i) dk[i] = dv[i] = 0.f;
   float s[32], dp[32];
   std::uint32_t a[4][4];
   const float kLog2e = 1.4426950408889634f;
@@ -216,7 +224,10 @@ __global__ void __launch_bounds__(128, 1) backward_kernel(const __grid_constant_
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk)
-      Wgmma<T, kD>::rs_tb(dv, a[kk], desc_mn_major_sw128(do_smem + kk * 16 * 128, Shape::kPanelBytes), 1);
+      Wgmma<T, kC>::rs_tb(dv, a[kk],
+                          desc_mn_major_sw128(do_smem + panel0 * Shape::kPanelBytes + kk * 16 * 128,
+                                              Shape::kPanelBytes),
+                          1);
     wgmma_commit();
     wgmma_wait<0>();
     fence_registers(dv);
@@ -243,15 +254,20 @@ __global__ void __launch_bounds__(128, 1) backward_kernel(const __grid_constant_
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
     __syncthreads();
 
-    float dq[kD / 2];
+    float dq[kC / 2];
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk)
-      Wgmma<T, kD>::rs_tb(dk, a[kk], desc_mn_major_sw128(q_smem + kk * 16 * 128, Shape::kPanelBytes), 1);
+      Wgmma<T, kC>::rs_tb(dk, a[kk],
+                          desc_mn_major_sw128(q_smem + panel0 * Shape::kPanelBytes + kk * 16 * 128,
+                                              Shape::kPanelBytes),
+                          1);
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk)
-      Wgmma<T, kD>::ss_tt(dq, desc_mn_major_sw128(ds_smem + kk * 16 * 128, Shape::kPanelBytes),
-                          desc_mn_major_sw128(smem + Shape::kOffsetK + kk * 16 * 128, Shape::kPanelBytes),
+      Wgmma<T, kC>::ss_tt(dq, desc_mn_major_sw128(ds_smem + kk * 16 * 128, Shape::kPanelBytes),
+                          desc_mn_major_sw128(smem + Shape::kOffsetK + panel0 * Shape::kPanelBytes +
+                                                  kk * 16 * 128,
+                                              Shape::kPanelBytes),
                           kk > 0);
     wgmma_commit();
     wgmma_wait<0>();
@@ -269,9 +285,9 @@ __global__ void __launch_bounds__(128, 1) backward_kernel(const __grid_constant_
       const std::int64_t q = q_begin + row_in_block[rr];
       const bool ok = q < t.kept;
       const std::int64_t pos = t.first + (ok ? q : 0) * r;
-      float* row = p.dq + ((std::int64_t(t.b) * p.seq_len + pos) * p.heads + t.h) * kD;
+      float* row = p.dq + ((std::int64_t(t.b) * p.seq_len + pos) * p.heads + t.h) * kD + col0;
 #pragma unroll
-      for (int j = 0; j < kD / 8; ++j) {
+      for (int j = 0; j < kC / 8; ++j) {
         const float r0x = p.scale * dq[4 * j], r0y = p.scale * dq[4 * j + 1];
         const float r1x = p.scale * dq[4 * j + 2], r1y = p.scale * dq[4 * j + 3];
         const float sx = __shfl_xor_sync(0xffffffffu, odd ? r0x : r1x, 1);
@@ -289,9 +305,9 @@ __global__ void __launch_bounds__(128, 1) backward_kernel(const __grid_constant_
   for (int rr = 0; rr < 2; ++rr) {
     if (keys[rr] >= t.kept) continue;
     const std::int64_t pos = t.first + keys[rr] * r;
-    const std::int64_t off = ((std::int64_t(t.b) * p.seq_len + pos) * p.heads + t.h) * kD;
+    const std::int64_t off = ((std::int64_t(t.b) * p.seq_len + pos) * p.heads + t.h) * kD + col0;
 #pragma unroll
-    for (int j = 0; j < kD / 8; ++j) {
+    for (int j = 0; j < kC / 8; ++j) {
       float2* gk = reinterpret_cast<float2*>(p.dk + off + 8 * j + 2 * (lane % 4));
       float2* gv = reinterpret_cast<float2*>(p.dv + off + 8 * j + 2 * (lane % 4));
       float2 x = *gk, y = *gv;

@@ -73,7 +73,8 @@ void launch_backward_branch(const BackwardArgs& args, std::int64_t tiles, cudaSt
             "cudaFuncSetAttribute");
   });
   auto* kernel = args.p.dropout.enabled() ? dropout : plain;
-  kernel<<<dim3(unsigned(tiles)), dim3(Shape::kThreads), Shape::kSmemBytes, stream>>>(args);
+  const dim3 grid(unsigned(tiles), HeadDim / Shape::kOutCols);
+  kernel<<<grid, dim3(Shape::kThreads), Shape::kSmemBytes, stream>>>(args);
   check(cudaGetLastError(), "backward kernel launch");
 }
 
@@ -89,6 +90,7 @@ void launch_store_gradient(const float* src, const MutableTensor& dst, std::int6
                                 std::int64_t, std::int64_t, cudaStream_t);                               \
   template void launch_backward_branch<T, 64>(const BackwardArgs&, std::int64_t, cudaStream_t);          \
   template void launch_backward_branch<T, 128>(const BackwardArgs&, std::int64_t, cudaStream_t);         \
+  template void launch_backward_branch<T, 256>(const BackwardArgs&, std::int64_t, cudaStream_t);         \
   template void launch_store_gradient<T>(const float*, const MutableTensor&, std::int64_t, std::int64_t, \
                                          std::int64_t, std::int64_t, cudaStream_t);
 DILATED_FA3_BWD(__nv_bfloat16)
