@@ -167,13 +167,15 @@ int main(int argc, char** argv) {
       for (std::size_t i = 0; i < t.span(); ++i) t.data()[i] = u(gen);
 
     double fwd = 1e30, fwd_wait = 0, fwd_alone = 1e30, bwd = 1e30, bwd_wait = 0, bwd_alone = 1e30;
+    double fwd_busy = 0, bwd_busy = 0;  // this rank's time outside wait(): compute + posting
     std::size_t fwd_bytes = 0, bwd_bytes = 0;
     for (int it = 0; it <= a.iters; ++it) {  // iteration 0 warms up
       comm.reset();
       MPI_Barrier(MPI_COMM_WORLD);
       double t0 = now();
       plan.forward(q, k, v, out, lse);
-      const double tf = max_over_ranks(now() - t0);
+      const double own_f = now() - t0;
+      const double tf = max_over_ranks(own_f);
       const double wf = comm.wait_s;
       fwd_bytes = comm.bytes;
       const double af = comm.replay();
@@ -181,17 +183,22 @@ int main(int argc, char** argv) {
       MPI_Barrier(MPI_COMM_WORLD);
       t0 = now();
       plan.backward(q, k, v, out, lse, dout, dq, dk, dv);
-      const double tb = max_over_ranks(now() - t0);
+      const double own_b = now() - t0;
+      const double tb = max_over_ranks(own_b);
       const double wb = comm.wait_s;
       bwd_bytes = comm.bytes;
       const double ab = comm.replay();
       if (it == 0) continue;
-      if (tf < fwd) fwd = tf, fwd_wait = wf, fwd_alone = af;  // the fastest iteration
-      if (tb < bwd) bwd = tb, bwd_wait = wb, bwd_alone = ab;
+      if (tf < fwd) fwd = tf, fwd_wait = wf, fwd_alone = af, fwd_busy = own_f - wf;  // fastest
+      if (tb < bwd) bwd = tb, bwd_wait = wb, bwd_alone = ab, bwd_busy = own_b - wb;
     }
     // Bytes: the busiest rank (causal contiguous rings send less from later ranks).
     fwd_bytes = static_cast<std::size_t>(max_over_ranks(static_cast<double>(fwd_bytes)));
     bwd_bytes = static_cast<std::size_t>(max_over_ranks(static_cast<double>(bwd_bytes)));
+    // Ranks that compute at different speeds (shared cores, causal work) wait
+    // for each other inside wait(): the spread of the busy times shows it.
+    const double fbusy_max = max_over_ranks(fwd_busy), fbusy_min = -max_over_ranks(-fwd_busy);
+    const double bbusy_max = max_over_ranks(bwd_busy), bbusy_min = -max_over_ranks(-bwd_busy);
     const double fw = sum_over_ranks(fwd_wait), fa = sum_over_ranks(fwd_alone);
     const double bw = sum_over_ranks(bwd_wait), ba = sum_over_ranks(bwd_alone);
     auto hidden = [](double exposed, double alone) {
@@ -203,15 +210,15 @@ int main(int argc, char** argv) {
           "\"causal\": %s, \"zigzag\": %s, \"omp_threads\": %d, \"progress_thread\": %s,\n"
           " \"forward_s\": %.6f, \"forward_exposed_comm_s_per_rank\": %.6f, "
           "\"forward_comm_alone_s_per_rank\": %.6f, \"forward_bytes_sent_max_rank\": %zu, "
-          "\"forward_hidden_fraction\": %.3f,\n"
+          "\"forward_hidden_fraction\": %.3f, \"forward_busy_s_min_max_rank\": [%.6f, %.6f],\n"
           " \"backward_s\": %.6f, \"backward_exposed_comm_s_per_rank\": %.6f, "
           "\"backward_comm_alone_s_per_rank\": %.6f, \"backward_bytes_sent_max_rank\": %zu, "
-          "\"backward_hidden_fraction\": %.3f}\n",
+          "\"backward_hidden_fraction\": %.3f, \"backward_busy_s_min_max_rank\": [%.6f, %.6f]}\n",
           comm.size(), static_cast<long long>(a.seq), static_cast<long long>(a.heads),
           static_cast<long long>(a.dim), a.branches.c_str(), a.causal ? "true" : "false",
           a.zigzag ? "true" : "false", Exec().concurrency(), a.progress_thread ? "true" : "false", fwd, fw / comm.size(),
-          fa / comm.size(), fwd_bytes, hidden(fw, fa), bwd, bw / comm.size(), ba / comm.size(),
-          bwd_bytes, hidden(bw, ba));
+          fa / comm.size(), fwd_bytes, hidden(fw, fa), fbusy_min, fbusy_max, bwd, bw / comm.size(),
+          ba / comm.size(), bwd_bytes, hidden(bw, ba), bbusy_min, bbusy_max);
   }
   Kokkos::finalize();
   MPI_Finalize();

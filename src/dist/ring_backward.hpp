@@ -68,12 +68,13 @@ void SeqParallelPlan<ExecSpace>::backward(const ExecSpace& space, const Q& q, co
 }
 
 // Step 0: the own block, gradients straight into dk, dv, while the packed K/V
-// go to the next rank. Step t: the block of rank source(t) arrives (its K/V
-// prefetched during step t-1) together with its accumulated dK/dV from the
-// ranks before; this rank adds its share and passes the accumulator on. After
-// step g-1 the accumulator that arrives is the own block's, summed over the
-// other g-1 ranks, and is added into dk, dv. K/V transfers overlap compute;
-// accumulator transfers follow it.
+// go to the next rank. Step t: the K/V of rank source(t) (prefetched during
+// step t-1) are computed into a fresh dK/dV block while the accumulator of
+// that block - the sum of the ranks that had it before - travels from the
+// previous rank; after the compute it is added and the sum is passed on at
+// the start of the next step. Both transfers thus overlap a compute step.
+// After step g-1 the accumulator that arrives is the own block's, summed over
+// the other g-1 ranks, and is added into dk, dv (the reverse ring).
 template <class ExecSpace>
 template <class Q, class K, class V, class DO, class L, class DL, class DQ, class DK, class DV>
 void SeqParallelPlan<ExecSpace>::backward_cross_rank(const ExecSpace& space, int br, const Q& q,
@@ -121,45 +122,41 @@ void SeqParallelPlan<ExecSpace>::backward_cross_rank(const ExecSpace& space, int
   compute(mine, k, v, dk, dv);
   int cur = 0;
   for (int t = 1; t < ring.size; ++t) {
-    comm_->wait();  // kv[cur ^ 1]: K/V of source(t); acc_in: its accumulator (t >= 2)
+    comm_->wait();  // kv[cur ^ 1]: K/V of source(t); acc_out (step t-1) packed and published
     cur ^= 1;
     const int src = ring.source(t);
     const SparseRows theirs = rows_of(br, src);
-    if (t + 1 < ring.size) {  // prefetch the next block while this one is computed
-      publish(space);
+    publish(space);  // kv[cur ^ 1] was read by the previous step's unpack
+    if (t + 1 < ring.size)  // prefetch the next block's K/V
       comm_->start_exchange(kv[cur].data(), bytes, ring.next(), kv[cur ^ 1].data(), bytes,
                             ring.prev());
-    }
-    if (!any_unmasked(mine, layout_.windows(src))) {
-      // Nothing to add: pass the accumulator on unchanged (zeros if it starts here).
-      if (t == 1)
-        Kokkos::deep_copy(space, acc_out, T(0));
-      else
-        std::swap(acc_in, acc_out);
-    } else {
+    if (t >= 2)  // pass on the previous block's sum; receive this block's (the own
+                 // block of the previous rank, t = 1, has no travelling sum yet)
+      comm_->start_exchange(acc_out.data(), bytes, ring.next(), acc_in.data(), bytes,
+                            ring.prev());
+    dilated::details::zero_tensor<ExecSpace, T>(space, dilated::details::make_ref(dkc));
+    dilated::details::zero_tensor<ExecSpace, T>(space, dilated::details::make_ref(dvc));
+    if (any_unmasked(mine, layout_.windows(src))) {
       unpack_rows<ExecSpace, T>(space, theirs, kv[cur].data(), dilated::details::make_ref(kc),
                                 false);
       unpack_rows<ExecSpace, T>(space, theirs, kv[cur].data() + e,
                                 dilated::details::make_ref(vc), false);
-      if (t == 1) {  // the block's first visitor: its accumulator starts at zero
-        dilated::details::zero_tensor<ExecSpace, T>(space, dilated::details::make_ref(dkc));
-        dilated::details::zero_tensor<ExecSpace, T>(space, dilated::details::make_ref(dvc));
-      } else {
-        unpack_rows<ExecSpace, T>(space, theirs, acc_in.data(), dilated::details::make_ref(dkc),
-                                  false);
-        unpack_rows<ExecSpace, T>(space, theirs, acc_in.data() + e,
-                                  dilated::details::make_ref(dvc), false);
-      }
       compute(layout_.windows(src), kc, vc, dkc, dvc);
-      pack_rows<ExecSpace, T>(space, theirs, dilated::details::make_ref(dkc), acc_out.data());
-      pack_rows<ExecSpace, T>(space, theirs, dilated::details::make_ref(dvc),
-                              acc_out.data() + e);
     }
+    comm_->wait();  // acc_in: the sum of the ranks before, for this block
+    if (t >= 2) {
+      unpack_rows<ExecSpace, T>(space, theirs, acc_in.data(), dilated::details::make_ref(dkc),
+                                true);
+      unpack_rows<ExecSpace, T>(space, theirs, acc_in.data() + e,
+                                dilated::details::make_ref(dvc), true);
+    }
+    pack_rows<ExecSpace, T>(space, theirs, dilated::details::make_ref(dkc), acc_out.data());
+    pack_rows<ExecSpace, T>(space, theirs, dilated::details::make_ref(dvc), acc_out.data() + e);
     publish(space);
-    // Forward the accumulator; the one that arrives belongs to source(t + 1),
-    // or, after the last step, to this rank.
-    comm_->start_exchange(acc_out.data(), bytes, ring.next(), acc_in.data(), bytes, ring.prev());
   }
+  // The last block's sum goes to its owner (the next rank); the own block's
+  // arrives from the previous one.
+  comm_->start_exchange(acc_out.data(), bytes, ring.next(), acc_in.data(), bytes, ring.prev());
   comm_->wait();
   unpack_rows<ExecSpace, T>(space, own, acc_in.data(), dilated::details::make_ref(dk), true);
   unpack_rows<ExecSpace, T>(space, own, acc_in.data() + e, dilated::details::make_ref(dv), true);
