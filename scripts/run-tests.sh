@@ -35,6 +35,11 @@ OMP_NUM_THREADS=2 build/ci/perf_tests/bench_attention \
   --benchmark_filter='BM_Attention/kind:2/seq:16384/heads:4/dim:64/bwd:0' \
   --benchmark_min_time=0.01 --benchmark_out=build/ci/bench_smoke.json --benchmark_out_format=json
 grep -q '"GFLOP/s"' build/ci/bench_smoke.json
+# src/memory: pool latency and the LongNet-trace fragmentation (JSON out, table printed).
+build/ci/perf_tests/memory/bench_memory \
+  --benchmark_filter='BM_(Malloc|Pool)/4096$|BM_AttentionTraceFragmentation' \
+  --benchmark_min_time=0.01 --benchmark_out=build/ci/bench_memory_smoke.json --benchmark_out_format=json
+grep -q '"fragmentation"' build/ci/bench_memory_smoke.json
 # src/dist: the ring's comm/compute overlap on 2 MPI ranks (JSON out).
 OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
   mpirun -np 2 --oversubscribe --bind-to none build/ci/perf_tests/dist/bench_dist_overlap \
