@@ -27,7 +27,7 @@ done
 
 echo "== correctness"
 timeout 60 "$BIN"/test_fa3_support 2>&1 | tail -n 5 | tee "$OUT/test_fa3_support.log"
-for t in test_fa3_forward test_fa3_backward; do
+for t in test_fa3_forward test_fa3_backward test_fa3_numerics; do
   timeout 300 "$BIN"/$t 2>&1 | tee "$OUT/$t.log" | grep -E "FAILED|PASSED|error" | tail -n 30
 done
 
