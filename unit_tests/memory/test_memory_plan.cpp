@@ -5,6 +5,7 @@
 #include "../test_harness.hpp"
 #include "memory/host_resource.hpp"
 #include "memory/kokkos_workspace.hpp"
+#include "memory/numa.hpp"
 #include "memory/pool_resource.hpp"
 #include "memory/tracking_resource.hpp"
 
@@ -74,6 +75,26 @@ TEST(MemoryPlan, SteadyStateBackwardAllocatesNothing) {
   EXPECT_EQ(stack.pool->stats().upstream_allocations, upstream_after_first);
   EXPECT_EQ(stack.tracking->stats().current, 0u);
   EXPECT_EQ(from_view(u.dq), first_dq);
+}
+
+// First touch by the threads of an execution space: every page becomes
+// resident, on a NUMA node hwloc can name.
+TEST(MemoryPlan, TouchPagesMakesEveryPageResident) {
+  NumaHostResource first_touch(NumaOptions{-1, true, false});
+  EXPECT_FALSE(first_touch.binds());
+  const std::size_t bytes = 128 * 4096;
+  void* p = first_touch.allocate(bytes, 4096);
+  touch_pages(Kokkos::DefaultHostExecutionSpace(), p, bytes);
+  Kokkos::fence();
+  const PagePlacement where = page_placement(p, bytes);
+  EXPECT_EQ(where.pages, 128u);
+  if (where.known) {
+    EXPECT_EQ(where.not_resident, 0u) << where.to_string();
+    std::size_t placed = 0;
+    for (std::size_t n : where.per_node) placed += n;
+    EXPECT_EQ(placed, where.sampled) << where.to_string();
+  }
+  first_touch.deallocate(p, bytes, 4096);
 }
 
 // Concurrent plan calls on the default pool are exercised by
