@@ -8,6 +8,8 @@
 //    Kokkos space, emptied by a Kokkos finalize hook so no Kokkos call
 //    happens after Kokkos::finalize);
 //  * stream_of(space): the stream handle of an execution-space instance;
+//  * PooledView: an unmanaged View over a pool block that returns the block
+//    when it goes out of scope (workspaces of kernels: delta, exchange buffers);
 //  * touch_pages(space, p, bytes): first touch by the threads of `space`, so
 //    first-touch placement puts each page on its owning thread's node.
 #pragma once
@@ -94,6 +96,33 @@ inline Stream stream_of(const Kokkos::Cuda& space) {
   return {static_cast<void*>(space.cuda_stream())};
 }
 #endif
+
+// A View of `DataType` (e.g. float***) over a block of `resource`, which
+// goes back to the resource when the PooledView is destroyed. Make sure the
+// kernels using it have finished by then (fence the instance), as for any
+// stream-unordered pool.
+template <class DataType, class Layout, class MemorySpace>
+struct PooledView {
+  using view_type = Kokkos::View<DataType, Layout, MemorySpace, Kokkos::MemoryTraits<Kokkos::Unmanaged>>;
+  using value_type = typename view_type::value_type;
+  Workspace block;
+  view_type view;
+};
+
+template <class DataType, class Layout = Kokkos::LayoutRight, class ExecSpace, class... Extents>
+PooledView<DataType, Layout, typename ExecSpace::memory_space> pooled_view(const ExecSpace& space,
+                                                                           MemoryResource& resource,
+                                                                           Extents... extents) {
+  using P = PooledView<DataType, Layout, typename ExecSpace::memory_space>;
+  std::size_t elements = 1;
+  for (std::size_t e : {static_cast<std::size_t>(extents)...}) elements *= e;
+  P p;
+  p.block = Workspace(resource, elements * sizeof(typename P::value_type), kDefaultAlignment,
+                      stream_of(space));
+  p.view = typename P::view_type(static_cast<typename P::value_type*>(p.block.data()),
+                                 static_cast<std::size_t>(extents)...);
+  return p;
+}
 
 // Writes one byte per page from the threads of a host execution space, so
 // pages of an unbound (first-touch) allocation land on the NUMA node of the

@@ -97,6 +97,25 @@ TEST(MemoryPlan, TouchPagesMakesEveryPageResident) {
   first_touch.deallocate(p, bytes, 4096);
 }
 
+// A pooled View: shaped over a pool block, returned when it goes out of scope.
+TEST(MemoryPlan, PooledViewIsAViewOverAPoolBlock) {
+  HostResource host;
+  PoolResource pool(host);
+  using Exec = Kokkos::DefaultHostExecutionSpace;
+  {
+    auto buf = pooled_view<double***>(Exec(), pool, 3, 4, 5);
+    EXPECT_EQ(buf.view.extent(0), 3u);
+    EXPECT_EQ(buf.view.extent(2), 5u);
+    EXPECT_EQ(static_cast<void*>(buf.view.data()), buf.block.data());
+    EXPECT_EQ(buf.block.bytes(), 3 * 4 * 5 * sizeof(double));
+    Kokkos::deep_copy(buf.view, 2.5);
+    EXPECT_EQ(buf.view(2, 3, 4), 2.5);
+    EXPECT_EQ(pool.stats().live_blocks, 1u);
+  }
+  EXPECT_EQ(pool.stats().live_blocks, 0u);
+  EXPECT_EQ(pool.stats().deallocations, 1u);
+}
+
 // Concurrent plan calls on the default pool are exercised by
 // unit_tests/test_concurrency.cpp (one plan, several host threads, each
 // backward taking its workspace from the process-wide host pool).
