@@ -124,13 +124,15 @@ TEST(SeqParallelErrors, BadShardOnOneRankStopsEveryRankBeforeWriting) {
   poison(dk);
   poison(dv);
   rule.clear();
+  text.clear();
   try {  // backward with the same bad q
     plan.backward(q, k, v, out, lse, dout, dq, dk, dv);
   } catch (const dilated::Error& e) {
     rule = e.rule();
-    EXPECT_TRUE(same_on_all_ranks(e.what()));
+    text = e.what();
   }
   EXPECT_EQ(rule, "view.shape");
+  EXPECT_TRUE(same_on_all_ranks(text)) << text;
   EXPECT_TRUE(std::isnan(dq(0, 0, 0, 0)) && std::isnan(dk(0, 0, 0, 0)) && std::isnan(dv(0, 0, 0, 0)));
 
   // And the plan still works afterwards: a good call on every rank goes through.
@@ -138,6 +140,35 @@ TEST(SeqParallelErrors, BadShardOnOneRankStopsEveryRankBeforeWriting) {
   Kokkos::deep_copy(q2, 0.1f);
   EXPECT_NO_THROW(plan.forward(q2, k, v, out, lse));
   EXPECT_FALSE(std::isnan(out(0, 0, 0, 0)));
+}
+
+// Rank 0 calls backward while the others call forward: a collective
+// mismatch, caught by the call's agreement step on every rank (no hang).
+TEST(SeqParallelErrors, MismatchedCallsFailOnEveryRank) {
+  using V4 = Kokkos::View<double****, Kokkos::LayoutRight, Kokkos::HostSpace>;
+  using VL = Kokkos::View<double***, Kokkos::LayoutRight, Kokkos::HostSpace>;
+  const int rank = world_rank(), P = world_size();
+  const std::int64_t N = 24 * P, l = 24;
+  dilated::dist::MpiCommunicator comm(MPI_COMM_WORLD);
+  dilated::dist::SeqParallelPlan<Exec> plan(make_config({{8, 1}, {N, 2}}), {1, N, 2, 16}, comm);
+  V4 q("q", 1, l, 2, 16), k("k", 1, l, 2, 16), v("v", 1, l, 2, 16), out("out", 1, l, 2, 16);
+  V4 dout("dout", 1, l, 2, 16), dq("dq", 1, l, 2, 16), dk("dk", 1, l, 2, 16), dv("dv", 1, l, 2, 16);
+  VL lse("lse", 1, 2, l);
+  for (const auto& t : {out, dq, dk, dv}) poison(t);
+  poison(lse);
+  std::string rule, text;
+  try {
+    if (rank == 0)
+      plan.backward(q, k, v, out, lse, dout, dq, dk, dv);
+    else
+      plan.forward(q, k, v, out, lse);
+  } catch (const dilated::Error& e) {
+    rule = e.rule();
+    text = e.what();
+  }
+  EXPECT_EQ(rule, "dist.ranks_disagree");
+  EXPECT_TRUE(same_on_all_ranks(text)) << text;
+  EXPECT_TRUE(std::isnan(out(0, 0, 0, 0)) && std::isnan(dq(0, 0, 0, 0)) && std::isnan(lse(0, 0, 0)));
 }
 
 }  // namespace
