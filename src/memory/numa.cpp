@@ -11,6 +11,9 @@
 
 #if DILATED_ENABLE_HWLOC
 #include <hwloc.h>
+#if DILATED_ENABLE_CUDA
+#include <hwloc/cudart.h>  // header-only helpers over the CUDA runtime
+#endif
 #endif
 
 namespace dilated {
@@ -77,6 +80,19 @@ int calling_thread_numa_node() {
   hwloc_cpuset_to_nodeset(hwloc().topo, cpus.b, nodes.b);
   return hwloc_bitmap_first(nodes.b);
 #else
+  return -1;
+#endif
+}
+
+int numa_node_of_cuda_device(int device) {
+#if DILATED_ENABLE_HWLOC && DILATED_ENABLE_CUDA
+  if (!hwloc().ok) return -1;
+  Bitmap cpus, nodes;
+  if (hwloc_cudart_get_device_cpuset(hwloc().topo, device, cpus.b) != 0) return -1;
+  hwloc_cpuset_to_nodeset(hwloc().topo, cpus.b, nodes.b);
+  return hwloc_bitmap_first(nodes.b);
+#else
+  (void)device;
   return -1;
 #endif
 }

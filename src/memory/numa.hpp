@@ -32,6 +32,10 @@ struct NumaTopology {
 const NumaTopology& numa_topology();
 // OS index of the NUMA node the calling thread last ran on, -1 when unknown.
 int calling_thread_numa_node();
+// OS index of the NUMA node nearest to CUDA device `device` (for its pinned
+// staging buffers: NumaOptions{numa_node_of_cuda_device(d)}); -1 when unknown
+// or when built without CUDA or hwloc.
+int numa_node_of_cuda_device(int device);
 
 struct NumaOptions {
   int node = -1;             // -1: the calling thread's node at each allocation

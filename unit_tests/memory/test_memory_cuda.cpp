@@ -4,10 +4,12 @@
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
+#include <cstring>
 #include <vector>
 
 #include "memory/cuda_resources.hpp"
 #include "memory/errors.hpp"
+#include "memory/numa.hpp"
 #include "memory/pool_resource.hpp"
 
 namespace {
@@ -59,6 +61,20 @@ TEST(MemoryCuda, PinnedHostIsPageLockedAndChecked) {
   EXPECT_THROW(pinned.deallocate(&x, sizeof x), dilated::Error);
   pinned.deallocate(p, MiB);
   EXPECT_EQ(pinned.bytes_held(), 0u);
+}
+
+TEST(MemoryCuda, HwlocNamesTheNodeNearestToTheDevice) {
+  if (!have_device()) GTEST_SKIP() << "no CUDA device";
+  if (!numa_topology().hwloc) GTEST_SKIP() << numa_topology().summary;
+  const int node = numa_node_of_cuda_device(0);
+  EXPECT_GE(node, 0) << "hwloc found no CPU set for device 0";
+  NumaHostResource staging(NumaOptions{node, false, true});  // pinned-staging placement
+  void* p = staging.allocate(1 << 20, 4096);
+  std::memset(p, 0, 1 << 20);
+  const PagePlacement where = page_placement(p, 1 << 20);
+  ASSERT_GT(where.per_node.size(), static_cast<std::size_t>(node));
+  EXPECT_EQ(where.per_node[node], where.sampled) << where.to_string();
+  staging.deallocate(p, 1 << 20, 4096);
 }
 
 TEST(MemoryCuda, PoolOverAsyncResourceIsQuietInSteadyState) {
