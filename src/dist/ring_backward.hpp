@@ -18,7 +18,6 @@ void SeqParallelPlan<ExecSpace>::backward(const ExecSpace& space, const Q& q, co
                                           const DV& dv) const {
   using T = typename DQ::non_const_value_type;
   using Acc = dilated::details::accum_t<T>;
-  using Mem = typename ExecSpace::memory_space;
   const TensorRef<const T, 4> ins[] = {dilated::details::make_ref(q), dilated::details::make_ref(k),
                                        dilated::details::make_ref(v), dilated::details::make_ref(out),
                                        dilated::details::make_ref(dout)};
@@ -46,9 +45,9 @@ void SeqParallelPlan<ExecSpace>::backward(const ExecSpace& space, const Q& q, co
   });
   // --- nothing above writes; everything below may ---
   const ProblemShape s = local_shape();
-  Kokkos::View<Acc***, Kokkos::LayoutRight, Mem> delta(
-      Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "dilated::dist::delta"), s.batch,
-      s.heads, s.seq_len);
+  const auto delta_block =
+      memory::pooled_view<Acc***>(space, plan_.workspace_resource(), s.batch, s.heads, s.seq_len);
+  const auto& delta = delta_block.view;
   plan_.backward_delta(space, out, dout, delta);
   for (const auto& g : grads) dilated::details::zero_tensor<ExecSpace, T>(space, g);
   const auto mine = local_windows();
@@ -83,26 +82,26 @@ void SeqParallelPlan<ExecSpace>::backward_cross_rank(const ExecSpace& space, int
                                                      const DQ& dq, const DK& dk,
                                                      const DV& dv) const {
   using T = typename DQ::non_const_value_type;
-  using Mem = typename ExecSpace::memory_space;
-  using Buf = Kokkos::View<T*, Mem>;
-  using Block = Kokkos::View<T****, Kokkos::LayoutRight, Mem>;
   const details::Ring ring = ring_of(br);
   const auto mine = local_windows();
   const SparseRows own = rows_of(br, comm_->rank());
   const std::int64_t e = own.elements();
   const std::size_t bytes = static_cast<std::size_t>(2 * e) * sizeof(T);
-  auto buffer = [&](const char* label) {
-    return Buf(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string(label)), 2 * e);
-  };
-  Buf kv[2] = {buffer("dilated::dist::kv_block0"), buffer("dilated::dist::kv_block1")};
-  Buf acc_in = buffer("dilated::dist::dkv_in"), acc_out = buffer("dilated::dist::dkv_out");
+  // Exchange buffers from the plan's workspace pool (src/memory).
+  memory::MemoryResource& pool = plan_.workspace_resource();
   const ProblemShape s = local_shape();
-  auto block = [&](const char* label) {
-    return Block(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, std::string(label)), s.batch,
-                 s.seq_len, s.heads, s.head_dim);
+  const auto kv0 = memory::pooled_view<T*>(space, pool, 2 * e);
+  const auto kv1 = memory::pooled_view<T*>(space, pool, 2 * e);
+  const auto in_block = memory::pooled_view<T*>(space, pool, 2 * e);
+  const auto out_block = memory::pooled_view<T*>(space, pool, 2 * e);
+  const decltype(kv0.view) kv[2] = {kv0.view, kv1.view};
+  const auto& acc_in = in_block.view;
+  const auto& acc_out = out_block.view;
+  auto block = [&] {
+    return memory::pooled_view<T****>(space, pool, s.batch, s.seq_len, s.heads, s.head_dim);
   };
-  Block kc = block("dilated::dist::k_block"), vc = block("dilated::dist::v_block");
-  Block dkc = block("dilated::dist::dk_block"), dvc = block("dilated::dist::dv_block");
+  const auto kb = block(), vb = block(), dkb = block(), dvb = block();
+  const auto &kc = kb.view, &vc = vb.view, &dkc = dkb.view, &dvc = dvb.view;
   auto compute = [&](const std::vector<ShardWindow>& keys, const auto& bk, const auto& bv,
                      const auto& bdk, const auto& bdv) {
     for (const ShardWindow& qw : mine)
@@ -160,6 +159,7 @@ void SeqParallelPlan<ExecSpace>::backward_cross_rank(const ExecSpace& space, int
   comm_->wait();
   unpack_rows<ExecSpace, T>(space, own, acc_in.data(), dilated::details::make_ref(dk), true);
   unpack_rows<ExecSpace, T>(space, own, acc_in.data() + e, dilated::details::make_ref(dv), true);
+  space.fence();  // the pool is not stream-ordered: kernels finish before blocks return
 }
 
 }  // namespace dist

@@ -63,23 +63,22 @@ void SeqParallelPlan<ExecSpace>::forward_cross_rank(const ExecSpace& space, int 
                                                     const K& k, const V& v, const O& out,
                                                     const L& lse) const {
   using T = typename O::non_const_value_type;
-  using Mem = typename ExecSpace::memory_space;
-  using Block = Kokkos::View<T****, Kokkos::LayoutRight, Mem>;
   const details::Ring ring = ring_of(br);
   const auto mine = local_windows();
   const SparseRows own = rows_of(br, comm_->rank());
   const std::int64_t e = own.elements();  // the same on every rank: equal shard windows
   const std::size_t bytes = static_cast<std::size_t>(2 * e) * sizeof(T);
-  Kokkos::View<T*, Mem> buf[2] = {
-      Kokkos::View<T*, Mem>(Kokkos::view_alloc(space, Kokkos::WithoutInitializing,
-                                               "dilated::dist::kv_block0"), 2 * e),
-      Kokkos::View<T*, Mem>(Kokkos::view_alloc(space, Kokkos::WithoutInitializing,
-                                               "dilated::dist::kv_block1"), 2 * e)};
+  // Exchange buffers come from the plan's workspace pool (src/memory): repeated
+  // calls allocate nothing from the system.
+  memory::MemoryResource& pool = plan_.workspace_resource();
+  const auto buf0 = memory::pooled_view<T*>(space, pool, 2 * e);
+  const auto buf1 = memory::pooled_view<T*>(space, pool, 2 * e);
+  const decltype(buf0.view) buf[2] = {buf0.view, buf1.view};
   const ProblemShape s = local_shape();
-  Block kc(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "dilated::dist::k_block"),
-           s.batch, s.seq_len, s.heads, s.head_dim);
-  Block vc(Kokkos::view_alloc(space, Kokkos::WithoutInitializing, "dilated::dist::v_block"),
-           s.batch, s.seq_len, s.heads, s.head_dim);
+  const auto kblock = memory::pooled_view<T****>(space, pool, s.batch, s.seq_len, s.heads, s.head_dim);
+  const auto vblock = memory::pooled_view<T****>(space, pool, s.batch, s.seq_len, s.heads, s.head_dim);
+  const auto& kc = kblock.view;
+  const auto& vc = vblock.view;
 
   pack_rows<ExecSpace, T>(space, own, dilated::details::make_ref(k), buf[0].data());
   pack_rows<ExecSpace, T>(space, own, dilated::details::make_ref(v), buf[0].data() + e);
@@ -123,6 +122,7 @@ void SeqParallelPlan<ExecSpace>::forward_cross_rank(const ExecSpace& space, int 
     }
     if (needed) compute(layout_.windows(from), kc, vc);
   }
+  space.fence();  // the pool is not stream-ordered: kernels finish before blocks return
 }
 
 }  // namespace dist

@@ -33,6 +33,7 @@
 #include "dist/communicator.hpp"
 #include "dist/shard_layout.hpp"
 #include "dist/sparse_rows.hpp"
+#include "memory/kokkos_workspace.hpp"
 
 namespace dilated {
 namespace dist {
@@ -69,13 +70,16 @@ class SeqParallelPlan {
   // Throws (on every rank alike) on any rule: the core's rules on the global
   // shape, the size rules of shard_layout.hpp, disagreement between ranks,
   // or a transport that cannot reach the execution space's memory.
+  // `workspace`: where exchange buffers and temporaries come from (as for
+  // Plan; null: the process-wide pool of the execution space's memory space).
   SeqParallelPlan(AttentionConfig config, ProblemShape global, Communicator& comm,
-                  Layout layout = Layout::Contiguous)
+                  Layout layout = Layout::Contiguous,
+                  memory::MemoryResource* workspace = nullptr)
       : comm_(&comm),
         config_(checked(config, global, comm, layout)),
         global_(global),
         layout_(config_, global_, comm.size(), layout),
-        plan_(config_, global_) {}
+        plan_(config_, global_, workspace) {}
 
   const AttentionConfig& config() const { return config_; }
   const ProblemShape& global_shape() const { return global_; }
