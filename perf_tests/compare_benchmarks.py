@@ -60,6 +60,18 @@ def normalise(times, reference):
 
 def record(args, times, contexts):
     norm = normalise(times, args.reference)
+    kept = {}
+    if args.keep_best:
+        # Noisy shared machines only ever make a run slower: keep, per
+        # benchmark, the faster of the stored and the new normalised time.
+        try:
+            with open(args.record) as f:
+                old = json.load(f)
+            if old.get("reference") == args.reference:
+                kept = {n: e for n, e in old.get("benchmarks", {}).items()
+                        if n not in norm or e["normalised"] < norm[n]}
+        except (OSError, ValueError):
+            pass
     ctx = contexts[0] if contexts else {}
     baseline = {
         "machine": args.machine,
@@ -69,14 +81,17 @@ def record(args, times, contexts):
         "note": args.note or "",
         "context": {k: ctx.get(k) for k in ("host_name", "num_cpus", "mhz_per_cpu", "load_avg",
                                             "library_build_type", "date")},
-        "benchmarks": {n: {"real_time_ns": times[n], "normalised": norm[n]} for n in sorted(norm)},
+        "benchmarks": {n: kept[n] if n in kept else
+                       {"real_time_ns": times[n], "normalised": norm[n]}
+                       for n in sorted(set(norm) | set(kept))},
     }
     if args.reference is not None:
         baseline["reference_real_time_ns"] = times[args.reference]
     with open(args.record, "w") as f:
         json.dump(baseline, f, indent=1)
         f.write("\n")
-    print(f"recorded {len(norm)} benchmarks into {args.record} (reference: {args.reference})")
+    print(f"recorded {len(norm)} benchmarks into {args.record} (reference: {args.reference}"
+          f"{f'; kept {len(kept)} faster stored entries' if args.keep_best else ''})")
     return 0
 
 
@@ -132,6 +147,8 @@ def main(argv=None):
     p.add_argument("--machine", help="--record: machine name stored in the baseline")
     p.add_argument("--reference", help="--record: the reference benchmark's name (run_name)")
     p.add_argument("--note", help="--record: free text (e.g. machine load)")
+    p.add_argument("--keep-best", action="store_true",
+                   help="--record: keep stored entries that are faster than the new run's")
     p.add_argument("--threshold", type=float, help="allowed slow-down, e.g. 0.25")
     args = p.parse_args(argv)
     try:

@@ -3,9 +3,11 @@
 # of 3 repetitions, JSON out, then compare_benchmarks.py against
 # perf_tests/baselines/<machine>.json (normalised by the tile-product
 # reference kernel of the same run). ctest -L nightly (preset `nightly`) runs it.
-#   run_nightly.sh BUILD_DIR [MACHINE] [--record [NOTE]]
+#   run_nightly.sh BUILD_DIR [MACHINE] [--record|--record-best [NOTE]]
 # MACHINE defaults to $DILATED_PERF_MACHINE, else cpu-zen5-2core. --record
-# writes the baseline instead of comparing (date and note stored in it).
+# writes the baseline instead of comparing (date and note stored in it);
+# --record-best keeps, per benchmark, the faster of the stored and new times
+# (noise on a shared machine only slows runs down).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 build=${1:?usage: run_nightly.sh BUILD_DIR [MACHINE] [--record [NOTE]]}
@@ -25,10 +27,11 @@ common=(--benchmark_repetitions=3 --benchmark_report_aggregates_only=true
 "$build/perf_tests/bench_attention" \
   --benchmark_filter='^BM_Attention/kind:[0-2]/seq:(4096|16384)/heads:4/' \
   "${common[@]}" --benchmark_out="$out/attention.json" >/dev/null
-if [ "${3:-}" = --record ]; then
+if [ "${3:-}" = --record ] || [ "${3:-}" = --record-best ]; then
+  best=(); [ "$3" = --record-best ] && best=(--keep-best)
   exec python3 "$here/compare_benchmarks.py" "$out/tile_gemm.json" "$out/attention.json" \
     --record "$here/baselines/$machine.json" --machine "$machine" --reference "$reference" \
-    --note "${4:-}"
+    --note "${4:-}" "${best[@]}"
 fi
 exec python3 "$here/compare_benchmarks.py" "$out/tile_gemm.json" "$out/attention.json" \
   --baseline "$here/baselines/$machine.json"

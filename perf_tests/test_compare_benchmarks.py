@@ -82,6 +82,15 @@ class CompareTest(unittest.TestCase):
     def test_missing_reference_is_an_input_error(self):
         self.assertEqual(self.compare({"BM_A": 100.0, "BM_B": 5.0}), 2)
 
+    def test_keep_best_keeps_the_faster_entry(self):
+        run = self.write("run.json", run_json(dict(self.base_times, BM_A=50.0, BM_B=10.0)))
+        self.assertEqual(self.main([run, "--record", self.base, "--machine", "m",
+                                    "--reference", REF, "--keep-best"]), 0)
+        with open(self.base) as f:
+            b = json.load(f)["benchmarks"]
+        self.assertAlmostEqual(b["BM_A"]["normalised"], 5.0)  # new, faster
+        self.assertAlmostEqual(b["BM_B"]["normalised"], 0.5)  # stored, faster
+
     def test_empty_baseline_slot(self):
         slot = self.write("slot.json", {"machine": "h100", "reference": None, "benchmarks": {}})
         run = self.write("run.json", run_json(self.base_times))
