@@ -106,5 +106,20 @@ if [ "${DILATED_SKIP_FUZZ:-0}" != 1 ]; then
     echo "fuzz_plan failed (status $fuzz_status); reproducer in build/fuzz/" >&2
     exit 1
   fi
+  # src/dist's size rules and the sharding they describe (fuzz/fuzz_shard_layout.cpp).
+  step "libFuzzer campaign: fuzz_shard_layout for 30 s (ASan + UBSan)"
+  mkdir -p build/fuzz/corpus-shard-new
+  set +e
+  build/fuzz/fuzz/fuzz_shard_layout -max_total_time=30 -timeout=10 -rss_limit_mb=2048 \
+    -print_final_stats=1 -artifact_prefix=build/fuzz/ build/fuzz/corpus-shard-new \
+    fuzz/corpus_shard_layout > build/fuzz/campaign-shard.log 2>&1
+  fuzz_status=$?
+  set -e
+  grep -E '^Done|fuzz_shard_layout totals' build/fuzz/campaign-shard.log || true
+  if [ "$fuzz_status" != 0 ]; then
+    tail -n 40 build/fuzz/campaign-shard.log
+    echo "fuzz_shard_layout failed (status $fuzz_status); reproducer in build/fuzz/" >&2
+    exit 1
+  fi
 fi
 step "all test stages passed"
