@@ -1,5 +1,6 @@
-// Helpers of the MPI tests: cutting a rank's shard out of a gathered tensor,
-// and checking that every rank saw the same error.
+// Helpers of the MPI tests: the host backends they run on, and checking that
+// every rank saw the same error (shard slicing and the cases are shared with
+// the NCCL tests: shard_slices.hpp, dist_cases.hpp).
 #pragma once
 
 #include <mpi.h>
@@ -8,6 +9,8 @@
 #endif
 
 #include "../test_harness.hpp"
+#include "dist_cases.hpp"
+#include "shard_slices.hpp"
 #include "dist/mpi_communicator.hpp"
 #include "dist/seq_parallel_plan.hpp"
 
@@ -17,33 +20,6 @@ namespace dtest {
 // CUDA-aware and NCCL paths run on the GPU machine).
 using HostBackends =
     typename ToTypes<typename Cat<SerialBackends, OpenMPBackends>::type>::type;
-
-// The rows of a [B, N, H, D] tensor (flattened) that a rank's shard holds,
-// as a [B, l, H, D] flattened tensor, in the shard's row order.
-inline std::vector<double> shard_of(const std::vector<double>& g, const ProblemShape& s,
-                                    const std::vector<dilated::dist::ShardWindow>& wins,
-                                    std::int64_t l) {
-  std::vector<double> out(static_cast<std::size_t>(s.batch * l * s.heads * s.head_dim));
-  const std::int64_t row = s.heads * s.head_dim;
-  for (std::int64_t b = 0; b < s.batch; ++b)
-    for (const auto& w : wins)
-      for (std::int64_t i = 0; i < w.len; ++i)
-        std::copy_n(&g[static_cast<std::size_t>((b * s.seq_len + w.begin + i) * row)], row,
-                    &out[static_cast<std::size_t>((b * l + w.row + i) * row)]);
-  return out;
-}
-// Same for lse [B, H, N] -> [B, H, l].
-inline std::vector<double> lse_shard_of(const std::vector<double>& g, const ProblemShape& s,
-                                        const std::vector<dilated::dist::ShardWindow>& wins,
-                                        std::int64_t l) {
-  std::vector<double> out(static_cast<std::size_t>(s.batch * s.heads * l));
-  for (std::int64_t bh = 0; bh < s.batch * s.heads; ++bh)
-    for (const auto& w : wins)
-      for (std::int64_t i = 0; i < w.len; ++i)
-        out[static_cast<std::size_t>(bh * l + w.row + i)] =
-            g[static_cast<std::size_t>(bh * s.seq_len + w.begin + i)];
-  return out;
-}
 
 inline int world_rank() {
   int r = 0;
