@@ -78,10 +78,16 @@ if [ "${DILATED_SKIP_SANITIZERS:-0}" != 1 ]; then
 
   # clang + LLVM libomp/Archer against the clang-built Kokkos of install-deps.sh
   # (libgomp's futex synchronisation is invisible to TSan): the concurrency and
-  # plan stress tests, and a canary race TSan must report.
-  step "TSan build of the concurrency and stress tests"
+  # plan stress tests, the memory pools' tests (8-thread stress included), the
+  # MPI transport's progress thread under mpirun -np 2 (MpiCommunicator and
+  # SeqParallelPlan forward/backward), and canary races TSan must report, in
+  # one process and under mpirun.
+  step "TSan build of the concurrency and stress tests, memory pools, MPI progress thread"
   cmake --preset tsan
   cmake --build --preset tsan
+  for t in dist_np2_progress_thread Concurrency.TsanCanaryUnderMpirun MemoryStress; do
+    ctest --preset tsan -N | grep -q "$t" || { echo "TSan stage lacks $t" >&2; exit 1; }
+  done
   ctest --preset tsan
 fi
 
