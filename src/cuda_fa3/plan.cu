@@ -31,6 +31,8 @@ Support query_support(const AttentionConfig& config, const ProblemShape& shape, 
               " is not 9.x (the kernels use sm_90a wgmma and TMA)");
   if (shape.head_dim != 64 && shape.head_dim != 128 && shape.head_dim != 256)
     return no("head_dim " + std::to_string(shape.head_dim) + " is not 64, 128 or 256");
+  if (config.block_sparse)
+    return no("block-sparse patterns are not implemented in cuda_fa3 yet");
   if (!(effective_softmax_scale(config, shape.head_dim) > 0.0))
     return no("softmax scale must be positive (the kernel takes the row max before scaling)");
   for (const Branch& b : config.branches)

@@ -61,6 +61,19 @@ void validate(const AttentionConfig& c, const ProblemShape& s) {
   if (c.head_mode != HeadMode::LongNet && c.head_mode != HeadMode::HeadGroups)
     fail("config.head_mode", "head_mode = " + std::to_string(static_cast<int>(c.head_mode)) +
                                  " is not a HeadMode value");
+  // --- block-sparse: its own attention kind ---
+  if (c.block_sparse) {
+    if (!c.branches.empty())
+      fail("block_sparse.with_branches",
+           "block-sparse attention is its own attention kind and cannot be combined with "
+           "LongNet branches; leave branches empty (use BlockSparsePattern::dilated_blocks for "
+           "a dilated block layout)");
+    if (c.head_mode != HeadMode::LongNet)
+      fail("block_sparse.head_mode",
+           "block-sparse attention has no branches to group heads by; leave head_mode LongNet");
+    validate_block_sparse(*c.block_sparse, s.seq_len, s.heads);
+    return;
+  }
   // --- branches ---
   if (c.branches.empty()) fail("config.branches_nonempty", "the config has no branches");
   if (c.branches.size() > static_cast<std::size_t>(kMaxBranches))
@@ -94,6 +107,24 @@ double effective_softmax_scale(const AttentionConfig& c, std::int64_t head_dim) 
 
 PatternParams make_pattern(const AttentionConfig& c, const ProblemShape& s) {
   PatternParams p;
+  if (c.block_sparse) {
+    // One dense branch over the whole sequence (w = N, r = 1, sparse index =
+    // position); the rule restricts it to the listed blocks. The layout's
+    // pointers are attached by the plan that owns its device copy.
+    p.num_branches = 1;
+    p.seq_len = s.seq_len;
+    p.heads = s.heads;
+    p.segment_length[0] = s.seq_len;
+    p.dilation[0] = 1;
+    const BlockSparsePattern& b = *c.block_sparse;
+    p.block_sparse.block_q = b.block_q;
+    p.block_sparse.block_k = b.block_k;
+    p.block_sparse.num_q_blocks = b.num_q_blocks(s.seq_len);
+    p.block_sparse.num_k_blocks = b.num_k_blocks(s.seq_len);
+    p.block_sparse.layouts = b.layouts;
+    p.block_sparse.seq_len = s.seq_len;
+    return p;
+  }
   p.num_branches = static_cast<int>(c.branches.size());
   p.head_mode = c.head_mode == HeadMode::LongNet ? 0 : 1;
   p.seq_len = s.seq_len;
@@ -129,6 +160,14 @@ AttentionConfig AttentionConfig::longnet_default(std::int64_t seq_len) {
 
 std::string describe(const AttentionConfig& c) {
   std::ostringstream os;
+  if (c.block_sparse) {
+    const BlockSparsePattern& b = *c.block_sparse;
+    os << "BlockSparse {" << b.block_q << "x" << b.block_k << " blocks, " << b.layouts
+       << (b.layouts == 1 ? " shared layout" : " layouts") << ", density " << b.block_density()
+       << "}" << (c.causal ? " causal" : "");
+    if (c.dropout_p > 0) os << " dropout=" << c.dropout_p;
+    return os.str();
+  }
   os << (c.head_mode == HeadMode::LongNet ? "LongNet" : "HeadGroups") << " {";
   for (std::size_t i = 0; i < c.branches.size(); ++i)
     os << (i ? ", " : "") << "(w=" << c.branches[i].segment_length

@@ -3,8 +3,11 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "dilated/block_sparse.hpp"
 
 namespace dilated {
 
@@ -46,6 +49,10 @@ struct AttentionConfig {
   // true: the last segment of a branch may be shorter (it is truncated, not
   // padded: no phantom keys enter the softmax).
   bool allow_partial_segments = false;
+  // Block-sparse attention (block_sparse.hpp) instead of LongNet branches:
+  // when set, `branches` must be empty and head_mode LongNet (the default).
+  // causal, softmax_scale and dropout apply as for branches.
+  std::optional<BlockSparsePattern> block_sparse;
 
   // Dense attention over the whole sequence (w = N, r = 1).
   static AttentionConfig dense(std::int64_t seq_len, bool causal = false);

@@ -8,6 +8,13 @@ double attended_pairs(const AttentionConfig& c, const ProblemShape& s) {
   validate(c, s);
   const PatternParams pat = make_pattern(c, s);
   double total = 0;
+  if (c.block_sparse) {
+    const BlockSparsePattern& bs = *c.block_sparse;
+    for (std::int64_t l = 0; l < bs.layouts; ++l)
+      total += block_sparse_pairs(bs, l, s.seq_len, c.causal);
+    if (bs.layouts == 1) total *= static_cast<double>(s.heads);
+    return total * static_cast<double>(s.batch);
+  }
   for (int i = 0; i < pat.num_branches; ++i) {
     for (std::int64_t h = 0; h < s.heads; ++h) {
       if (!pat.active(h, i)) continue;

@@ -1,6 +1,9 @@
 // dilated/pattern.hpp - THE dilation rule: which positions a head keeps in a
 // branch, and hence which key tiles a query tile visits.
 //
+// It also holds the block-sparse rule (BlockSparseRule, key_spans,
+// query_spans): which key blocks a query tile visits and the transpose.
+//
 // This is the single place that defines the sparsity pattern; the portable
 // Kokkos kernels, the float64 reference and the CUDA backend all call it.
 //
@@ -21,6 +24,72 @@
 
 namespace dilated {
 
+// Block-sparse attention (block_sparse.hpp) as the kernels see it: the
+// user's block mask as runs of consecutive visited blocks, in memory the
+// kernels can read (the plan owns it; device memory for a device backend).
+// Trivially copyable, so it travels inside PatternParams by value.
+//
+// Tiles: a kernel tile never crosses a block boundary, so a query tile has
+// one query block (and one list of key runs) and a key tile one key block.
+// A block of `block` rows in tiles of `tile` rows has ceil(block / tile)
+// tiles, the last of them (and the sequence's last block) possibly short.
+struct BlockSparseRule {
+  std::int64_t block_q = 0, block_k = 0;  // block_q == 0: no block-sparse pattern
+  std::int64_t num_q_blocks = 0, num_k_blocks = 0;
+  std::int64_t layouts = 0;  // 1: shared by every head; else one per head
+  std::int64_t seq_len = 0;
+  // Runs of key blocks visited by (layout l, query block i):
+  // row_runs[2r], row_runs[2r + 1] = [first, last + 1) for r in
+  // [row_offsets[l * num_q_blocks + i], row_offsets[l * num_q_blocks + i + 1]).
+  const std::int64_t* row_offsets = nullptr;
+  const std::int32_t* row_runs = nullptr;
+  // The transpose: runs of query blocks visiting (layout l, key block j).
+  const std::int64_t* col_offsets = nullptr;
+  const std::int32_t* col_runs = nullptr;
+
+  DILATED_INLINE bool enabled() const { return block_q > 0; }
+  DILATED_INLINE std::int64_t layout_of(std::int64_t h) const { return layouts == 1 ? 0 : h; }
+  // Query side (keys == false) or key side (keys == true).
+  DILATED_INLINE std::int64_t block(bool keys) const { return keys ? block_k : block_q; }
+  DILATED_INLINE std::int64_t tiles_per_block(bool keys, std::int64_t tile) const {
+    const std::int64_t b = block(keys) < seq_len ? block(keys) : seq_len;
+    return (b + tile - 1) / tile;
+  }
+  DILATED_INLINE std::int64_t num_tiles(bool keys, std::int64_t tile) const {
+    return (keys ? num_k_blocks : num_q_blocks) * tiles_per_block(keys, tile);
+  }
+  // Rows [*begin, *begin + *count) of tile t; *count == 0 for the spare
+  // tiles of a short last block.
+  DILATED_INLINE void tile_range(bool keys, std::int64_t tile, std::int64_t t, std::int64_t* begin,
+                                 std::int64_t* count) const {
+    const std::int64_t per = tiles_per_block(keys, tile), blk = t / per;
+    const std::int64_t b0 = blk * block(keys) + (t - blk * per) * tile;
+    std::int64_t e = (blk + 1) * block(keys);
+    e = e < seq_len ? e : seq_len;
+    e = e < b0 + tile ? e : b0 + tile;
+    *begin = b0;
+    *count = e > b0 ? e - b0 : 0;
+  }
+};
+
+// Ranges of positions a tile visits: the key ranges of a query tile, or the
+// query ranges of a key tile. A dilated branch has one range; a block-sparse
+// pattern one per run of visited blocks, clipped to [lo, hi) (causal limits).
+struct Spans {
+  const std::int32_t* runs = nullptr;  // null: the single range [lo, hi)
+  std::int64_t count = 0, block = 0, lo = 0, hi = 0;
+  DILATED_INLINE void get(std::int64_t i, std::int64_t* begin, std::int64_t* end) const {
+    if (!runs) {
+      *begin = lo;
+      *end = hi;
+      return;
+    }
+    const std::int64_t b = runs[2 * i] * block, e = runs[2 * i + 1] * block;
+    *begin = b > lo ? b : lo;
+    *end = e < hi ? e : hi;  // may be empty (begin >= end) after causal clipping
+  }
+};
+
 // Trivially copyable description of all branches and the head mode, passed by
 // value into kernels.
 struct PatternParams {
@@ -30,6 +99,8 @@ struct PatternParams {
   std::int64_t heads = 0;
   std::int64_t segment_length[kMaxBranches] = {};
   std::int64_t dilation[kMaxBranches] = {};
+  // Set for block-sparse configs (then: one branch, w = N, r = 1).
+  BlockSparseRule block_sparse;
 
   // Head-group mode: the group (= branch) a head belongs to. Groups are
   // contiguous; the first heads % k groups have one extra head.
@@ -123,6 +194,45 @@ DILATED_INLINE std::int64_t key_range_end(bool causal, std::int64_t key_end,
 DILATED_INLINE std::int64_t query_range_begin(bool causal, std::int64_t query_begin,
                                               std::int64_t key_begin) {
   return causal && key_begin > query_begin ? key_begin : query_begin;
+}
+
+// The key ranges (sparse indices of the segment) that query tile
+// [q0, q0 + qn) of head h visits, given the keys available are
+// [key_begin, key_end). Dilated branch: one range, causally clipped.
+// Block-sparse: the runs of the tile's query block (the tile lies in one).
+DILATED_INLINE Spans key_spans(const PatternParams& p, bool causal, std::int64_t h,
+                               std::int64_t key_begin, std::int64_t key_end, std::int64_t q0,
+                               std::int64_t qn) {
+  Spans s;
+  s.lo = key_begin;
+  s.hi = key_range_end(causal, key_end, q0, qn);
+  s.count = 1;
+  const BlockSparseRule& r = p.block_sparse;
+  if (r.enabled()) {
+    const std::int64_t row = r.layout_of(h) * r.num_q_blocks + q0 / r.block_q;
+    s.runs = r.row_runs + 2 * r.row_offsets[row];
+    s.count = r.row_offsets[row + 1] - r.row_offsets[row];
+    s.block = r.block_k;
+  }
+  return s;
+}
+// The query ranges that visit key tile [k0, ...) of head h, given the
+// queries available are [query_begin, query_end). Causal: from k0 on.
+DILATED_INLINE Spans query_spans(const PatternParams& p, bool causal, std::int64_t h,
+                                 std::int64_t query_begin, std::int64_t query_end,
+                                 std::int64_t k0) {
+  Spans s;
+  s.lo = query_range_begin(causal, query_begin, k0);
+  s.hi = query_end;
+  s.count = 1;
+  const BlockSparseRule& r = p.block_sparse;
+  if (r.enabled()) {
+    const std::int64_t col = r.layout_of(h) * r.num_k_blocks + k0 / r.block_k;
+    s.runs = r.col_runs + 2 * r.col_offsets[col];
+    s.count = r.col_offsets[col + 1] - r.col_offsets[col];
+    s.block = r.block_q;
+  }
+  return s;
 }
 
 PatternParams make_pattern(const AttentionConfig& config, const ProblemShape& shape);

@@ -24,6 +24,7 @@
 #include "dilated/cost.hpp"
 #include "dilated/details/backward_fused_kernel.hpp"
 #include "dilated/details/backward_kernels.hpp"
+#include "dilated/details/block_sparse_storage.hpp"
 #include "dilated/details/elementwise_kernels.hpp"
 #include "dilated/details/forward_kernel.hpp"
 #include "dilated/details/kernel_params.hpp"
@@ -54,6 +55,8 @@ class Plan {
                                     .resource()) {
     validate(config_, shape_);
     params_.pattern = make_pattern(config_, shape_);
+    if (config_.block_sparse)
+      block_sparse_.attach(*config_.block_sparse, shape_.seq_len, &params_.pattern.block_sparse);
     params_.dropout = make_dropout(config_.dropout_p, config_.dropout_seed);
     params_.scale = effective_softmax_scale(config_, shape_.head_dim);
     params_.output_scale = params_.pattern.output_scale();
@@ -354,6 +357,8 @@ class Plan {
     const std::int64_t tile = key_tiles ? p.tile_k : p.tile_q;
     p.tiles_per_segment =
         (params_.pattern.max_kept_in_window(br, key_tiles ? w.k_len : w.q_len) + tile - 1) / tile;
+    if (params_.pattern.block_sparse.enabled())  // tiles per block, never across one
+      p.tiles_per_segment = params_.pattern.block_sparse.num_tiles(key_tiles, tile);
     return p;
   }
   details::KernelParams branch_params(int br, int scratch_level, bool key_tiles) const {
@@ -400,6 +405,10 @@ class Plan {
                                       std::to_string(shape_.seq_len) + ")");
   }
   void check_branch(int br) const {
+    if (params_.pattern.block_sparse.enabled())
+      throw Error("window.block_sparse",
+                  "windowed calls (sequence parallelism) do not support block-sparse plans; "
+                  "call forward/backward on the whole sequence");
     if (br < 0 || br >= params_.pattern.num_branches)
       throw Error("window.branch", "branch " + std::to_string(br) + " is not one of the config's " +
                                        std::to_string(params_.pattern.num_branches) +
@@ -446,6 +455,8 @@ class Plan {
   ProblemShape shape_;
   details::KernelParams params_;
   int forward_level_ = 0, dq_level_ = 0, dkv_level_ = 0, fused_level_ = 0;
+  // Device copy of a block-sparse layout (empty otherwise); params_ points into it.
+  details::BlockSparseStorage<typename ExecSpace::memory_space> block_sparse_;
   memory::MemoryResource* workspace_;  // not owned
 };
 

@@ -42,6 +42,19 @@ std::vector<Entry> row_entries(const AttentionConfig& c, const ProblemShape& s,
   const Layout L{s.seq_len, s.heads, s.head_dim};
   const double scale = effective_softmax_scale(c, s.head_dim);
   std::vector<Entry> e;
+  if (c.block_sparse) {
+    // Block-sparse: key kp is attended iff the user's mask lists block
+    // (p / block_q, kp / block_k) for the head's layout (and, causal, kp <= p).
+    // Read from the mask itself, not the kernels' run lists.
+    const BlockSparsePattern& bs = *c.block_sparse;
+    const std::int64_t layout = bs.layouts == 1 ? 0 : h;
+    for (std::int64_t kp = 0; kp < s.seq_len; ++kp) {
+      if (c.causal && kp > p) break;
+      if (!bs.visits(layout, p / bs.block_q, kp / bs.block_k, s.seq_len)) continue;
+      e.push_back(Entry{0, kp, scale * dot(q + L.at(b, p, h), k + L.at(b, kp, h), s.head_dim)});
+    }
+    return e;
+  }
   for (int i = 0; i < pat.num_branches; ++i) {
     if (!pat.active(h, i)) continue;
     const std::int64_t o = pat.offset(h, i);

@@ -19,6 +19,10 @@ std::string branch_text(std::size_t i, const Branch& b) {
 void check_size_rules(const AttentionConfig& config, const ProblemShape& global, int ranks,
                       Layout layout) {
   validate(config, global);  // the single-rank rules on the gathered sequence
+  if (config.block_sparse)
+    throw Error("dist.block_sparse_unsupported",
+                "sequence parallelism runs LongNet branches; block-sparse configs run on one "
+                "rank (dilated::Plan)");
   const std::int64_t N = global.seq_len, P = ranks;
   if (P < 1) throw Error("dist.ranks_positive", "the communicator has " + std::to_string(P) + " ranks");
   if (N % P != 0)

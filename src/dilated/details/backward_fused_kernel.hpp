@@ -46,14 +46,25 @@ struct BackwardFusedKernel {
     const KeyMajorTile<T> first = make_key_major_tile(scratch, t, p, c, seg.offset, 0, 0, true,
                                                       static_cast<Scratch*>(nullptr));
     Scratch dqt(scratch, first.tq * dp);
-    for (std::int64_t k0 = seg.begin; k0 < kend; k0 += p.tile_k) {
-      const KeyMajorTile<T> tile = first.at(k0, kend - k0 < p.tile_k ? kend - k0 : p.tile_k);
+    // Key tiles: consecutive over the segment, or (block-sparse) never
+    // across a key block, so each has one list of visiting query runs.
+    const BlockSparseRule& bs = p.pattern.block_sparse;
+    const std::int64_t ntiles =
+        bs.enabled() ? bs.num_tiles(true, p.tile_k) : (seg.count + p.tile_k - 1) / p.tile_k;
+    for (std::int64_t kt = 0; kt < ntiles; ++kt) {
+      std::int64_t k0 = seg.begin + kt * p.tile_k, kcount = kend - k0 < p.tile_k ? kend - k0 : p.tile_k;
+      if (bs.enabled()) bs.tile_range(true, p.tile_k, kt, &k0, &kcount);
+      const Spans spans = query_spans(p.pattern, p.causal, c.h, seg.other_begin, n, k0);
+      if (kcount == 0 || spans.count == 0) continue;  // no query visits these keys
+      const KeyMajorTile<T> tile = first.at(k0, kcount);
       const std::int64_t kn = tile.kn;
       team.team_barrier();  // the previous key tile's readers are done
       tile.load_keys(team);
-      for (std::int64_t q0 = query_range_begin(p.causal, seg.other_begin, k0); q0 < n;
-           q0 += tile.tq) {
-        const std::int64_t qn = n - q0 < tile.tq ? n - q0 : tile.tq;
+      for (std::int64_t sp = 0; sp < spans.count; ++sp) {
+      std::int64_t qbegin, qend;
+      spans.get(sp, &qbegin, &qend);
+      for (std::int64_t q0 = qbegin; q0 < qend; q0 += tile.tq) {
+        const std::int64_t qn = qend - q0 < tile.tq ? qend - q0 : tile.tq;
         tile.query_step(team, q0, qn);
         // dQ += scale dS' K, straight into dq: these rows belong to this team.
         team_tile_gemm(team, round_up(qn, kTileMR), dp, kn, tile.dpm, tile.tk, tile.ks, dp,
@@ -67,6 +78,7 @@ struct BackwardFusedKernel {
             g[x * sd] = static_cast<T>(static_cast<Acc>(g[x * sd]) + scale * dqt(i * dp + x));
         });
       }
+      }  // spans
       tile.store_keys(team);
     }
   }

@@ -99,8 +99,11 @@ struct BackwardDQKernel {
       }
       for (std::int64_t x = 0; x < dp; ++x) dqs(i * dp + x) = 0;
     });
-    const std::int64_t kend = key_range_end(p.causal, rows.other_end, q0, qn);
-    for (std::int64_t k0 = rows.other_begin; k0 < kend; k0 += tk) {
+    const Spans spans = key_spans(p.pattern, p.causal, c.h, rows.other_begin, rows.other_end, q0, qn);
+    for (std::int64_t sp = 0; sp < spans.count; ++sp) {
+    std::int64_t kbegin, kend;
+    spans.get(sp, &kbegin, &kend);
+    for (std::int64_t k0 = kbegin; k0 < kend; k0 += tk) {
       const std::int64_t kn = kend - k0 < tk ? kend - k0 : tk;
       const std::int64_t mk = round_up(kn, kTileMR);
       team.team_barrier();
@@ -171,6 +174,7 @@ struct BackwardDQKernel {
         });
       }
     }
+    }  // spans
     team.team_barrier();
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, qn), [&](const std::int64_t i) {
       T* g = &t.dq(c.b, p.q_row(p.pattern.position(br, c.s, off, q0 + i)), c.h, 0);
@@ -432,11 +436,17 @@ struct BackwardDKVKernel {
     const KeyMajorTile<T> tile = make_key_major_tile(
         team.team_scratch(p.scratch_level), t, p, c, rows.offset, rows.begin, rows.count, false,
         static_cast<Scratch*>(nullptr));
+    // The query ranges that visit this key tile (pattern.hpp).
+    const Spans spans =
+        query_spans(p.pattern, p.causal, c.h, rows.other_begin, rows.other_end, rows.begin);
+    if (spans.count == 0) return;  // no query visits these keys: dk, dv stay 0
     tile.load_keys(team);
-    const std::int64_t n = rows.other_end;
-    for (std::int64_t q0 = query_range_begin(p.causal, rows.other_begin, rows.begin); q0 < n;
-         q0 += tile.tq)
-      tile.query_step(team, q0, n - q0 < tile.tq ? n - q0 : tile.tq);
+    for (std::int64_t sp = 0; sp < spans.count; ++sp) {
+      std::int64_t qbegin, n;
+      spans.get(sp, &qbegin, &n);
+      for (std::int64_t q0 = qbegin; q0 < n; q0 += tile.tq)
+        tile.query_step(team, q0, n - q0 < tile.tq ? n - q0 : tile.tq);
+    }
     tile.store_keys(team);
   }
 };

@@ -79,8 +79,13 @@ struct ForwardBranchKernel {
       m(i) = -INFINITY;
       l(i) = 0;
     });
-    const std::int64_t kend = key_range_end(p.causal, rows.other_end, q0, qn);
-    for (std::int64_t k0 = rows.other_begin; k0 < kend; k0 += tk) {
+    // The key ranges this tile visits (pattern.hpp): one for a dilated
+    // branch, one per run of listed key blocks for a block-sparse pattern.
+    const Spans spans = key_spans(p.pattern, p.causal, c.h, rows.other_begin, rows.other_end, q0, qn);
+    for (std::int64_t sp = 0; sp < spans.count; ++sp) {
+    std::int64_t kbegin, kend;
+    spans.get(sp, &kbegin, &kend);
+    for (std::int64_t k0 = kbegin; k0 < kend; k0 += tk) {
       const std::int64_t kn = kend - k0 < tk ? kend - k0 : tk;
       const std::int64_t mk = round_up(kn, kTileMR);  // key rows computed
       team.team_barrier();  // the previous tile's readers are done with ks / vs
@@ -174,6 +179,7 @@ struct ForwardBranchKernel {
         });
       }
     }
+    }  // spans
     team.team_barrier();
     // Merge this branch into the running (out, lse): Eq. 10 by log-sum-exp.
     const Acc oscale = static_cast<Acc>(p.output_scale);

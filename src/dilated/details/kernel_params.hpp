@@ -101,6 +101,12 @@ KOKKOS_INLINE_FUNCTION TileRows tile_rows(const KernelParams& p, const TileCoord
   r.begin = (own_keys ? k0 : q0) + c.t * tile;
   r.other_begin = own_keys ? q0 : k0;
   r.other_end = own_keys ? q1 : k1;
+  if (p.pattern.block_sparse.enabled()) {
+    // Tiles never cross a block (pattern.hpp); block-sparse plans run on the
+    // whole sequence only, so the windows are [0, N).
+    p.pattern.block_sparse.tile_range(own_keys, tile, c.t, &r.begin, &r.count);
+    return r;
+  }
   if (r.begin < end) r.count = end - r.begin < tile ? end - r.begin : tile;
   return r;
 }
