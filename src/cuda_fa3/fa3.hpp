@@ -45,6 +45,13 @@ struct Support {
   std::string reason;
 };
 
+// Which backward kernel runs. v1: one warpgroup per 64 keys, every case.
+// v2: FA3-style (producer warp with TMA, two consumer warpgroups per 128
+// keys, dQ by TMA reduce-add) for head_dim 128 without dropout; other
+// problems run v1 even when v2 is asked for. automatic: the environment
+// variable DILATED_FA3_BWD=v1|v2 at the time of the call, else v1.
+enum class BackwardKernel { automatic, v1, v2 };
+
 // True when the library was built with the sm_90a kernels.
 bool compiled_in();
 
@@ -64,6 +71,9 @@ class Plan {
   // a future forward-only feature does not silently claim a backward).
   const Support& backward_support() const { return backward_support_; }
   const AttentionConfig& config() const { return config_; }
+  void set_backward_kernel(BackwardKernel k) { backward_kernel_ = k; }
+  // "v1" or "v2": the kernel backward() runs now for this problem.
+  const char* backward_kernel_name() const;
   const ProblemShape& shape() const { return shape_; }
 
   // Asynchronous on `stream`. Throws dilated::Error (before any launch) if the
@@ -86,6 +96,7 @@ class Plan {
   PatternParams pattern_;
   Support support_;
   Support backward_support_;
+  BackwardKernel backward_kernel_ = BackwardKernel::automatic;
 };
 
 }  // namespace dilated::cuda_fa3

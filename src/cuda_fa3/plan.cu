@@ -5,8 +5,11 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
+#include "cuda_fa3/details/backward2_launch.cuh"
 #include "cuda_fa3/details/backward_launch.cuh"
 #include "cuda_fa3/details/forward_launch.cuh"
 #include "cuda_fa3/details/tensor_maps.hpp"
@@ -155,6 +158,43 @@ void Plan::forward(Tensor q, Tensor k, Tensor v, MutableTensor out, LseTensor ls
 
 namespace {
 
+// v2's per-branch launch: the FA3-style kernel (backward2_kernel.cuh).
+template <class T>
+void launch_v2_branch(const details::BackwardParams& base, const PatternParams& pat, const ProblemShape& s,
+                      DType dtype, int i, bool direct, const Tensor& q, const Tensor& k, const Tensor& v,
+                      const Tensor& dout, const MutableTensor& dk, const MutableTensor& dv, float* dq_acc,
+                      cudaStream_t stream) {
+  constexpr int kN = details::kBackward2BlockN, kM = details::kBackward2BlockM;
+  details::Backward2Args args{};
+  args.p = base;
+  args.p.branch = i;
+  args.p.num_segments = pat.num_segments(i);
+  args.p.tiles_per_segment = (pat.max_kept_count(i) + kN - 1) / kN;
+  args.direct_dkv = direct;
+  if (direct) {
+    args.dk_out = dk.data;
+    args.dk_stride_b = dk.stride_b;
+    args.dk_stride_s = dk.stride_s;
+    args.dk_stride_h = dk.stride_h;
+    args.dv_out = dv.data;
+    args.dv_stride_b = dv.stride_b;
+    args.dv_stride_s = dv.stride_s;
+    args.dv_stride_h = dv.stride_h;
+  }
+  const std::int64_t r = pat.dilation[i];
+  for (std::int64_t phase = 0; phase < r; ++phase) {
+    details::encode_dilated_map(&args.q[phase], dtype, q.data, q, s.batch, s.seq_len, s.heads, s.head_dim, r, phase, kM);
+    details::encode_dilated_map(&args.dout[phase], dtype, dout.data, dout, s.batch, s.seq_len, s.heads, s.head_dim, r,
+                                phase, kM);
+    details::encode_dilated_map(&args.k[phase], dtype, k.data, k, s.batch, s.seq_len, s.heads, s.head_dim, r, phase, kN);
+    details::encode_dilated_map(&args.v[phase], dtype, v.data, v, s.batch, s.seq_len, s.heads, s.head_dim, r, phase, kN);
+    details::encode_dilated_map_f32(&args.dq[phase], dq_acc, s.batch, s.seq_len, s.heads, s.head_dim, r, phase, kM);
+  }
+  const std::int64_t tiles = s.batch * s.heads * args.p.num_segments * args.p.tiles_per_segment;
+  if (tiles <= 0) return;
+  details::launch_backward2_branch<T, 128>(args, tiles, stream);  // v2 covers head_dim 128 only
+}
+
 template <class T>
 void run_backward(const Plan& plan, const PatternParams& pat, DType dtype, const Tensor& q, const Tensor& k,
                   const Tensor& v, const Tensor& out, const LseTensor& lse, const Tensor& dout,
@@ -163,19 +203,24 @@ void run_backward(const Plan& plan, const PatternParams& pat, DType dtype, const
   const ProblemShape& s = plan.shape();
   const std::size_t n = std::size_t(s.batch * s.seq_len * s.heads * s.head_dim);
   const std::size_t rows = std::size_t(s.batch * s.seq_len * s.heads);
+  const bool v2 = std::strcmp(plan.backward_kernel_name(), "v2") == 0;
+  // v2 with one branch of dilation 1: every key row belongs to exactly one
+  // CTA, which writes dK/dV in 16-bit itself; only dQ needs an accumulator.
+  const bool direct = v2 && pat.num_branches == 1 && pat.dilation[0] == 1;
+  const std::size_t acc_count = direct ? n : 3 * n;
   float *acc = nullptr, *delta = nullptr;
   auto check = [](cudaError_t e, const char* what) {
     if (e != cudaSuccess)
       throw Error("cuda.runtime", std::string("cuda_fa3 backward: ") + what + ": " + cudaGetErrorString(e));
   };
-  check(cudaMallocAsync(reinterpret_cast<void**>(&acc), 3 * n * sizeof(float), stream), "workspace");
+  check(cudaMallocAsync(reinterpret_cast<void**>(&acc), acc_count * sizeof(float), stream), "workspace");
   const cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&delta), rows * sizeof(float), stream);
   if (e != cudaSuccess) {
     cudaFreeAsync(acc, stream);
     check(e, "workspace");
   }
   try {
-    check(cudaMemsetAsync(acc, 0, 3 * n * sizeof(float), stream), "memset");
+    check(cudaMemsetAsync(acc, 0, acc_count * sizeof(float), stream), "memset");
     details::launch_delta<T>(dout, out, delta, s.batch, s.seq_len, s.heads, s.head_dim, stream);
     details::BackwardParams base{};
     base.pattern = pat;
@@ -196,9 +241,13 @@ void run_backward(const Plan& plan, const PatternParams& pat, DType dtype, const
     base.lse_stride_s = lse.stride_s;
     base.delta = delta;
     base.dq = acc;
-    base.dk = acc + n;
-    base.dv = acc + 2 * n;
+    base.dk = direct ? nullptr : acc + n;
+    base.dv = direct ? nullptr : acc + 2 * n;
     for (int i = 0; i < pat.num_branches; ++i) {
+      if (v2) {
+        launch_v2_branch<T>(base, pat, s, dtype, i, direct, q, k, v, dout, dk, dv, acc, stream);
+        continue;
+      }
       details::BackwardArgs args{};
       args.p = base;
       args.p.branch = i;
@@ -220,8 +269,10 @@ void run_backward(const Plan& plan, const PatternParams& pat, DType dtype, const
       }
     }
     details::launch_store_gradient<T>(acc, dq, s.batch, s.seq_len, s.heads, s.head_dim, stream);
-    details::launch_store_gradient<T>(acc + n, dk, s.batch, s.seq_len, s.heads, s.head_dim, stream);
-    details::launch_store_gradient<T>(acc + 2 * n, dv, s.batch, s.seq_len, s.heads, s.head_dim, stream);
+    if (!direct) {
+      details::launch_store_gradient<T>(acc + n, dk, s.batch, s.seq_len, s.heads, s.head_dim, stream);
+      details::launch_store_gradient<T>(acc + 2 * n, dv, s.batch, s.seq_len, s.heads, s.head_dim, stream);
+    }
   } catch (...) {
     cudaFreeAsync(acc, stream);
     cudaFreeAsync(delta, stream);
@@ -232,6 +283,17 @@ void run_backward(const Plan& plan, const PatternParams& pat, DType dtype, const
 }
 
 }  // namespace
+
+const char* Plan::backward_kernel_name() const {
+  BackwardKernel want = backward_kernel_;
+  if (want == BackwardKernel::automatic) {
+    const char* env = std::getenv("DILATED_FA3_BWD");
+    want = env && std::strcmp(env, "v2") == 0 ? BackwardKernel::v2 : BackwardKernel::v1;
+  }
+  const bool covered =
+      details::backward2_covers(shape_.head_dim, make_dropout(config_.dropout_p, config_.dropout_seed).enabled());
+  return want == BackwardKernel::v2 && covered ? "v2" : "v1";
+}
 
 void Plan::backward(Tensor q, Tensor k, Tensor v, Tensor out, LseTensor lse, Tensor dout, MutableTensor dq,
                     MutableTensor dk, MutableTensor dv, cudaStream_t stream) const {

@@ -1,6 +1,9 @@
 // cuda_fa3 backward against the float64 reference gradients: dense, causal,
 // LongNet (w % r != 0, r = 16, unkept rows, partial segments), head groups;
 // bf16 and fp16; head_dim 64, 128 and 256. Gradients are poisoned with NaN first.
+// Every case runs with both backward kernels: v1, and v2 (FA3-style), which
+// covers head_dim 128 without dropout and hands the other cases to v1; the
+// test checks which kernel ran, so a v2 case cannot silently pass on v1.
 //
 // Tolerance: max |got - want| over a tensor, divided by max |want| of that
 // tensor, below 4e-2 (bf16) or 1e-2 (fp16). The kernel rounds P and dS to the
@@ -23,6 +26,7 @@ using dilated::AttentionConfig;
 using dilated::Branch;
 using dilated::HeadMode;
 using dilated::ProblemShape;
+using dilated::cuda_fa3::BackwardKernel;
 using dilated::cuda_fa3::DType;
 using dilated::cuda_fa3::LseTensor;
 using dilated::cuda_fa3::MutableTensor;
@@ -46,6 +50,16 @@ std::vector<Case> cases() {
     cs.push_back({"partial_segments_d64" + tag, make({{128, 1}, {256, 3}}, causal, HeadMode::LongNet, true),
                   {1, 350, 3, 64}});
   }
+  // More head_dim 128 shapes for v2: several query steps per key block (the
+  // stage ring wraps), a partial last key block, one dilated branch (fp32
+  // dK/dV path with a single launch), head groups (output scale 1/k).
+  for (bool causal : {false, true}) {
+    const std::string tag = causal ? "_causal" : "";
+    cs.push_back({"dense_long_d128" + tag, make({{1000, 1}}, causal), {1, 1000, 2, 128}});
+    cs.push_back({"one_dilated_branch_d128" + tag, make({{512, 2}}, causal), {1, 512, 3, 128}});
+    cs.push_back({"head_groups_d128" + tag, make({{128, 1}, {256, 2}}, causal, HeadMode::HeadGroups),
+                  {1, 256, 5, 128}});
+  }
   // Dropout: the forward's counter-based mask, recomputed in the backward.
   for (bool causal : {false, true}) {
     AttentionConfig d = make({{128, 1}, {256, 2}}, causal);
@@ -66,15 +80,19 @@ double relative_error(const std::vector<std::uint16_t>& got, const std::vector<d
   return err / std::max(scale, 1e-30);
 }
 
-class Fa3Backward : public ::testing::TestWithParam<std::tuple<Case, DType>> {};
+class Fa3Backward : public ::testing::TestWithParam<std::tuple<Case, DType, BackwardKernel>> {};
 
 TEST_P(Fa3Backward, MatchesFloat64ReferenceGradients) {
   if (!have_sm90()) GTEST_SKIP() << "needs a compute capability 9.x GPU";
   const Case& c = std::get<0>(GetParam());
   const DType dt = std::get<1>(GetParam());
   const ProblemShape& s = c.shape;
+  const BackwardKernel kernel = std::get<2>(GetParam());
   dilated::cuda_fa3::Plan plan(c.config, s, dt);
   ASSERT_TRUE(plan.backward_support().ok) << plan.backward_support().reason;
+  plan.set_backward_kernel(kernel);
+  const bool v2_covers = s.head_dim == 128 && c.config.dropout_p == 0.0;
+  ASSERT_STREQ(plan.backward_kernel_name(), kernel == BackwardKernel::v2 && v2_covers ? "v2" : "v1");
 
   const std::size_t n = std::size_t(s.batch * s.seq_len * s.heads * s.head_dim);
   const std::size_t nl = std::size_t(s.batch * s.heads * s.seq_len);
@@ -112,10 +130,12 @@ TEST_P(Fa3Backward, MatchesFloat64ReferenceGradients) {
 
 INSTANTIATE_TEST_SUITE_P(AllCases, Fa3Backward,
                          ::testing::Combine(::testing::ValuesIn(cases()),
-                                            ::testing::Values(DType::bf16, DType::fp16)),
+                                            ::testing::Values(DType::bf16, DType::fp16),
+                                            ::testing::Values(BackwardKernel::v1, BackwardKernel::v2)),
                          [](const auto& info) {
                            return std::get<0>(info.param).name + "_" +
-                                  dilated::cuda_fa3::to_string(std::get<1>(info.param));
+                                  dilated::cuda_fa3::to_string(std::get<1>(info.param)) +
+                                  (std::get<2>(info.param) == BackwardKernel::v1 ? "_v1" : "_v2");
                          });
 
 }  // namespace

@@ -16,4 +16,11 @@ void encode_dilated_map(CUtensorMap* map, DType dtype, const void* data, const T
                         std::int64_t head_dim, std::int64_t dilation, std::int64_t phase,
                         int box_rows);
 
+// The same view of a dense fp32 [batch, seq, heads, head_dim] accumulator
+// (strides implied), with a box of 32 floats (128 bytes) x box_rows and
+// 128-byte swizzle: the target of the backward's dQ reduce-add.
+void encode_dilated_map_f32(CUtensorMap* map, float* data, std::int64_t batch, std::int64_t seq_len,
+                            std::int64_t heads, std::int64_t head_dim, std::int64_t dilation,
+                            std::int64_t phase, int box_rows);
+
 }  // namespace dilated::cuda_fa3::details

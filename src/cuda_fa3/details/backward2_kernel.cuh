@@ -1,0 +1,65 @@
+// cuda_fa3/details/backward2_kernel.cuh - the FA3-style H100 backward ("v2")
+// for one branch: one CTA per (128-key block, segment, head, batch).
+//
+//   warpgroup 0 (24 registers): thread 0 issues TMA (K, V once; Q, dO ring),
+//                               warps 1-2 stage LSE and delta; warp 3 idles.
+//   warpgroups 1, 2 (240):      64 keys each, backward2_mainloop.cuh.
+//
+// Same semantics as v1 (backward_kernel.cuh): the merged LSE and delta of the
+// whole layer, so per-branch gradients sum to the exact gradient of LongNet's
+// merged output; dilation through one TMA descriptor per residue. v2 covers
+// head_dim 128 without dropout; plan.cu sends everything else to v1.
+#pragma once
+
+#include <cuda.h>
+
+#include <cstdint>
+
+#include "cuda_fa3/details/backward2_mainloop.cuh"
+#include "cuda_fa3/details/backward2_params.hpp"
+#include "cuda_fa3/details/backward2_producer.cuh"
+#include "cuda_fa3/details/backward2_shape.hpp"
+#include "cuda_fa3/details/ptx_sm90.cuh"
+
+namespace dilated::cuda_fa3::details {
+
+template <class T, int HeadDim>
+__global__ void __launch_bounds__(Bwd2Shape<HeadDim>::kThreads, 1)
+    backward2_kernel(const __grid_constant__ Backward2Args args) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  using Shape = Bwd2Shape<HeadDim>;
+  const Bwd2Tile t = decode_key_tile<Shape>(args.p, blockIdx.x);
+  // Uniform over the CTA, before any barrier. With the direct dK/dV path (one
+  // branch, dilation 1) every key block of a segment has >= 1 query block,
+  // so no dK/dV row is skipped here.
+  if (!t.active || t.q_blocks <= 0) return;
+
+  extern __shared__ char smem_raw[];
+  char* smem = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(smem_raw) + 1023) &
+                                       ~std::uintptr_t(1023));
+  auto* bars = reinterpret_cast<std::uint64_t*>(smem + Shape::kOffsetBarriers);
+  const Bwd2Barriers bar{bars, bars + 1, bars + 1 + Shape::kStages};
+  if (threadIdx.x == 0) {
+    mbar_init(bar.kv_full, 1);
+    for (int s = 0; s < Shape::kStages; ++s) {
+      mbar_init(&bar.qdo_full[s], Shape::kFullArrivals);
+      mbar_init(&bar.qdo_empty[s], Shape::kEmptyArrivals);
+    }
+    fence_barrier_init();
+  }
+  __syncthreads();
+
+  const int warpgroup = threadIdx.x / 128;
+  if (warpgroup == 0) {
+    regs_release<24>();  // 168 x 384 at launch: (168-24) x 128 = (240-168) x 256
+    const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+    if (warp == 0 && lane == 0) bwd2_produce_tma<Shape>(args, t, smem, bar);
+    else if (warp >= 1 && warp <= Shape::kStatsWarps) bwd2_produce_stats<Shape>(args, t, smem, bar, threadIdx.x - 32);
+  } else {
+    regs_acquire<240>();
+    bwd2_consume<T, Shape>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128);
+  }
+#endif
+}
+
+}  // namespace dilated::cuda_fa3::details

@@ -1,0 +1,70 @@
+// cuda_fa3/details/backward2_shape.hpp - tile sizes, shared-memory layout,
+// barrier and named-barrier ids of the FA3-style backward (v2).
+//
+// FA3's head_dim-128 choice: a CTA owns 128 keys and walks query blocks of 64.
+// Warpgroup 0 is the producer (one thread issues TMA for K, V once and a
+// 2-stage ring of Q/dO blocks; one warp stages the block's LSE and delta in
+// shared memory); warpgroups 1 and 2 are consumers owning 64 keys each, so
+// the transposed products S^T = K Q^T, dP^T = V dO^T have M = 64 keys and
+// P^T, dS^T stay in registers as the A operands of dV += P^T dO and
+// dK += dS^T Q. dQ = dS K needs dS with queries as rows: both warpgroups
+// store dS^T to shared memory (double-buffered), and each computes half of
+// dQ's columns over all 128 keys.
+#pragma once
+
+namespace dilated::cuda_fa3::details {
+
+template <int HeadDim>
+struct Bwd2Shape {
+  static constexpr int kHeadDim = HeadDim;
+  static constexpr int kBlockN = 128;  // keys per CTA
+  static constexpr int kBlockM = 64;   // queries per step
+  static constexpr int kStages = 2;    // Q/dO/LSE/delta ring
+  static constexpr int kConsumerWarpgroups = 2;
+  static constexpr int kThreads = 128 * (1 + kConsumerWarpgroups);
+  static constexpr int kPanels = HeadDim / 64;       // 64-column (128-byte) panels
+  static constexpr int kPanelBytesKV = kBlockN * 128;
+  static constexpr int kPanelBytesQ = kBlockM * 128;
+  static constexpr int kTileBytesKV = kPanels * kPanelBytesKV;
+  static constexpr int kTileBytesQ = kPanels * kPanelBytesQ;
+  // dS^T: 128 key rows x 64 queries (128 bytes), one 128-byte-swizzled panel.
+  static constexpr int kDsBytes = kBlockN * 128;
+  // dQ: each consumer warpgroup owns HeadDim/2 columns of the 64-row block,
+  // staged as fp32 boxes of 32 columns (128 bytes, 128-byte swizzle).
+  static constexpr int kDqCols = HeadDim / 2;
+  static constexpr int kDqBoxes = kDqCols / 32;
+  static constexpr int kDqBoxBytes = kBlockM * 128;
+  static constexpr int kDqBytesPerWg = kDqBoxes * kDqBoxBytes;
+  // Layout, every operand 1024-byte aligned (128-byte swizzle atoms):
+  // [K][V][Q x2][dO x2][dS^T x2][dQ wg0][dQ wg1][LSE x2][delta x2][barriers]
+  static constexpr int kOffsetK = 0;
+  static constexpr int kOffsetV = kOffsetK + kTileBytesKV;
+  static constexpr int kOffsetQ = kOffsetV + kTileBytesKV;
+  static constexpr int kOffsetDO = kOffsetQ + kStages * kTileBytesQ;
+  static constexpr int kOffsetDS = kOffsetDO + kStages * kTileBytesQ;
+  static constexpr int kOffsetDQ = kOffsetDS + kStages * kDsBytes;
+  static constexpr int kOffsetLse = kOffsetDQ + kConsumerWarpgroups * kDqBytesPerWg;
+  static constexpr int kOffsetDelta = kOffsetLse + kStages * kBlockM * 4;
+  static constexpr int kOffsetBarriers = kOffsetDelta + kStages * kBlockM * 4;
+  // kv_full, qdo_full[kStages], qdo_empty[kStages]
+  static constexpr int kBarriers = 1 + 2 * kStages;
+  // +1024: the dynamic shared-memory base is only 16-byte aligned.
+  static constexpr int kSmemBytes = kOffsetBarriers + 8 * kBarriers + 1024;
+
+  // Arrivals that complete one use of a Q/dO stage: the TMA thread's
+  // arrive.expect_tx plus one per query of the block (the LSE/delta warps).
+  static constexpr int kStatsWarps = kBlockM / 32;
+  static constexpr int kFullArrivals = 1 + kBlockM;
+  static constexpr int kEmptyArrivals = 128 * kConsumerWarpgroups;
+
+  // Named barriers (0 is __syncthreads): dS^T of both consumer warpgroups in
+  // shared memory; each warpgroup's dQ staging buffer written / free.
+  static constexpr int kBarDsReady = 1;  // 256 threads
+  static constexpr int kBarDq = 2;       // + consumer warpgroup (0, 1): 128 threads
+
+  static_assert(HeadDim == 128, "v2 backward tiles exist for head_dim 128 (64/256 run v1)");
+  static_assert(kOffsetDQ % 1024 == 0 && kOffsetDS % 1024 == 0, "swizzled buffers must be 1024-aligned");
+  static_assert(kSmemBytes <= 227 * 1024, "tile does not fit the H100's shared memory");
+};
+
+}  // namespace dilated::cuda_fa3::details
