@@ -28,7 +28,16 @@ __global__ void __launch_bounds__(Bwd2Shape<HeadDim>::kThreads, 1)
     backward2_kernel(const __grid_constant__ Backward2Args args) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Shape = Bwd2Shape<HeadDim>;
-  const Bwd2Tile t = decode_key_tile<Shape>(args.p, blockIdx.x);
+  // Causal: the first key blocks of a segment see the most query blocks;
+  // hand those out first (kt-major order) so the grid's tail is short.
+  // Otherwise neighbouring CTAs share a (batch, head, segment), so its Q and
+  // dO stay in L2.
+  std::int64_t idx = blockIdx.x;
+  if (args.p.causal) {
+    const std::int64_t groups = std::int64_t(args.p.batch) * args.p.heads * args.p.num_segments;
+    idx = (idx % groups) * args.p.tiles_per_segment + idx / groups;
+  }
+  const Bwd2Tile t = decode_key_tile<Shape>(args.p, idx);
   // Uniform over the CTA, before any barrier. With the direct dK/dV path (one
   // branch, dilation 1) every key block of a segment has >= 1 query block,
   // so no dK/dV row is skipped here.
