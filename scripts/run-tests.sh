@@ -127,5 +127,21 @@ if [ "${DILATED_SKIP_FUZZ:-0}" != 1 ]; then
     echo "fuzz_shard_layout failed (status $fuzz_status); reproducer in build/fuzz/" >&2
     exit 1
   fi
+  # src/memory: sequences of allocate/free/limit/release requests on the TLSF
+  # pool and the tracking adaptor, invariants after every step (fuzz/fuzz_pool.cpp).
+  step "libFuzzer campaign: fuzz_pool for 30 s (ASan + UBSan)"
+  mkdir -p build/fuzz/corpus-pool-new
+  set +e
+  build/fuzz/fuzz/fuzz_pool -max_total_time=30 -timeout=10 -rss_limit_mb=2048 \
+    -print_final_stats=1 -artifact_prefix=build/fuzz/ build/fuzz/corpus-pool-new \
+    fuzz/corpus_pool > build/fuzz/campaign-pool.log 2>&1
+  fuzz_status=$?
+  set -e
+  grep -E '^Done|fuzz_pool totals' build/fuzz/campaign-pool.log || true
+  if [ "$fuzz_status" != 0 ]; then
+    tail -n 40 build/fuzz/campaign-pool.log
+    echo "fuzz_pool failed (status $fuzz_status); reproducer in build/fuzz/" >&2
+    exit 1
+  fi
 fi
 step "all test stages passed"

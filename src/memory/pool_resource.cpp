@@ -59,7 +59,13 @@ bool operator==(const PoolStats& a, const PoolStats& b) {
 PoolResource::PoolResource(MemoryResource& upstream, PoolOptions options)
     : upstream_(upstream),
       options_(std::move(options)),
-      max_bytes_(std::min(upstream_.max_bytes(), options_.policy.hard_limit)) {
+      // At most 2^62 bytes: no machine has that much, and it keeps the size
+      // arithmetic below (granules, alignment padding, segment rounding) far
+      // from wrapping for any request that passes the check - an upstream
+      // that claims no bound (max_bytes() = SIZE_MAX) once let a request of
+      // 2^64 - 2735 bytes round down to a 256-byte segment (fuzz_pool).
+      max_bytes_(std::min({upstream_.max_bytes(), options_.policy.hard_limit,
+                           std::size_t(1) << 62})) {
   if (options_.small_segment < options_.small_limit)
     throw Error("memory.options", name() + ": small_segment (" +
                                       std::to_string(options_.small_segment) +
@@ -99,8 +105,18 @@ std::size_t PoolResource::segment_bytes_for(const LockedArena& a, std::size_t by
                                              std::size_t alignment) const {
   const std::size_t need =
       round_up(bytes, kGranule) + (alignment > kGranule ? alignment - kGranule : 0);
-  if (&a == &small_) return std::max(options_.small_segment, round_up(need, kPage));
-  return round_up(need, options_.large_granularity);
+  const std::size_t seg = &a == &small_ ? std::max(options_.small_segment, round_up(need, kPage))
+                                         : round_up(need, options_.large_granularity);
+  // A fresh segment of at least `oversize` bytes would be an oversize block,
+  // which serves only oversize requests (arena.hpp): a request below the
+  // threshold must get a segment below it too. (Found by fuzz/fuzz_pool: with
+  // the default options a request of 62-64 MiB got a 64 MiB segment that
+  // could not serve it - OutOfMemory "internal error".)
+  if (need < options_.oversize && seg >= options_.oversize) {
+    const std::size_t paged = round_up(need, kPage);
+    return paged < options_.oversize ? paged : need;
+  }
+  return seg;
 }
 
 void* PoolResource::upstream_allocate(std::size_t bytes, std::size_t alignment, Stream s) {
@@ -159,6 +175,20 @@ void* PoolResource::grow_and_take(LockedArena& a, std::size_t bytes, std::size_t
   const std::size_t want_align = std::min(upstream_.max_alignment(),
                                           usable >= kHugePage ? kHugePage : kPage);
   const std::size_t ask = want_align >= kGranule ? usable : usable + kGranule;
+  // A segment the upstream can never give, or one past the hard limit by
+  // itself: fail before releasing anything (found by fuzz/fuzz_pool - the
+  // upstream's own huge_size error used to escape from here, after the
+  // cache had been dropped for nothing).
+  if (ask > upstream_.max_bytes())
+    throw OutOfMemory(name() + ": " + std::to_string(bytes) + " bytes (alignment " +
+                      std::to_string(alignment) + ") need a segment of " + std::to_string(ask) +
+                      " bytes, more than " + upstream_.name() + " can ever give (" +
+                      std::to_string(upstream_.max_bytes()) + " bytes)");
+  if (ask > options_.policy.hard_limit)
+    throw OutOfMemory(name() + ": " + std::to_string(bytes) + " bytes (alignment " +
+                      std::to_string(alignment) + ") need a segment of " + std::to_string(ask) +
+                      " bytes, above the hard limit of " +
+                      std::to_string(options_.policy.hard_limit) + " bytes by itself");
   // Wholly free large segments that could not serve this request are
   // returned first (smallest first, as many bytes as the pool is about to
   // grow by): a pool whose requests drift - sequence lengths changing between

@@ -75,6 +75,10 @@ class PoolResource final : public MemoryResource {
   std::string name() const override { return options_.name; }
   MemoryKind kind() const override { return upstream_.kind(); }
   std::size_t max_alignment() const override { return std::size_t(2) << 20; }
+  // min(upstream's max_bytes(), hard limit, 2^62). A request up to it may
+  // still fail with OutOfMemory when the segment it needs (rounded to the
+  // granularity, plus alignment padding) is more than the upstream can give
+  // or than the hard limit allows - before any cached memory is released.
   std::size_t max_bytes() const override { return max_bytes_; }
 
   // Returns wholly free segments to the upstream; the bytes returned.

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "memory/errors.hpp"
@@ -137,6 +138,84 @@ TEST(MemoryPool, HugeSizeIsRejected) {
   expect_rejected(pool, rules::huge_size, [&] { pool.allocate(std::size_t(1) << 62); });
   expect_rejected(pool, rules::huge_size, [&] { pool.allocate(host.max_bytes() + 1); });
   pool.deallocate(keep, 1000);
+}
+
+// Host memory that claims a given bound (max_bytes()), for the pool's size
+// arithmetic near an upstream's limit.
+class BoundedHost final : public MemoryResource {
+ public:
+  explicit BoundedHost(std::size_t max) : max_(max) {}
+  std::string name() const override { return "bounded-host"; }
+  MemoryKind kind() const override { return MemoryKind::Host; }
+  std::size_t max_alignment() const override { return host_.max_alignment(); }
+  std::size_t max_bytes() const override { return max_; }
+
+ protected:
+  void* do_allocate(std::size_t b, std::size_t a, Stream s) override { return host_.allocate(b, a, s); }
+  void do_deallocate(void* p, std::size_t b, std::size_t a, Stream s) override {
+    host_.deallocate(p, b, a, s);
+  }
+
+ private:
+  HostResource host_;
+  std::size_t max_;
+};
+
+// fuzz_pool found these: an upstream that claims no bound let a request of
+// 2^64 - 2735 bytes wrap to a 256-byte segment; now the pool's max_bytes()
+// is at most 2^62 and such requests are huge_size errors that change nothing.
+TEST(MemoryPool, UnboundedUpstreamStillRejectsAbsurdSizes) {
+  BoundedHost unbounded(~std::size_t(0));
+  PoolResource pool(unbounded);
+  EXPECT_EQ(pool.max_bytes(), std::size_t(1) << 62);
+  void* keep = pool.allocate(1000);
+  for (std::size_t bytes : {~std::size_t(0) - 2734, ~std::size_t(0), (std::size_t(1) << 62) + 1})
+    expect_rejected(pool, rules::huge_size, [&] { pool.allocate(bytes, 1024); });
+  pool.deallocate(keep, 1000);
+}
+
+// fuzz_pool: a request whose segment (rounded to the granularity) is more
+// than the upstream can ever give fails with OutOfMemory before anything
+// cached is released (the upstream's huge_size error used to escape, after
+// the cache had been dropped).
+TEST(MemoryPool, SegmentBeyondTheUpstreamBoundFailsBeforeReleasingTheCache) {
+  BoundedHost bounded(3 * MiB + 1000);
+  PoolResource pool(bounded);  // large segments in multiples of 2 MiB
+  pool.deallocate(pool.allocate(2 * MiB), 2 * MiB);  // one cached large segment
+  const PoolStats before = pool.stats();
+  ASSERT_EQ(before.segments, 1u);
+  EXPECT_THROW(pool.allocate(3 * MiB), OutOfMemory);  // needs a 4 MiB segment
+  const PoolStats after = pool.stats();  // (the free block left its quick list: a merge)
+  EXPECT_EQ(after.reserved, before.reserved) << "the failed request released the cache";
+  EXPECT_EQ(after.segments, before.segments);
+  EXPECT_EQ(after.released_segments, before.released_segments);
+  EXPECT_EQ(after.upstream_allocations, before.upstream_allocations);
+  EXPECT_EQ(after.allocations, before.allocations);
+  EXPECT_EQ(after.requested, 0u);
+  void* p = pool.allocate(2 * MiB);  // the cache still serves
+  EXPECT_EQ(pool.stats().upstream_allocations, before.upstream_allocations);
+  pool.deallocate(p, 2 * MiB);
+}
+
+// fuzz_pool: with the default options (2 MiB granularity, 64 MiB oversize) a
+// request of 62-64 MiB got a fresh 64 MiB segment - an oversize block, which
+// serves only oversize requests - and failed with "internal error". A
+// request below the oversize threshold now gets a segment below it.
+TEST(MemoryPool, RequestsJustBelowOversizeAreServed) {
+  HostResource host;  // untouched pages: the 64 MiB cost address space only
+  PoolResource pool(host);
+  for (std::size_t bytes : {62 * MiB + 1, 63 * MiB, 64 * MiB - 256, 64 * MiB - 1}) {
+    void* p = nullptr;
+    ASSERT_NO_THROW(p = pool.allocate(bytes)) << bytes;
+    ASSERT_NE(p, nullptr);
+    pool.deallocate(p, bytes);
+    void* q = nullptr;
+    ASSERT_NO_THROW(q = pool.allocate(63 * MiB, MiB)) << "with 1 MiB alignment";
+    EXPECT_EQ(reinterpret_cast<std::uintptr_t>(q) % MiB, 0u);
+    pool.deallocate(q, 63 * MiB);
+    pool.release_cached();
+  }
+  EXPECT_EQ(pool.stats().reserved, 0u);
 }
 
 TEST(MemoryPool, BadAlignmentIsRejected) {
