@@ -192,7 +192,8 @@ void launch_v2_branch(const details::BackwardParams& base, const PatternParams& 
   }
   const std::int64_t tiles = s.batch * s.heads * args.p.num_segments * args.p.tiles_per_segment;
   if (tiles <= 0) return;
-  details::launch_backward2_branch<T, 128>(args, tiles, stream);  // v2 covers head_dim 128 only
+  if (s.head_dim == 64) details::launch_backward2_branch<T, 64>(args, tiles, stream);
+  else details::launch_backward2_branch<T, 128>(args, tiles, stream);  // backward2_covers: 64 or 128
 }
 
 template <class T>

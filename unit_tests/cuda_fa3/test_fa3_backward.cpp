@@ -2,7 +2,7 @@
 // LongNet (w % r != 0, r = 16, unkept rows, partial segments), head groups;
 // bf16 and fp16; head_dim 64, 128 and 256. Gradients are poisoned with NaN first.
 // Every case runs with both backward kernels: v1, and v2 (FA3-style), which
-// covers head_dim 128 without dropout and hands the other cases to v1; the
+// covers head_dim 64 and 128 without dropout and hands the other cases to v1; the
 // test checks which kernel ran, so a v2 case cannot silently pass on v1.
 //
 // Tolerance: max |got - want| over a tensor, divided by max |want| of that
@@ -91,7 +91,7 @@ TEST_P(Fa3Backward, MatchesFloat64ReferenceGradients) {
   dilated::cuda_fa3::Plan plan(c.config, s, dt);
   ASSERT_TRUE(plan.backward_support().ok) << plan.backward_support().reason;
   plan.set_backward_kernel(kernel);
-  const bool v2_covers = s.head_dim == 128 && c.config.dropout_p == 0.0;
+  const bool v2_covers = (s.head_dim == 64 || s.head_dim == 128) && c.config.dropout_p == 0.0;
   ASSERT_STREQ(plan.backward_kernel_name(), kernel == BackwardKernel::v2 && v2_covers ? "v2" : "v1");
 
   const std::size_t n = std::size_t(s.batch * s.seq_len * s.heads * s.head_dim);

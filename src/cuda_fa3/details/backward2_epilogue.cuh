@@ -52,8 +52,8 @@ __device__ __forceinline__ void bwd2_store_dq(const Backward2Args& args, const B
     const int row = int(t.map_row0 + q_begin);
 #pragma unroll
     for (int box = 0; box < Shape::kDqBoxes; ++box)
-      tma_reduce_add_4d(&args.dq[t.phase], dq_smem + box * Shape::kDqBoxBytes, wg * Shape::kDqCols + 32 * box, row,
-                        t.h, t.b);
+      tma_reduce_add_4d(&args.dq[t.phase], dq_smem + box * Shape::kDqBoxBytes,
+                        (Shape::kDqSplitKeys ? 0 : wg * Shape::kDqCols) + 32 * box, row, t.h, t.b);
     bulk_commit_group();
   }
 }

@@ -8,7 +8,7 @@
 // Same semantics as v1 (backward_kernel.cuh): the merged LSE and delta of the
 // whole layer, so per-branch gradients sum to the exact gradient of LongNet's
 // merged output; dilation through one TMA descriptor per residue. v2 covers
-// head_dim 128 without dropout; plan.cu sends everything else to v1.
+// head_dim 64 and 128 without dropout; plan.cu sends everything else to v1.
 #pragma once
 
 #include <cuda.h>

@@ -32,6 +32,8 @@ void launch_backward2_branch(const Backward2Args& args, std::int64_t tiles, cuda
   check(cudaGetLastError(), "kernel launch");
 }
 
+template void launch_backward2_branch<__nv_bfloat16, 64>(const Backward2Args&, std::int64_t, cudaStream_t);
+template void launch_backward2_branch<__half, 64>(const Backward2Args&, std::int64_t, cudaStream_t);
 template void launch_backward2_branch<__nv_bfloat16, 128>(const Backward2Args&, std::int64_t, cudaStream_t);
 template void launch_backward2_branch<__half, 128>(const Backward2Args&, std::int64_t, cudaStream_t);
 

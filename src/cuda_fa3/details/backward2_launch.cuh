@@ -10,8 +10,10 @@
 
 namespace dilated::cuda_fa3::details {
 
-// What v2 implements: head_dim 128 without dropout (v1 runs the rest).
-inline bool backward2_covers(std::int64_t head_dim, bool dropout) { return head_dim == 128 && !dropout; }
+// What v2 implements: head_dim 64 and 128 without dropout (v1 runs the rest).
+inline bool backward2_covers(std::int64_t head_dim, bool dropout) {
+  return (head_dim == 64 || head_dim == 128) && !dropout;
+}
 
 template <class T, int HeadDim>
 void launch_backward2_branch(const Backward2Args& args, std::int64_t tiles, cudaStream_t stream);

@@ -8,6 +8,7 @@
 //   dV  += (c P^T) dO,  dK += dS^T Q      RS: P^T, dS^T straight from registers
 //   dS^T -> shared memory (both warpgroups), named barrier
 //   dQ[:, half w] = dS K[:, half w]       SS, both operands read MN-major
+//   (head_dim 64: dQ = dS_w K_w over the warpgroup's own keys instead)
 // dV and dK are in flight while dS^T is being stored; dQ is issued right
 // after the barrier. c is the output scale (head groups average branches).
 #pragma once
@@ -64,9 +65,10 @@ __device__ void bwd2_consume(const Backward2Args& args, const Bwd2Tile& t, char*
     const char* do_smem = smem + Shape::kOffsetDO + stage * Shape::kTileBytesQ;
     const float* lse_s = reinterpret_cast<const float*>(smem + Shape::kOffsetLse) + stage * Shape::kBlockM;
     const float* dlt_s = reinterpret_cast<const float*>(smem + Shape::kOffsetDelta) + stage * Shape::kBlockM;
-    // Both warpgroups are at the same step here; a buffer is rewritten two
-    // steps later, after both passed the next step's kBarDsReady, i.e. after
-    // both retired the dQ product that read it.
+    // head_dim 128: both warpgroups are at the same step here; a buffer is
+    // rewritten two steps later, after both passed the next step's
+    // kBarDsReady, i.e. after both retired the dQ product that read it.
+    // head_dim 64: a warpgroup reads only the rows it wrote.
     char* ds_smem = smem + Shape::kOffsetDS + stage * Shape::kDsBytes;
     const std::int64_t q_begin = std::int64_t(t.q_block_begin + step) * Shape::kBlockM;
     mbar_wait(&bar.qdo_full[stage], (step / Shape::kStages) & 1);
@@ -147,17 +149,25 @@ __device__ void bwd2_consume(const Backward2Args& args, const Bwd2Tile& t, char*
         *reinterpret_cast<std::uint32_t*>(ds_smem + byte) = ads[j / 2][(j % 2) * 2 + rr];
       }
     fence_proxy_async();  // wgmma reads dS through the async proxy
-    named_sync(Shape::kBarDsReady, 256);
+    if constexpr (Shape::kDqSplitKeys)
+      named_sync(Shape::kBarDsOwn + wg, 128);  // only this warpgroup reads its rows
+    else
+      named_sync(Shape::kBarDsReady, 256);
 
-    // dQ[:, 64 wg .. 64 wg + 63] = dS K over all 128 keys: A = dS^T read
-    // transposed (queries contiguous), B = K's panel w (head_dim contiguous).
+    // head_dim 128: dQ[:, 64 wg .. 64 wg + 63] = dS K over all 128 keys,
+    // B = K's panel w. head_dim 64: dQ (all columns) = dS_w K_w over this
+    // warpgroup's 64 keys. A = dS^T read transposed (queries contiguous),
+    // B = K rows (head_dim contiguous).
+    const int key_row0 = Shape::kDqSplitKeys ? 64 * wg : 0;
+    const char* kb = k_smem + (Shape::kDqSplitKeys ? 0 : wg * Shape::kPanelBytesKV);
     float dq[Shape::kDqCols / 2];
     wgmma_fence();
 #pragma unroll
-    for (int kk = 0; kk < Shape::kBlockN / 16; ++kk)
-      Wgmma<T, Shape::kDqCols>::ss_tt(
-          dq, desc_mn_major_sw128(ds_smem + kk * 16 * 128, Shape::kDsBytes),
-          desc_mn_major_sw128(k_smem + wg * Shape::kPanelBytesKV + kk * 16 * 128, Shape::kPanelBytesKV), kk > 0);
+    for (int kk = 0; kk < Shape::kDqKeys / 16; ++kk) {
+      const int row = key_row0 + 16 * kk;
+      Wgmma<T, Shape::kDqCols>::ss_tt(dq, desc_mn_major_sw128(ds_smem + row * 128, Shape::kDsBytes),
+                                      desc_mn_major_sw128(kb + row * 128, Shape::kPanelBytesKV), kk > 0);
+    }
     wgmma_commit();
     wgmma_wait<0>();
     fence_registers(dv);

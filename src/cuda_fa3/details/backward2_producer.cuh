@@ -81,8 +81,9 @@ __device__ void bwd2_produce_stats(const Backward2Args& args, const Bwd2Tile& t,
   const float* lp = p.lse + t.b * p.lse_stride_b + t.h * p.lse_stride_h + (t.first + q * r) * p.lse_stride_s;
   const float* dptr = p.delta + (std::int64_t(t.b) * p.heads + t.h) * p.seq_len + t.first + q * r;
   const std::int64_t lstep = Shape::kBlockM * r * p.lse_stride_s, dstep = Shape::kBlockM * r;
-  float* ls = reinterpret_cast<float*>(smem + Shape::kOffsetLse) + q_local;
-  float* ds = reinterpret_cast<float*>(smem + Shape::kOffsetDelta) + q_local;
+  // 32-bit shared-memory addresses: two registers fewer than generic pointers.
+  const std::uint32_t ls = smem_u32(smem + Shape::kOffsetLse) + 4 * q_local;
+  const std::uint32_t ds = smem_u32(smem + Shape::kOffsetDelta) + 4 * q_local;
 #pragma unroll 1  // unrolled copies would not fit 24 registers
   for (int step = 0; step < t.q_blocks; ++step) {
     const int stage = step % Shape::kStages;
@@ -97,8 +98,8 @@ __device__ void bwd2_produce_stats(const Backward2Args& args, const Bwd2Tile& t,
       }
     }
     if (use > 0) mbar_wait(&bar.qdo_empty[stage], (use - 1) & 1);
-    ls[stage * Shape::kBlockM] = l;
-    ds[stage * Shape::kBlockM] = d;
+    st_shared_f32(ls + 4 * stage * Shape::kBlockM, l);
+    st_shared_f32(ds + 4 * stage * Shape::kBlockM, d);
     mbar_arrive(&bar.qdo_full[stage]);  // release: the stores above are visible to the waiters
     q += Shape::kBlockM;
     lp += lstep;

@@ -29,9 +29,16 @@ struct Bwd2Shape {
   static constexpr int kTileBytesQ = kPanels * kPanelBytesQ;
   // dS^T: 128 key rows x 64 queries (128 bytes), one 128-byte-swizzled panel.
   static constexpr int kDsBytes = kBlockN * 128;
-  // dQ: each consumer warpgroup owns HeadDim/2 columns of the 64-row block,
-  // staged as fp32 boxes of 32 columns (128 bytes, 128-byte swizzle).
-  static constexpr int kDqCols = HeadDim / 2;
+  // dQ, head_dim 128: each consumer warpgroup owns HeadDim/2 columns of the
+  // 64-row block, reduced over all 128 keys (both warpgroups' dS^T).
+  // head_dim 64: half the columns (32) would need a B operand starting
+  // mid-way through a 128-byte swizzle row; instead each warpgroup computes
+  // all 64 columns over its own 64 keys, and both reduce-add into the same
+  // rows (twice the reduction traffic, no cross-warpgroup barrier).
+  // Staged as fp32 boxes of 32 columns (128 bytes, 128-byte swizzle).
+  static constexpr bool kDqSplitKeys = HeadDim == 64;
+  static constexpr int kDqCols = kDqSplitKeys ? HeadDim : HeadDim / 2;
+  static constexpr int kDqKeys = kDqSplitKeys ? 64 : kBlockN;  // reduction length of one dQ product
   static constexpr int kDqBoxes = kDqCols / 32;
   static constexpr int kDqBoxBytes = kBlockM * 128;
   static constexpr int kDqBytesPerWg = kDqBoxes * kDqBoxBytes;
@@ -59,10 +66,11 @@ struct Bwd2Shape {
 
   // Named barriers (0 is __syncthreads): dS^T of both consumer warpgroups in
   // shared memory; each warpgroup's dQ staging buffer written / free.
-  static constexpr int kBarDsReady = 1;  // 256 threads
+  static constexpr int kBarDsReady = 1;  // 256 threads (head_dim 128)
   static constexpr int kBarDq = 2;       // + consumer warpgroup (0, 1): 128 threads
+  static constexpr int kBarDsOwn = 4;    // + consumer warpgroup: own dS^T rows (head_dim 64)
 
-  static_assert(HeadDim == 128, "v2 backward tiles exist for head_dim 128 (64/256 run v1)");
+  static_assert(HeadDim == 64 || HeadDim == 128, "v2 backward tiles exist for head_dim 64 and 128 (256 runs v1)");
   static_assert(kOffsetDQ % 1024 == 0 && kOffsetDS % 1024 == 0, "swizzled buffers must be 1024-aligned");
   static_assert(kSmemBytes <= 227 * 1024, "tile does not fit the H100's shared memory");
 };

@@ -163,6 +163,10 @@ __device__ __forceinline__ void regs_acquire() {
   asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(Regs));
 }
 
+__device__ __forceinline__ void st_shared_f32(std::uint32_t addr, float x) {
+  asm volatile("st.shared.f32 [%0], %1;" ::"r"(addr), "f"(x) : "memory");
+}
+
 // ---- small numeric helpers ---------------------------------------------------
 __device__ __forceinline__ float fast_exp2(float x) {
   float y;
