@@ -47,7 +47,8 @@ struct Support {
 
 // Which backward kernel runs. v1: one warpgroup per 64 keys, every case.
 // v2: FA3-style (producer warp with TMA, two consumer warpgroups per 128
-// keys, dQ by TMA reduce-add) for head_dim 64 and 128 without dropout; other
+// keys, dQ by TMA reduce-add) for head_dim 64 and 128 without dropout or
+// block sparsity; other
 // problems run v1 even when v2 is asked for. automatic: the environment
 // variable DILATED_FA3_BWD=v1|v2 at the time of the call, else v1.
 enum class BackwardKernel { automatic, v1, v2 };

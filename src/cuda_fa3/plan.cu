@@ -291,8 +291,10 @@ const char* Plan::backward_kernel_name() const {
     const char* env = std::getenv("DILATED_FA3_BWD");
     want = env && std::strcmp(env, "v2") == 0 ? BackwardKernel::v2 : BackwardKernel::v1;
   }
+  // v2 walks dense/dilated key ranges only: block-sparse problems run v1.
   const bool covered =
-      details::backward2_covers(shape_.head_dim, make_dropout(config_.dropout_p, config_.dropout_seed).enabled());
+      details::backward2_covers(shape_.head_dim, make_dropout(config_.dropout_p, config_.dropout_seed).enabled()) &&
+      !config_.block_sparse;
   return want == BackwardKernel::v2 && covered ? "v2" : "v1";
 }
 
