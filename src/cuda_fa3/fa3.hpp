@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "dilated/config.hpp"
@@ -97,6 +98,8 @@ class Plan {
   PatternParams pattern_;
   Support support_;
   Support backward_support_;
+  // Device copy of a block-sparse layout (pattern_ points into it); shared by copies.
+  std::shared_ptr<void> block_sparse_storage_;
   BackwardKernel backward_kernel_ = BackwardKernel::automatic;
 };
 

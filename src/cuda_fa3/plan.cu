@@ -11,6 +11,7 @@
 
 #include "cuda_fa3/details/backward2_launch.cuh"
 #include "cuda_fa3/details/backward_launch.cuh"
+#include "cuda_fa3/details/block_sparse_device.hpp"
 #include "cuda_fa3/details/forward_launch.cuh"
 #include "cuda_fa3/details/tensor_maps.hpp"
 #include "cuda_fa3/details/tile_shape.hpp"
@@ -34,8 +35,10 @@ Support query_support(const AttentionConfig& config, const ProblemShape& shape, 
               " is not 9.x (the kernels use sm_90a wgmma and TMA)");
   if (shape.head_dim != 64 && shape.head_dim != 128 && shape.head_dim != 256)
     return no("head_dim " + std::to_string(shape.head_dim) + " is not 64, 128 or 256");
-  if (config.block_sparse)
-    return no("block-sparse patterns are not implemented in cuda_fa3 yet");
+  if (config.block_sparse) {
+    const std::string why = details::block_sparse_unsupported(config);
+    if (!why.empty()) return no(why);
+  }
   if (!(effective_softmax_scale(config, shape.head_dim) > 0.0))
     return no("softmax scale must be positive (the kernel takes the row max before scaling)");
   for (const Branch& b : config.branches)
@@ -54,6 +57,11 @@ Plan::Plan(AttentionConfig config, ProblemShape shape, DType dtype, int device)
   pattern_ = make_pattern(config_, shape_);
   support_ = query_support(config_, shape_, dtype_, device);
   backward_support_ = support_;
+  // Block-sparse: forward and (v1) backward walk the rule's runs, read from
+  // a device copy of the layout.
+  if (config_.block_sparse && support_.ok)
+    block_sparse_storage_ = details::upload_block_sparse(*config_.block_sparse, shape_.seq_len,
+                                                         &pattern_.block_sparse);
 }
 
 namespace {
@@ -81,7 +89,9 @@ void run_branches(const details::ForwardParams& base, const PatternParams& pat,
                   const Tensor& v, cudaStream_t stream) {
   // The first branch may write rows outright only if it writes every row:
   // LongNet mode with dilation 1. Otherwise start from the merge identity.
-  const bool first_covers_all = pat.head_mode == 0 && pat.dilation[0] == 1;
+  // A block-sparse pattern may leave rows (whole query tiles) with no block.
+  const bool first_covers_all =
+      pat.head_mode == 0 && pat.dilation[0] == 1 && !pat.block_sparse.enabled();
   if (!first_covers_all) details::launch_fill_empty<T>(base, s.head_dim, stream);
   for (int i = 0; i < pat.num_branches; ++i) {
     details::ForwardArgs args{};
@@ -92,7 +102,8 @@ void run_branches(const details::ForwardParams& base, const PatternParams& pat,
     const int block_m = 128;
     // Tile-size heuristic: 176 keys per block for long non-causal head_dim
     // 128 rows (>= 8192 keys, where the ragged last block costs < 2%).
-    const bool wide = s.head_dim == 128 && !base.causal && pat.max_kept_count(i) >= 8192;
+    const bool wide = s.head_dim == 128 && !base.causal && pat.max_kept_count(i) >= 8192 &&
+                      !pat.block_sparse.enabled();  // block-sparse: 128-key blocks only
     const int block_n = wide ? 176 : s.head_dim <= 128 ? 128 : 64;
     args.p.tiles_per_segment = (pat.max_kept_count(i) + block_m - 1) / block_m;
     const std::int64_t r = pat.dilation[i];
@@ -192,8 +203,7 @@ void launch_v2_branch(const details::BackwardParams& base, const PatternParams& 
   }
   const std::int64_t tiles = s.batch * s.heads * args.p.num_segments * args.p.tiles_per_segment;
   if (tiles <= 0) return;
-  if (s.head_dim == 64) details::launch_backward2_branch<T, 64>(args, tiles, stream);
-  else details::launch_backward2_branch<T, 128>(args, tiles, stream);  // backward2_covers: 64 or 128
+  details::launch_backward2_branch<T, 128>(args, tiles, stream);  // v2 covers head_dim 128 only
 }
 
 template <class T>
@@ -291,11 +301,10 @@ const char* Plan::backward_kernel_name() const {
     const char* env = std::getenv("DILATED_FA3_BWD");
     want = env && std::strcmp(env, "v2") == 0 ? BackwardKernel::v2 : BackwardKernel::v1;
   }
-  // v2 walks dense/dilated key ranges only: block-sparse problems run v1.
   const bool covered =
-      details::backward2_covers(shape_.head_dim, make_dropout(config_.dropout_p, config_.dropout_seed).enabled()) &&
-      !config_.block_sparse;
-  return want == BackwardKernel::v2 && covered ? "v2" : "v1";
+      details::backward2_covers(shape_.head_dim, make_dropout(config_.dropout_p, config_.dropout_seed).enabled());
+  // Block-sparse runs v1 only (its key tiles walk the block-sparse rule).
+  return want == BackwardKernel::v2 && covered && !config_.block_sparse ? "v2" : "v1";
 }
 
 void Plan::backward(Tensor q, Tensor k, Tensor v, Tensor out, LseTensor lse, Tensor dout, MutableTensor dq,

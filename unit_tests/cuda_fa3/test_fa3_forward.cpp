@@ -1,6 +1,8 @@
 // cuda_fa3 forward against the float64 reference: dense, causal, LongNet
 // (w % r != 0, r = 16, unkept rows, ragged tails, partial segments), head
-// groups; bf16 and fp16; head_dim 64, 128 and 256. Outputs are poisoned with
+// groups, block-sparse (local, global + local, 90% random, rectangular
+// blocks, dilated blocks; rows with no block); bf16 and fp16; head_dim 64,
+// 128 and 256. Outputs are poisoned with
 // NaN first, so a row the kernel forgets fails.
 #include <gtest/gtest.h>
 
@@ -23,8 +25,51 @@ using dilated::ProblemShape;
 using dilated::cuda_fa3::DType;
 using namespace fa3test;
 
+// Block-sparse configs (issue 4): the kernel visits only the listed 128-key
+// blocks of each 128-row query tile.
+AttentionConfig block_sparse(dilated::BlockSparsePattern p, bool causal) {
+  AttentionConfig c;
+  c.block_sparse = std::move(p);
+  c.causal = causal;
+  return c;
+}
+// A random mask keeping `density` of the blocks of each of `layouts`
+// layouts; query block `empty_row` (if >= 0) lists no block at all.
+dilated::BlockSparsePattern random_blocks(std::int64_t n, std::int64_t bq, std::int64_t bk,
+                                          std::int64_t layouts, double density, int empty_row) {
+  dilated::BlockSparsePattern p;
+  p.block_q = bq;
+  p.block_k = bk;
+  p.layouts = layouts;
+  const std::int64_t nq = p.num_q_blocks(n), nk = p.num_k_blocks(n);
+  p.mask.assign(std::size_t(layouts * nq * nk), 0);
+  std::mt19937_64 rng(77);
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  for (std::int64_t l = 0; l < layouts; ++l)
+    for (std::int64_t i = 0; i < nq; ++i)
+      for (std::int64_t j = 0; j < nk; ++j)
+        p.mask[std::size_t((l * nq + i) * nk + j)] = i != empty_row && u(rng) < density;
+  return p;
+}
+
 std::vector<Case> cases() {
   std::vector<Case> cs;
+  for (bool causal : {false, true}) {
+    using BSP = dilated::BlockSparsePattern;
+    const std::string tag = causal ? "_causal" : "";
+    cs.push_back({"block_sparse_local_d128" + tag, block_sparse(BSP::local_window(1024, 128, 1), causal),
+                  {1, 1024, 2, 128}});
+    cs.push_back({"block_sparse_global_local_d64" + tag,
+                  block_sparse(BSP::global_local(1536, 128, 1, 1), causal), {1, 1536, 3, 64}});
+    // ~90% sparsity, one layout per head, query block 5 empty (out 0, lse -inf).
+    cs.push_back({"block_sparse_random90_d128" + tag,
+                  block_sparse(random_blocks(2048, 128, 128, 2, 0.1, 5), causal), {2, 2048, 2, 128}});
+    // 256-row query blocks, 128-key blocks, N not a multiple of either; d256 (64-key steps).
+    cs.push_back({"block_sparse_rect_d256" + tag,
+                  block_sparse(random_blocks(1000, 256, 128, 1, 0.4, -1), causal), {1, 1000, 2, 256}});
+    cs.push_back({"block_sparse_dilated_d64" + tag,
+                  block_sparse(BSP::dilated_blocks(2048, 128, 8, 2), causal), {1, 2048, 2, 64}});
+  }
   for (bool causal : {false, true}) {
     const std::string tag = causal ? "_causal" : "";
     cs.push_back({"dense_d128" + tag, make({{1000, 1}}, causal), {2, 1000, 3, 128}});
@@ -109,6 +154,30 @@ TEST_P(Fa3Forward, MatchesFloat64Reference) {
   EXPECT_EQ(bad, 0u) << "max |out err| " << worst << " (tol " << tol.out << "), max lse err " << worst_lse
                      << " (tol " << tol.lse << ")";
   RecordProperty("max_out_error", std::to_string(worst));
+}
+
+// Block-sparse shapes the kernels cannot tile are reported, so AutoPlan can
+// fall back (the backward's block-sparse cases: test_fa3_block_sparse.cpp).
+TEST(Fa3BlockSparseSupport, UnsupportedShapesSayWhy) {
+  if (!have_sm90()) GTEST_SKIP() << "needs a compute capability 9.x GPU";
+  const ProblemShape s{1, 1024, 2, 128};
+  auto support = [&](const AttentionConfig& c) {
+    return dilated::cuda_fa3::query_support(c, s, DType::bf16, -1);
+  };
+  const auto ok = support(block_sparse(dilated::BlockSparsePattern::local_window(1024, 128, 1), false));
+  EXPECT_TRUE(ok.ok) << ok.reason;
+  const auto small = support(block_sparse(dilated::BlockSparsePattern::local_window(1024, 64, 1), false));
+  EXPECT_FALSE(small.ok);
+  EXPECT_NE(small.reason.find("multiples of 128"), std::string::npos) << small.reason;
+  AttentionConfig drop = block_sparse(dilated::BlockSparsePattern::local_window(1024, 128, 1), false);
+  drop.dropout_p = 0.1;
+  const auto dropped = support(drop);
+  EXPECT_FALSE(dropped.ok);
+  EXPECT_NE(dropped.reason.find("dropout"), std::string::npos) << dropped.reason;
+  dilated::cuda_fa3::Plan plan(block_sparse(dilated::BlockSparsePattern::local_window(1024, 128, 1), false),
+                               s, DType::bf16);
+  EXPECT_TRUE(plan.support().ok);
+  EXPECT_TRUE(plan.backward_support().ok) << plan.backward_support().reason;  // v1 walks the rule too
 }
 
 INSTANTIATE_TEST_SUITE_P(AllCases, Fa3Forward,

@@ -22,6 +22,7 @@
 #include <cstdint>
 
 #include "cuda_fa3/details/backward_params.hpp"
+#include "cuda_fa3/details/block_walk.cuh"
 #include "cuda_fa3/details/epilogue.cuh"
 #include "cuda_fa3/details/ptx_sm90.cuh"
 #include "cuda_fa3/details/wgmma_ops.cuh"
@@ -59,9 +60,12 @@ struct KeyTile {
   std::int64_t map_row0;
   int q_block_begin, q_blocks;
   bool active;
+  Spans spans;  // block-sparse: the query runs that visit this key tile (pattern.hpp)
 };
 
-template <class Shape>
+// kBlockSparse (compile time, so other kernels reusing this keep their code):
+// the query blocks come from the block-sparse rule.
+template <class Shape, bool kBlockSparse = false>
 __device__ __forceinline__ KeyTile decode_key_tile(const BackwardParams& p, std::int64_t idx) {
   KeyTile t{};
   const std::int64_t kt = idx % p.tiles_per_segment;
@@ -82,6 +86,13 @@ __device__ __forceinline__ KeyTile decode_key_tile(const BackwardParams& p, std:
   const std::int64_t q0 = query_range_begin(p.causal, 0, t.k_begin);
   t.q_block_begin = int(q0 / Shape::kBlockM);
   t.q_blocks = int((t.kept + Shape::kBlockM - 1) / Shape::kBlockM) - t.q_block_begin;
+  if constexpr (kBlockSparse) {
+    // One branch over the whole sequence; the 64-key tile lies in one key
+    // block (block_k % 128 == 0, plan.cu), so it has one list of query runs.
+    t.spans = query_spans(p.pattern, p.causal, t.h, 0, t.kept, t.k_begin);
+    t.q_block_begin = 0;
+    t.q_blocks = count_blocks<Shape::kBlockM>(t.spans);
+  }
   return t;
 }
 
@@ -93,7 +104,9 @@ __device__ __forceinline__ void load_rows(const CUtensorMap* map, char* dst, std
     tma_load_4d(dst + panel * Shape::kPanelBytes, map, bar, 64 * panel, int(row), h, b);
 }
 
-template <class T, int HeadDim, bool kDropout>
+// kBlockSparse: a separate instantiation, so dense/dilated launches keep
+// their block arithmetic (and registers).
+template <class T, int HeadDim, bool kDropout, bool kBlockSparse>
 __global__ void __launch_bounds__(128, 1) backward_kernel(const __grid_constant__ BackwardArgs args) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   using Shape = BackwardShape<HeadDim>;
@@ -102,7 +115,7 @@ __global__ void __launch_bounds__(128, 1) backward_kernel(const __grid_constant_
   const int col0 = blockIdx.y * kC;    // first of them
   const int panel0 = col0 / 64;
   const BackwardParams& p = args.p;
-  const KeyTile t = decode_key_tile<Shape>(p, blockIdx.x);
+  const KeyTile t = decode_key_tile<Shape, kBlockSparse>(p, blockIdx.x);
   if (!t.active || t.q_blocks <= 0) return;
 
   extern __shared__ char smem_raw[];
@@ -114,9 +127,12 @@ __global__ void __launch_bounds__(128, 1) backward_kernel(const __grid_constant_
   const CUtensorMap* qmap = &args.q[t.phase];
   const CUtensorMap* dmap = &args.dout[t.phase];
 
+  // Query blocks of the key tile (block_walk.cuh): thread 0 walks them one
+  // step ahead for the loads, every thread walks them for the step's rows.
+  BlockWalk<Shape::kBlockM, kBlockSparse> issue_walk(t.spans), step_walk(t.spans);
   auto issue_q_block = [&](int step) {  // thread 0 only
     const int stage = step % 2;
-    const std::int64_t row = t.map_row0 + std::int64_t(t.q_block_begin + step) * Shape::kBlockM;
+    const std::int64_t row = t.map_row0 + issue_walk.next(t.q_block_begin + step);
     mbar_arrive_expect_tx(&qdo_full[stage], 2 * Shape::kTileBytes);
     load_rows<Shape>(qmap, smem + Shape::kOffsetQ + stage * Shape::kTileBytes, &qdo_full[stage], row, t.h, t.b);
     load_rows<Shape>(dmap, smem + Shape::kOffsetDO + stage * Shape::kTileBytes, &qdo_full[stage], row, t.h, t.b);
@@ -154,7 +170,7 @@ __global__ void __launch_bounds__(128, 1) backward_kernel(const __grid_constant_
     const char* do_smem = smem + Shape::kOffsetDO + stage * Shape::kTileBytes;
     mbar_wait(&qdo_full[stage], (step / 2) & 1);
     if (thread == 0 && step + 1 < t.q_blocks) issue_q_block(step + 1);  // other stage is free
-    const std::int64_t q_begin = std::int64_t(t.q_block_begin + step) * Shape::kBlockM;
+    const std::int64_t q_begin = step_walk.next(t.q_block_begin + step);
 
     // S^T = K Q^T and dP^T = V dO^T, both K-major products over head_dim.
     wgmma_fence();

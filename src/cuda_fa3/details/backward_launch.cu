@@ -64,15 +64,19 @@ void launch_delta(const Tensor& dout, const Tensor& out, float* delta, std::int6
 template <class T, int HeadDim>
 void launch_backward_branch(const BackwardArgs& args, std::int64_t tiles, cudaStream_t stream) {
   using Shape = BackwardShape<HeadDim>;
-  auto* plain = &backward_kernel<T, HeadDim, false>;
-  auto* dropout = &backward_kernel<T, HeadDim, true>;
+  auto* plain = &backward_kernel<T, HeadDim, false, false>;
+  auto* dropout = &backward_kernel<T, HeadDim, true, false>;
+  auto* sparse = &backward_kernel<T, HeadDim, false, true>;  // block-sparse, no dropout (plan.cu)
   static std::once_flag once;
   std::call_once(once, [&] {
-    for (auto* k : {plain, dropout})
+    for (auto* k : {plain, dropout, sparse})
       check(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::kSmemBytes),
             "cudaFuncSetAttribute");
   });
-  auto* kernel = args.p.dropout.enabled() ? dropout : plain;
+  const bool block_sparse = args.p.pattern.block_sparse.enabled();
+  if (block_sparse && args.p.dropout.enabled())
+    throw Error("cuda.unsupported", "cuda_fa3: block-sparse backward runs without dropout");
+  auto* kernel = block_sparse ? sparse : args.p.dropout.enabled() ? dropout : plain;
   const dim3 grid(unsigned(tiles), HeadDim / Shape::kOutCols);
   kernel<<<grid, dim3(Shape::kThreads), Shape::kSmemBytes, stream>>>(args);
   check(cudaGetLastError(), "backward kernel launch");

@@ -43,7 +43,7 @@ __device__ __forceinline__ void load_tile(const CUtensorMap* map, char* dst, std
 
 // Producer: one thread issues every TMA load. `it` counts key blocks over all
 // tiles this CTA has run (the K/V ring's position), `tile_iter` its tiles.
-template <class Shape>
+template <class Shape, bool kBlockSparse>
 __device__ void produce(const ForwardArgs& args, const QueryTile& t, char* smem, Barriers bar,
                         std::uint32_t it, std::uint32_t tile_iter) {
   const int phase = t.phase;
@@ -53,10 +53,11 @@ __device__ void produce(const ForwardArgs& args, const QueryTile& t, char* smem,
   if (tile_iter > 0) mbar_wait(bar.q_empty, (tile_iter - 1) & 1);
   mbar_arrive_expect_tx(bar.q_full, Shape::kTileBytesQ);
   load_tile<Shape>(qmap, smem, bar.q_full, Shape::kPanelBytesQ, t.map_row0 + t.q_begin, t.h, t.b);
+  BlockWalk<Shape::kBlockN, kBlockSparse> walk(t.spans);  // block_walk.cuh
   for (int kb = 0; kb < t.key_blocks; ++kb, ++it) {
     const int stage = it % Shape::kStages;
     const std::uint32_t round = it / Shape::kStages;
-    const std::int64_t row = t.map_row0 + std::int64_t(kb) * Shape::kBlockN;
+    const std::int64_t row = t.map_row0 + walk.next(kb);
     if (round > 0) mbar_wait(&bar.k_empty[stage], (round - 1) & 1);
     mbar_arrive_expect_tx(&bar.k_full[stage], Shape::kTileBytesKV);
     load_tile<Shape>(kmap, smem + Shape::kOffsetK + stage * Shape::kTileBytesKV, &bar.k_full[stage],
@@ -79,7 +80,7 @@ __device__ void produce(const ForwardArgs& args, const QueryTile& t, char* smem,
 // warpgroup's softmax runs while the other's products occupy the tensor cores.
 // Both warpgroups of a tile visit the same number of key blocks, so the turns
 // pair up; warpgroup 0 goes first and takes one extra turn at the end.
-template <class T, class Shape, bool kDropout>
+template <class T, class Shape, bool kDropout, bool kBlockSparse>
 __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem, Barriers bar,
                         int wg, int thread, std::uint32_t it, std::uint32_t tile_iter) {
   constexpr int kD = Shape::kHeadDim, kN = Shape::kBlockN, kStages = Shape::kStages;
@@ -128,8 +129,9 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
     }
     wgmma_commit();
   };
+  BlockWalk<kN, kBlockSparse> walk(t.spans);  // softmax_step(kb) runs once per kb, in order
   auto softmax_step = [&](int kb) {
-    const std::int64_t key_begin = std::int64_t(kb) * kN;
+    const std::int64_t key_begin = walk.next(kb);
     if (needs_mask<kN>(key_begin, t.kept, t.q_begin + 64 * wg, p.causal))
       apply_mask<kN>(s, key_begin, t.kept, rows, p.causal, lane);
     softmax.update(s, correction, p.scale_log2);
@@ -205,7 +207,8 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
 // consumers are still finishing the previous tile and writing its output.
 // kDropout: a separate instantiation, so the dropout-free kernel keeps its
 // registers (the Philox rounds would otherwise cost spills everywhere).
-template <class T, int HeadDim, int BlockN, bool kDropout>
+// kBlockSparse: likewise, so dilated branches keep kb * BlockN arithmetic.
+template <class T, int HeadDim, int BlockN, bool kDropout, bool kBlockSparse>
 __global__ void __launch_bounds__(TileShape<HeadDim, BlockN>::kThreads, 1)
     forward_kernel(const __grid_constant__ ForwardArgs args) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -242,7 +245,7 @@ __global__ void __launch_bounds__(TileShape<HeadDim, BlockN>::kThreads, 1)
       for (std::int64_t idx = blockIdx.x; idx < args.p.total_tiles; idx += gridDim.x) {
         const QueryTile t = decode_tile<Shape::kBlockM, Shape::kBlockN>(args.p, idx);
         if (!t.active) continue;
-        produce<Shape>(args, t, smem, bar, it, tile_iter);
+        produce<Shape, kBlockSparse>(args, t, smem, bar, it, tile_iter);
         it += t.key_blocks;
         ++tile_iter;
       }
@@ -252,7 +255,7 @@ __global__ void __launch_bounds__(TileShape<HeadDim, BlockN>::kThreads, 1)
     for (std::int64_t idx = blockIdx.x; idx < args.p.total_tiles; idx += gridDim.x) {
       const QueryTile t = decode_tile<Shape::kBlockM, Shape::kBlockN>(args.p, idx);
       if (!t.active) continue;
-      consume<T, Shape, kDropout>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128, it, tile_iter);
+      consume<T, Shape, kDropout, kBlockSparse>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128, it, tile_iter);
       it += t.key_blocks;
       ++tile_iter;
     }

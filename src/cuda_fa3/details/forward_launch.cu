@@ -23,15 +23,23 @@ void check(cudaError_t e, const char* what) {
 template <class T, int HeadDim, int BlockN>
 void launch_forward_branch(const ForwardArgs& args, std::int64_t tiles, cudaStream_t stream) {
   using Shape = TileShape<HeadDim, BlockN>;
-  auto* plain = &forward_kernel<T, HeadDim, BlockN, false>;
-  auto* dropout = &forward_kernel<T, HeadDim, BlockN, true>;
+  auto* plain = &forward_kernel<T, HeadDim, BlockN, false, false>;
+  auto* dropout = &forward_kernel<T, HeadDim, BlockN, true, false>;
+  // Block-sparse (no dropout: plan.cu reports that combination unsupported).
+  // Only the default key block: plan.cu never picks 176 for block-sparse.
+  auto* sparse = plain;
+  if constexpr (BlockN == kDefaultBlockN<HeadDim>) sparse = &forward_kernel<T, HeadDim, BlockN, false, true>;
   static std::once_flag once;  // per instantiation: raise the shared-memory limit
   std::call_once(once, [&] {
-    for (auto* k : {plain, dropout})
+    for (auto* k : {plain, dropout, sparse})
       check(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::kSmemBytes),
             "cudaFuncSetAttribute");
   });
-  auto* kernel = args.p.dropout.enabled() ? dropout : plain;
+  const bool block_sparse = args.p.pattern.block_sparse.enabled();
+  if (block_sparse && (args.p.dropout.enabled() || BlockN != kDefaultBlockN<HeadDim>))
+    throw Error("cuda.unsupported", "cuda_fa3: block-sparse forward runs without dropout and "
+                                    "with the default key block only");
+  auto* kernel = block_sparse ? sparse : args.p.dropout.enabled() ? dropout : plain;
   // Persistent grid of one CTA per SM (a tile needs most of an SM's shared
   // memory and registers, so only one fits anyway): the producer runs ahead
   // into the next tile. Causal tiles differ in cost, and the hardware's
@@ -41,7 +49,9 @@ void launch_forward_branch(const ForwardArgs& args, std::int64_t tiles, cudaStre
   int device = 0, sms = 0;
   check(cudaGetDevice(&device), "cudaGetDevice");
   check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "SM count");
-  const std::int64_t grid = args.p.causal || tiles < sms ? tiles : sms;
+  // Block-sparse tiles differ in cost too (their rows list different numbers
+  // of key blocks): one tile per CTA as well.
+  const std::int64_t grid = args.p.causal || block_sparse || tiles < sms ? tiles : sms;
   kernel<<<dim3(unsigned(grid)), dim3(Shape::kThreads), Shape::kSmemBytes, stream>>>(args);
   check(cudaGetLastError(), "forward kernel launch");
 }

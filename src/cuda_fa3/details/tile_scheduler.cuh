@@ -1,9 +1,11 @@
 // cuda_fa3/details/tile_scheduler.cuh - which (batch, head, segment, query
-// tile) a CTA owns, and the rows and key blocks that follow from the pattern.
+// tile) a CTA owns, and the rows and key blocks that follow from the pattern
+// (dilated branches, or the block-sparse rule of dilated/pattern.hpp).
 #pragma once
 
 #include <cstdint>
 
+#include "cuda_fa3/details/block_walk.cuh"
 #include "cuda_fa3/details/forward_params.hpp"
 #include "dilated/pattern.hpp"
 
@@ -19,7 +21,8 @@ struct QueryTile {
   int phase;                 // first % r: which TMA descriptor
   std::int64_t map_row0;     // row of sparse index 0 in that descriptor
   int key_blocks;            // key blocks to visit
-  bool active;               // false: nothing to do (inactive head, ragged tail)
+  bool active;               // false: nothing to do (inactive head, ragged tail, no blocks)
+  Spans spans;               // block-sparse: the key runs the tile visits (pattern.hpp)
 };
 
 template <int BlockM, int BlockN>
@@ -56,6 +59,13 @@ __device__ __forceinline__ QueryTile decode_tile(const ForwardParams& p, std::in
   t.map_row0 = t.first / r;
   const std::int64_t keys = key_range_end(p.causal, t.kept, t.q_begin, t.q_count);
   t.key_blocks = int((keys + BlockN - 1) / BlockN);
+  if (p.pattern.block_sparse.enabled()) {
+    // One branch over the whole sequence (sparse index = position); the tile
+    // lies in one query block because block_q % BlockM == 0 (plan.cu).
+    t.spans = key_spans(p.pattern, p.causal, t.h, 0, t.kept, t.q_begin, t.q_count);
+    t.key_blocks = count_blocks<BlockN>(t.spans);
+    if (t.key_blocks == 0) t.active = false;  // rows left as filled: out 0, lse -inf
+  }
   return t;
 }
 
