@@ -38,7 +38,8 @@ for p in 1 2 4 8; do [ "$p" -le "$ngpu" ] && ranks+=("$p"); done
 
 echo "=== correctness: test_nccl_multi_rank at P = ${ranks[*]} ==="
 for p in "${ranks[@]}"; do
-  DILATED_LAUNCH_TIMEOUT=600 $launch "$p" "$bin/test_nccl_multi_rank" > "$out/test_np$p.log" 2>&1
+  DILATED_LAUNCH_TIMEOUT=600 $launch "$p" "$bin/test_nccl_multi_rank" --gtest_color=no \
+    > "$out/test_np$p.log" 2>&1
   rc=$?
   echo "P=$p rc=$rc $(grep -E '^\[  (PASSED|FAILED) |tests ran|SKIPPED \]' "$out/test_np$p.log" \
     | tr '\n' ' ')"
@@ -117,7 +118,8 @@ for label in dict.fromkeys(r["label"] for r in recs):
                  f"zigzag={rs[0]['zigzag']}, H={rs[0]['heads']}, d={rs[0]['dim']}, "
                  f"{rs[0]['dtype']} on {rs[0]['backend']}")
     lines.append("| GPUs | N | fwd s | bwd s | fwd+bwd tokens/s | fwd+bwd TFLOP/s/GPU | "
-                 "efficiency | fwd hidden | bwd hidden | bwd bytes/rank |")
+                 "efficiency | fwd comm exposed/alone ms (hidden) | "
+                 "bwd comm exposed/alone ms (hidden) | bwd MB sent/rank |")
     lines.append("|---|---|---|---|---|---|---|---|---|---|")
     for r in rs:
         t = r["forward_s"] + r.get("backward_s", 0)
@@ -132,18 +134,30 @@ for label in dict.fromkeys(r["label"] for r in recs):
             eff = f"{rate / brate:.3f}" if weak else f"{tok / btok / r['ranks']:.3f}"
         lines.append(f"| {r['ranks']} | {r['seq']} | {r['forward_s']:.4f} | "
                      f"{r.get('backward_s', 0):.4f} | {tok:.4g} | {rate:.4f} | {eff} | "
-                     f"{r['forward_hidden_fraction']:.3f} | "
-                     f"{r.get('backward_hidden_fraction', 0):.3f} | "
-                     f"{r.get('backward_bytes_sent_max_rank', 0):.4g} |")
+                     f"{1e3 * r['forward_exposed_comm_s']:.2f}/{1e3 * r['forward_comm_alone_s']:.2f}"
+                     f" ({r['forward_hidden_fraction']:.2f}) | "
+                     f"{1e3 * r.get('backward_exposed_comm_s', 0):.2f}/"
+                     f"{1e3 * r.get('backward_comm_alone_s', 0):.2f}"
+                     f" ({r.get('backward_hidden_fraction', 0):.2f}) | "
+                     f"{r.get('backward_bytes_sent_max_rank', 0) / 1e6:.1f} |")
 text = "\n".join(lines) + "\n"
 open(sys.argv[2], "w").write(text)
 print(text)
 PY
 
 if command -v compute-sanitizer > /dev/null && [ "$ngpu" -ge 2 ]; then
+  # Twice: as is (CUDA API errors count - NCCL probes peer access and the
+  # like, which fail by design), and with API errors off (memory errors only).
   echo "=== compute-sanitizer memcheck, 2 ranks (ring step + the small float64 cases) ==="
-  DILATED_LAUNCH_TIMEOUT=${MEMCHECK_TIMEOUT:-150} $launch 2 compute-sanitizer --tool memcheck --error-exitcode 9 \
-    "$bin/test_nccl_multi_rank" --gtest_filter='NcclMultiRank.RingStep*:NcclMultiRank.Shards*' \
-    > "$out/memcheck_np2.log" 2>&1
-  echo "rc=$? $(grep -E 'ERROR SUMMARY' "$out/memcheck_np2.log" | sort | uniq -c | tr '\n' ' ')"
+  for api in yes no; do
+    DILATED_LAUNCH_TIMEOUT=${MEMCHECK_TIMEOUT:-150} $launch 2 compute-sanitizer --tool memcheck \
+      --report-api-errors "$( [ $api = yes ] && echo explicit || echo no )" --error-exitcode 9 \
+      "$bin/test_nccl_multi_rank" --gtest_color=no \
+      --gtest_filter='NcclMultiRank.RingStep*:NcclMultiRank.Shards*' \
+      > "$out/memcheck_np2_api_$api.log" 2>&1
+    echo "api errors reported: $api, rc=$? $(grep -E 'ERROR SUMMARY' "$out/memcheck_np2_api_$api.log" \
+      | sort | uniq -c | tr '\n' ' ')"
+    grep -m 12 -E '^========= (Program hit|Invalid|Error|    Saved host|Host Frame)' \
+      "$out/memcheck_np2_api_$api.log"
+  done
 fi
