@@ -46,6 +46,8 @@ OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
   --seq 4096 --heads 2 --dim 32 --branches 512:1,4096:4 --iters 1 --progress-thread \
   > build/ci/bench_dist_smoke.json
 grep -q '"forward_hidden_fraction"' build/ci/bench_dist_smoke.json
+# (the backward with the final accumulator return overlapped, and the earlier schedule)
+grep -q '"backward_eager_return_hidden_fraction"' build/ci/bench_dist_smoke.json
 
 # src/dist's NCCL transport and its one-rank tests must compile wherever NCCL is
 # installed (they run on the GPU machine: perf_tests/run_h100_nccl.sh).

@@ -9,6 +9,12 @@
 // exposed communication. The same steps are then replayed with no compute in
 // between, which is the transfer time alone. hidden fraction = 1 - exposed /
 // alone, summed over ranks. Prints one JSON object (rank 0).
+//
+// The backward is measured twice per iteration: with the default schedule
+// (each cross-rank branch's final dK/dV accumulator return overlaps the
+// compute after it) and with the earlier one, kept as
+// SeqParallelPlan::set_overlap_accumulator_return(false), where each branch
+// waits for its return: the "backward_eager_return_*" fields.
 #include <mpi.h>
 
 #include <Kokkos_Core.hpp>
@@ -168,6 +174,7 @@ int main(int argc, char** argv) {
 
     double fwd = 1e30, fwd_wait = 0, fwd_alone = 1e30, bwd = 1e30, bwd_wait = 0, bwd_alone = 1e30;
     double fwd_busy = 0, bwd_busy = 0;  // this rank's time outside wait(): compute + posting
+    double eager = 1e30, eager_wait = 0, eager_alone = 1e30, eager_busy = 0;
     std::size_t fwd_bytes = 0, bwd_bytes = 0;
     for (int it = 0; it <= a.iters; ++it) {  // iteration 0 warms up
       comm.reset();
@@ -188,7 +195,18 @@ int main(int argc, char** argv) {
       const double wb = comm.wait_s;
       bwd_bytes = comm.bytes;
       const double ab = comm.replay();
+      plan.set_overlap_accumulator_return(false);  // the earlier backward schedule
+      comm.reset();
+      MPI_Barrier(MPI_COMM_WORLD);
+      t0 = now();
+      plan.backward(q, k, v, out, lse, dout, dq, dk, dv);
+      const double own_e = now() - t0;
+      const double te = max_over_ranks(own_e);
+      const double we = comm.wait_s;
+      const double ae = comm.replay();
+      plan.set_overlap_accumulator_return(true);
       if (it == 0) continue;
+      if (te < eager) eager = te, eager_wait = we, eager_alone = ae, eager_busy = own_e - we;
       if (tf < fwd) fwd = tf, fwd_wait = wf, fwd_alone = af, fwd_busy = own_f - wf;  // fastest
       if (tb < bwd) bwd = tb, bwd_wait = wb, bwd_alone = ab, bwd_busy = own_b - wb;
     }
@@ -201,6 +219,8 @@ int main(int argc, char** argv) {
     const double bbusy_max = max_over_ranks(bwd_busy), bbusy_min = -max_over_ranks(-bwd_busy);
     const double fw = sum_over_ranks(fwd_wait), fa = sum_over_ranks(fwd_alone);
     const double bw = sum_over_ranks(bwd_wait), ba = sum_over_ranks(bwd_alone);
+    const double ew = sum_over_ranks(eager_wait), ea = sum_over_ranks(eager_alone);
+    const double ebusy_max = max_over_ranks(eager_busy), ebusy_min = -max_over_ranks(-eager_busy);
     auto hidden = [](double exposed, double alone) {
       return alone > 0 ? std::max(0.0, std::min(1.0, 1.0 - exposed / alone)) : 0.0;
     };
@@ -213,12 +233,17 @@ int main(int argc, char** argv) {
           "\"forward_hidden_fraction\": %.3f, \"forward_busy_s_min_max_rank\": [%.6f, %.6f],\n"
           " \"backward_s\": %.6f, \"backward_exposed_comm_s_per_rank\": %.6f, "
           "\"backward_comm_alone_s_per_rank\": %.6f, \"backward_bytes_sent_max_rank\": %zu, "
-          "\"backward_hidden_fraction\": %.3f, \"backward_busy_s_min_max_rank\": [%.6f, %.6f]}\n",
+          "\"backward_hidden_fraction\": %.3f, \"backward_busy_s_min_max_rank\": [%.6f, %.6f],\n"
+          " \"backward_eager_return_s\": %.6f, \"backward_eager_return_exposed_comm_s_per_rank\": %.6f, "
+          "\"backward_eager_return_comm_alone_s_per_rank\": %.6f, "
+          "\"backward_eager_return_hidden_fraction\": %.3f, "
+          "\"backward_eager_return_busy_s_min_max_rank\": [%.6f, %.6f]}\n",
           comm.size(), static_cast<long long>(a.seq), static_cast<long long>(a.heads),
           static_cast<long long>(a.dim), a.branches.c_str(), a.causal ? "true" : "false",
           a.zigzag ? "true" : "false", Exec().concurrency(), a.progress_thread ? "true" : "false", fwd, fw / comm.size(),
           fa / comm.size(), fwd_bytes, hidden(fw, fa), fbusy_min, fbusy_max, bwd, bw / comm.size(),
-          ba / comm.size(), bwd_bytes, hidden(bw, ba), bbusy_min, bbusy_max);
+          ba / comm.size(), bwd_bytes, hidden(bw, ba), bbusy_min, bbusy_max, eager,
+          ew / comm.size(), ea / comm.size(), hidden(ew, ea), ebusy_min, ebusy_max);
   }
   Kokkos::finalize();
   MPI_Finalize();

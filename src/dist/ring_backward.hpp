@@ -51,10 +51,17 @@ void SeqParallelPlan<ExecSpace>::backward(const ExecSpace& space, const Q& q, co
   plan_.backward_delta(space, out, dout, delta);
   for (const auto& g : grads) dilated::details::zero_tensor<ExecSpace, T>(space, g);
   const auto mine = local_windows();
-  for (int br = 0; br < layout_.num_branches(); ++br) {
+  // Each cross-rank branch ends by starting its final accumulator return
+  // (`pending`), which the compute after it hides: the next cross-rank
+  // branch completes it after its first step, the local branches run while
+  // the last one travels. Hence the order: cross-rank branches first. Every
+  // rank goes through the same order, so the transfers match up.
+  details::PendingReturn<T, typename ExecSpace::memory_space> pending;
+  auto run_branch = [&](int br) {
     if (layout_.branch(br).cross_rank) {
-      backward_cross_rank(space, br, q, k, v, dout, lse, delta, dq, dk, dv);
-      continue;
+      backward_cross_rank(space, br, q, k, v, dout, lse, delta, dq, dk, dv, pending);
+      if (!overlap_return_) finish_return(space, dk, dv, pending);  // the earlier schedule
+      return;
     }
     for (const ShardWindow& w : mine)
       plan_.backward_window(space, br, w.begin, details::shard_rows(q, w),
@@ -62,8 +69,33 @@ void SeqParallelPlan<ExecSpace>::backward(const ExecSpace& space, const Q& q, co
                             details::lse_rows(delta, w), details::shard_rows(dq, w), w.begin,
                             details::shard_rows(k, w), details::shard_rows(v, w),
                             details::shard_rows(dk, w), details::shard_rows(dv, w));
+  };
+  if (overlap_return_) {
+    for (int br = 0; br < layout_.num_branches(); ++br)
+      if (layout_.branch(br).cross_rank) run_branch(br);
+    for (int br = 0; br < layout_.num_branches(); ++br)
+      if (!layout_.branch(br).cross_rank) run_branch(br);
+  } else {
+    for (int br = 0; br < layout_.num_branches(); ++br) run_branch(br);
   }
+  finish_return(space, dk, dv, pending);
   space.fence();
+}
+
+template <class ExecSpace>
+template <class DK, class DV, class Pending>
+void SeqParallelPlan<ExecSpace>::finish_return(const ExecSpace& space, const DK& dk,
+                                               const DV& dv, Pending& pending) const {
+  using T = typename DK::non_const_value_type;
+  if (!pending.open) return;
+  comm_->wait();
+  const std::int64_t e = pending.rows.elements();
+  unpack_rows<ExecSpace, T>(space, pending.rows, pending.in.view.data(),
+                            dilated::details::make_ref(dk), true);
+  unpack_rows<ExecSpace, T>(space, pending.rows, pending.in.view.data() + e,
+                            dilated::details::make_ref(dv), true);
+  space.fence();  // the pool is not stream-ordered: kernels finish before blocks return
+  pending = Pending();
 }
 
 // Step 0: the own block, gradients straight into dk, dv, while the packed K/V
@@ -73,14 +105,18 @@ void SeqParallelPlan<ExecSpace>::backward(const ExecSpace& space, const Q& q, co
 // previous rank; after the compute it is added and the sum is passed on at
 // the start of the next step. Both transfers thus overlap a compute step.
 // After step g-1 the accumulator that arrives is the own block's, summed over
-// the other g-1 ranks, and is added into dk, dv (the reverse ring).
+// the other g-1 ranks, and is added into dk, dv (the reverse ring). That last
+// transfer is only started here (`pending`): backward() lets the next
+// compute hide it. A return still pending from the previous cross-rank
+// branch travels during this branch's step 0 and is completed after it.
 template <class ExecSpace>
-template <class Q, class K, class V, class DO, class L, class DL, class DQ, class DK, class DV>
+template <class Q, class K, class V, class DO, class L, class DL, class DQ, class DK, class DV,
+          class Pending>
 void SeqParallelPlan<ExecSpace>::backward_cross_rank(const ExecSpace& space, int br, const Q& q,
                                                      const K& k, const V& v, const DO& dout,
                                                      const L& lse, const DL& delta,
-                                                     const DQ& dq, const DK& dk,
-                                                     const DV& dv) const {
+                                                     const DQ& dq, const DK& dk, const DV& dv,
+                                                     Pending& pending) const {
   using T = typename DQ::non_const_value_type;
   const details::Ring ring = ring_of(br);
   const auto mine = local_windows();
@@ -92,8 +128,8 @@ void SeqParallelPlan<ExecSpace>::backward_cross_rank(const ExecSpace& space, int
   const ProblemShape s = local_shape();
   const auto kv0 = memory::pooled_view<T*>(space, pool, 2 * e);
   const auto kv1 = memory::pooled_view<T*>(space, pool, 2 * e);
-  const auto in_block = memory::pooled_view<T*>(space, pool, 2 * e);
-  const auto out_block = memory::pooled_view<T*>(space, pool, 2 * e);
+  auto in_block = memory::pooled_view<T*>(space, pool, 2 * e);
+  auto out_block = memory::pooled_view<T*>(space, pool, 2 * e);
   const decltype(kv0.view) kv[2] = {kv0.view, kv1.view};
   const auto& acc_in = in_block.view;
   const auto& acc_out = out_block.view;
@@ -122,6 +158,7 @@ void SeqParallelPlan<ExecSpace>::backward_cross_rank(const ExecSpace& space, int
   int cur = 0;
   for (int t = 1; t < ring.size; ++t) {
     comm_->wait();  // kv[cur ^ 1]: K/V of source(t); acc_out (step t-1) packed and published
+    if (t == 1) finish_return(space, dk, dv, pending);  // the previous branch's, arrived too
     cur ^= 1;
     const int src = ring.source(t);
     const SparseRows theirs = rows_of(br, src);
@@ -154,11 +191,21 @@ void SeqParallelPlan<ExecSpace>::backward_cross_rank(const ExecSpace& space, int
     publish(space);
   }
   // The last block's sum goes to its owner (the next rank); the own block's
-  // arrives from the previous one.
+  // arrives from the previous one. Completed by finish_return, later. A ring
+  // of one rank (zigzag on one rank: both halves are the rank's own) has no
+  // sum to return: step 0 put everything into dk, dv. (The earlier code sent
+  // itself the never-written acc_out and added it: right only while the
+  // pool's block happened to hold zeros.)
+  if (ring.size == 1) {
+    space.fence();  // the pool is not stream-ordered: kernels finish before blocks return
+    return;
+  }
+  finish_return(space, dk, dv, pending);  // (done at t = 1 already)
   comm_->start_exchange(acc_out.data(), bytes, ring.next(), acc_in.data(), bytes, ring.prev());
-  comm_->wait();
-  unpack_rows<ExecSpace, T>(space, own, acc_in.data(), dilated::details::make_ref(dk), true);
-  unpack_rows<ExecSpace, T>(space, own, acc_in.data() + e, dilated::details::make_ref(dv), true);
+  pending.in = std::move(in_block);
+  pending.out = std::move(out_block);
+  pending.rows = own;
+  pending.open = true;
   space.fence();  // the pool is not stream-ordered: kernels finish before blocks return
 }
 

@@ -58,6 +58,19 @@ template <class V>
 auto lse_rows(const V& v, const ShardWindow& w) {
   return Kokkos::subview(v, Kokkos::ALL, Kokkos::ALL, std::make_pair(w.row, w.row + w.len));
 }
+
+// The last hop of a cross-rank branch's backward: this rank's own dK/dV
+// accumulator, summed over the other ranks of the ring, on its way home
+// (`in`), while this rank sends the last block's sum on (`out`). Started at
+// the end of the branch and completed later, so the transfer runs during the
+// compute that follows (see ring_backward.hpp).
+template <class T, class MemorySpace>
+struct PendingReturn {
+  using Buffer = memory::PooledView<T*, Kokkos::LayoutRight, MemorySpace>;
+  Buffer in, out;
+  SparseRows rows;
+  bool open = false;
+};
 }  // namespace details
 
 template <class ExecSpace = Kokkos::DefaultExecutionSpace>
@@ -80,6 +93,15 @@ class SeqParallelPlan {
         global_(global),
         layout_(config_, global_, comm.size(), layout),
         plan_(config_, global_, workspace) {}
+
+  // For benchmarks and tests: false restores the earlier backward schedule
+  // (branches in their order, each cross-rank branch waiting for its final
+  // accumulator return before the next branch starts), whose exposed return
+  // bench_dist_overlap reports beside the default. Results agree within
+  // rounding (the order of the additions into dk, dv differs). Not to be
+  // changed while a call runs.
+  void set_overlap_accumulator_return(bool on) { overlap_return_ = on; }
+  bool overlap_accumulator_return() const { return overlap_return_; }
 
   const AttentionConfig& config() const { return config_; }
   const ProblemShape& global_shape() const { return global_; }
@@ -105,6 +127,9 @@ class SeqParallelPlan {
 
   // Gradients of this rank's shard of q, k, v (dk, dv include every other
   // rank's contribution), from forward's out and lse and this rank's dout.
+  // Cross-rank branches run first and each one's final dK/dV accumulator
+  // return overlaps the compute after it (the next cross-rank branch's first
+  // step, or the local branches).
   template <class Q, class K, class V, class O, class L, class DO, class DQ, class DK, class DV>
   void backward(const ExecSpace& space, const Q& q, const K& k, const V& v, const O& out,
                 const L& lse, const DO& dout, const DQ& dq, const DK& dk, const DV& dv) const;
@@ -175,16 +200,22 @@ class SeqParallelPlan {
   template <class Q, class K, class V, class O, class L>
   void forward_cross_rank(const ExecSpace& space, int branch, const Q& q, const K& k, const V& v,
                           const O& out, const L& lse) const;
-  template <class Q, class K, class V, class DO, class L, class DL, class DQ, class DK, class DV>
+  template <class Q, class K, class V, class DO, class L, class DL, class DQ, class DK, class DV,
+            class Pending>
   void backward_cross_rank(const ExecSpace& space, int branch, const Q& q, const K& k,
                            const V& v, const DO& dout, const L& lse, const DL& delta,
-                           const DQ& dq, const DK& dk, const DV& dv) const;
+                           const DQ& dq, const DK& dk, const DV& dv, Pending& pending) const;
+  // Completes a started return: waits for it, adds it into dk, dv, and gives
+  // its buffers back (after a fence: the pool is not stream-ordered).
+  template <class DK, class DV, class Pending>
+  void finish_return(const ExecSpace& space, const DK& dk, const DV& dv, Pending& pending) const;
 
   Communicator* comm_;
   AttentionConfig config_;
   ProblemShape global_;
   ShardLayout layout_;
   Plan<ExecSpace> plan_;
+  bool overlap_return_ = true;
 };
 
 }  // namespace dist

@@ -9,8 +9,9 @@
 //  - Communicators destroyed with transfers still open complete them first.
 //  - SeqParallelPlan forward + backward with the thread, on the OpenMP (or
 //    default host) backend: bitwise equal to the same plan on the synchronous
-//    transport, within float tolerance of the float64 reference, and repeated
-//    calls give the same bits.
+//    transport, within float tolerance of the float64 reference (also with
+//    the earlier backward schedule, set_overlap_accumulator_return(false)),
+//    and repeated calls give the same bits.
 #include <algorithm>
 #include <cstring>
 #include <thread>
@@ -158,9 +159,10 @@ TEST(MpiProgressThread, SeqParallelForwardBackwardEqualTheSynchronousTransport) 
     const auto qg = random_vector(numel(g), seed), kg = random_vector(numel(g), seed + 1),
                vg = random_vector(numel(g), seed + 2), dog = random_vector(numel(g), seed + 3);
     // Results of forward + backward as one vector: out, lse, dq, dk, dv.
-    auto run = [&](bool thread, int calls) {
+    auto run = [&](bool thread, int calls, bool overlap_return = true) {
       MpiCommunicator comm(MPI_COMM_WORLD, with_thread(thread));
       dilated::dist::SeqParallelPlan<B::exec> plan(c.config, g, comm, c.layout);
+      plan.set_overlap_accumulator_return(overlap_return);
       const ProblemShape s = plan.local_shape();
       const auto wins = plan.local_windows();
       const std::int64_t l = s.seq_len;
@@ -185,6 +187,9 @@ TEST(MpiProgressThread, SeqParallelForwardBackwardEqualTheSynchronousTransport) 
     };
     const auto threaded = run(true, 2);
     const auto plain = run(false, 1);
+    // The earlier backward schedule (each branch waits for its accumulator
+    // return; branches in their order): the same sums in another order.
+    const auto eager = run(false, 1, false);
     ASSERT_EQ(threaded[0].size(), plain[0].size());
     // Same ring, same order of additions: the transport must not change a bit.
     EXPECT_TRUE(threaded[0] == plain[0]) << "progress thread changed the results";
@@ -207,19 +212,23 @@ TEST(MpiProgressThread, SeqParallelForwardBackwardEqualTheSynchronousTransport) 
     const std::int64_t l = lay.local_len();
     const std::size_t n4 = static_cast<std::size_t>(g.batch * l * g.heads * g.head_dim);
     const std::size_t nl = static_cast<std::size_t>(g.batch * g.heads * l);
-    const std::vector<double>& got = threaded[0];
-    auto part = [&](std::size_t off, std::size_t n) {
-      return std::vector<double>(got.begin() + static_cast<std::ptrdiff_t>(off),
-                                 got.begin() + static_cast<std::ptrdiff_t>(off + n));
-    };
-    ASSERT_EQ(got.size(), 4 * n4 + nl);
-    EXPECT_LE(scaled_error(part(0, n4), shard_of(rout, g, wins, l)), Tol<float>::out) << "out";
-    EXPECT_LE(scaled_error(part(n4, nl), lse_shard_of(rlse, g, wins, l)), Tol<float>::lse) << "lse";
-    EXPECT_LE(scaled_error(part(n4 + nl, n4), shard_of(rdq, g, wins, l)), Tol<float>::grad) << "dq";
-    EXPECT_LE(scaled_error(part(2 * n4 + nl, n4), shard_of(rdk, g, wins, l)), Tol<float>::grad)
-        << "dk";
-    EXPECT_LE(scaled_error(part(3 * n4 + nl, n4), shard_of(rdv, g, wins, l)), Tol<float>::grad)
-        << "dv";
+    for (const auto* got : {&threaded[0], &eager[0]}) {
+      const char* which = got == &eager[0] ? " (earlier backward schedule)" : "";
+      auto part = [&](std::size_t off, std::size_t n) {
+        return std::vector<double>(got->begin() + static_cast<std::ptrdiff_t>(off),
+                                   got->begin() + static_cast<std::ptrdiff_t>(off + n));
+      };
+      ASSERT_EQ(got->size(), 4 * n4 + nl);
+      EXPECT_LE(scaled_error(part(0, n4), shard_of(rout, g, wins, l)), Tol<float>::out) << "out" << which;
+      EXPECT_LE(scaled_error(part(n4, nl), lse_shard_of(rlse, g, wins, l)), Tol<float>::lse)
+          << "lse" << which;
+      EXPECT_LE(scaled_error(part(n4 + nl, n4), shard_of(rdq, g, wins, l)), Tol<float>::grad)
+          << "dq" << which;
+      EXPECT_LE(scaled_error(part(2 * n4 + nl, n4), shard_of(rdk, g, wins, l)), Tol<float>::grad)
+          << "dk" << which;
+      EXPECT_LE(scaled_error(part(3 * n4 + nl, n4), shard_of(rdv, g, wins, l)), Tol<float>::grad)
+          << "dv" << which;
+    }
   }
 }
 
