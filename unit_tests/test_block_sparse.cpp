@@ -7,6 +7,7 @@
 // to max(1, max|ref|).
 #include <set>
 
+#include "dist/shard_layout.hpp"
 #include "test_harness.hpp"
 
 namespace dtest {
@@ -305,6 +306,20 @@ TEST(BlockSparseValidation, EveryRuleHasANamedError) {
             "block_sparse.helper_argument");
   EXPECT_EQ(rule_of([] { BlockSparsePattern::dilated_blocks(64, 16, 0, 1); }),
             "block_sparse.helper_argument");
+  // 2^31 one-row blocks: more than the int32 run bounds hold (checked before
+  // the mask, so no 2^62-entry mask is needed to see it).
+  BlockSparsePattern tiny;
+  tiny.block_q = tiny.block_k = 1;
+  EXPECT_EQ(rule_of([&] {
+              dilated::validate(block_config(tiny, false), {1, std::int64_t(1) << 31, 1, 1});
+            }),
+            "block_sparse.block_count");
+  // Sequence parallelism runs LongNet branches only.
+  EXPECT_EQ(rule_of([&] {
+              dilated::dist::check_size_rules(block_config(good, false), s, 2,
+                                              dilated::dist::Layout::Contiguous);
+            }),
+            "dist.block_sparse_unsupported");
 }
 
 // Windowed calls (sequence parallelism) reject block-sparse plans before
