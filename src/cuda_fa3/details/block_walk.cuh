@@ -15,10 +15,13 @@ namespace dilated::cuda_fa3::details {
 
 // Each walker is advanced by one thread (or uniformly by a warpgroup) exactly
 // once per block, in block order.
+// It refers to the tile's spans (a walker per thread and purpose shares
+// them, instead of each holding a copy in registers).
 template <int Block, bool kBlockSparse>
 struct BlockWalk {
-  Spans spans;
-  std::int64_t next_span = 0, row = 0, end = 0;
+  const Spans& spans;
+  std::int64_t row = 0, end = 0;
+  int next_span = 0;
   __device__ __forceinline__ explicit BlockWalk(const Spans& s) : spans(s) {}
   // First row of block i (i is only used when not block-sparse).
   __device__ __forceinline__ std::int64_t next(std::int64_t i) {
