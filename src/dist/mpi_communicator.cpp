@@ -8,6 +8,10 @@
 #include <vector>
 
 #include "dilated/error.hpp"
+#include "memory/pool_resource.hpp"
+#if DILATED_ENABLE_CUDA
+#include "memory/cuda_resources.hpp"
+#endif
 
 namespace dilated {
 namespace dist {
@@ -32,6 +36,32 @@ MpiCommunicator::MpiCommunicator(MPI_Comm comm, Options options)
     throw Error("dist.mpi_initialized",
                 "MPI is not initialised: call MPI_Init (or MPI_Init_thread) before building a "
                 "dilated::dist::MpiCommunicator; the library never initialises MPI itself");
+  if (!cuda_aware_) {
+    StagingCopier* copier = options.staging_copier;
+#if DILATED_ENABLE_CUDA
+    if (!copier) {
+      own_copier_ = make_cuda_staging_copier();
+      copier = own_copier_.get();
+    }
+#endif
+    if (copier) {
+      memory::MemoryResource* host = options.staging_memory;
+#if DILATED_ENABLE_CUDA
+      if (!host) {
+        own_pinned_ = std::make_unique<memory::PinnedHostResource>();
+        memory::PoolOptions po;
+        po.name = "mpi-staging-pool";
+        own_pool_ = std::make_unique<memory::PoolResource>(*own_pinned_, po);
+        host = own_pool_.get();
+      }
+#endif
+      if (!host)
+        throw Error("dist.host_staging",
+                    "MpiCommunicator: a staging_copier needs staging_memory in a build without "
+                    "CUDA (there is no pinned host upstream)");
+      staging_ = std::make_unique<HostStaging>(*host, *copier);
+    }
+  }
   check(MPI_Comm_dup(comm, &comm_), "MPI_Comm_dup");
   check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
   check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
@@ -89,6 +119,13 @@ MpiCommunicator::~MpiCommunicator() {
       MPI_Waitall(static_cast<int>(pending_.size()), pending_.data(), MPI_STATUSES_IGNORE);
     MPI_Comm_free(&comm_);
   }
+  if (staging_) {  // staged receives of the completed transfers reach their buffers
+    try {
+      if (!finalized) staging_->complete();
+    } catch (...) {  // a destructor does not throw; the blocks go back regardless
+    }
+    staging_->discard();
+  }
 }
 
 void MpiCommunicator::allreduce_min_max(const std::int64_t* in, std::int64_t* min,
@@ -109,6 +146,10 @@ void MpiCommunicator::allreduce_min_max(const std::int64_t* in, std::int64_t* mi
 
 void MpiCommunicator::start_exchange(const void* send, std::size_t send_bytes, int dest,
                                      void* recv, std::size_t recv_bytes, int src) {
+  if (staging_) {  // device buffers: host blocks instead (the send copied now)
+    if (dest >= 0) send = staging_->send_buffer(send, send_bytes);
+    if (src >= 0) recv = staging_->recv_buffer(recv, recv_bytes);
+  }
   const std::size_t first_new = pending_.size();
   // Receives are posted first so that a matching send never waits for them.
   if (src >= 0)
@@ -140,6 +181,17 @@ void MpiCommunicator::start_exchange(const void* send, std::size_t send_bytes, i
 }
 
 void MpiCommunicator::wait() {
+  if (!staging_) return wait_transport();
+  try {
+    wait_transport();
+  } catch (...) {
+    staging_->discard();
+    throw;
+  }
+  staging_->complete();  // received blocks to their device buffers
+}
+
+void MpiCommunicator::wait_transport() {
   if (progress_.joinable()) {
     std::unique_lock<std::mutex> lock(mutex_);
     cv_.wait(lock, [&] { return outstanding_ == 0; });

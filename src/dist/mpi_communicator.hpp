@@ -1,15 +1,19 @@
 // dist/mpi_communicator.hpp - the MPI transport (host buffers; device buffers
-// too when the MPI library is CUDA-aware and the user says so).
+// directly when the MPI library is CUDA-aware and the user says so, else, in
+// CUDA builds, through pinned host staging blocks).
 #pragma once
 
 #include <mpi.h>
 
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
 
 #include "dist/communicator.hpp"
+#include "dist/host_staging.hpp"
+#include "memory/resource.hpp"
 
 namespace dilated {
 namespace dist {
@@ -29,14 +33,23 @@ class MpiCommunicator final : public Communicator {
   // (MPI_Testall, short sleeps between polls) so they complete during
   // compute. Needs MPI_THREAD_MULTIPLE from MPI_Init_thread; throws
   // dist.mpi_thread_level otherwise.
+  //
+  // Host staging (cuda_aware = false): in CUDA builds device buffers travel
+  // through page-locked host blocks (a pool over PinnedHostResource owned by
+  // this object; host_staging.hpp), copied with cudaMemcpy, so device Views
+  // work with any MPI. staging_copier / staging_memory replace the copier
+  // and the host memory (tests stage chosen host buffers on the CPU); with a
+  // copier given, staging is on in any build.
   struct Options {
     bool cuda_aware = false;
     bool progress_thread = false;
     int poll_interval_us = 20;
+    StagingCopier* staging_copier = nullptr;
+    memory::MemoryResource* staging_memory = nullptr;
   };
   explicit MpiCommunicator(MPI_Comm comm, Options options);
   explicit MpiCommunicator(MPI_Comm comm, bool cuda_aware = false)
-      : MpiCommunicator(comm, Options{cuda_aware, false, 20}) {}
+      : MpiCommunicator(comm, make_options(cuda_aware)) {}
   ~MpiCommunicator() override;
   MpiCommunicator(const MpiCommunicator&) = delete;
   MpiCommunicator& operator=(const MpiCommunicator&) = delete;
@@ -51,10 +64,18 @@ class MpiCommunicator final : public Communicator {
   void wait() override;
   bool stream_ordered() const override { return false; }
   bool accepts_host_memory() const override { return true; }
-  bool accepts_device_memory() const override { return cuda_aware_; }
+  bool accepts_device_memory() const override { return cuda_aware_ || staging_ != nullptr; }
+  // Whether device buffers go through host staging blocks.
+  bool host_staging() const { return staging_ != nullptr; }
 
  private:
+  static Options make_options(bool cuda_aware) {
+    Options o;
+    o.cuda_aware = cuda_aware;
+    return o;
+  }
   void progress_loop();
+  void wait_transport();
 
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1;
@@ -70,6 +91,10 @@ class MpiCommunicator final : public Communicator {
   std::size_t outstanding_ = 0;
   bool stop_ = false;
   int error_code_ = MPI_SUCCESS;
+  // Host staging (destroyed before the memory it uses: declared after it).
+  std::unique_ptr<StagingCopier> own_copier_;
+  std::unique_ptr<memory::MemoryResource> own_pinned_, own_pool_;
+  std::unique_ptr<HostStaging> staging_;
 };
 
 }  // namespace dist

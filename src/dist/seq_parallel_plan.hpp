@@ -156,8 +156,9 @@ class SeqParallelPlan {
         throw Error("dist.transport_memory",
                     std::string("the ") + comm.name() + " transport cannot reach " +
                         ExecSpace::memory_space::name() +
-                        " memory (MPI: pass cuda_aware = true only for a CUDA-aware MPI; NCCL: "
-                        "device memory only)");
+                        " memory (MPI: cuda_aware = true with a CUDA-aware MPI, or a build "
+                        "with DILATED_ENABLE_CUDA, which stages device buffers through pinned "
+                        "host memory; NCCL: device memory only)");
     });
     return config;
   }

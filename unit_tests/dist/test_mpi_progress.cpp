@@ -12,11 +12,18 @@
 //    transport, within float tolerance of the float64 reference (also with
 //    the earlier backward schedule, set_overlap_accumulator_return(false)),
 //    and repeated calls give the same bits.
+//  - Host staging (device buffers through host blocks, for MPI without CUDA
+//    awareness) with a copier that treats chosen host buffers as device
+//    memory: bytes arrive, staged receives land only at wait(), blocks go
+//    back to the pool, and SeqParallelPlan gives the direct transport's bits.
 #include <algorithm>
 #include <cstring>
 #include <thread>
 
 #include "dist_harness.hpp"
+#include "memory/host_resource.hpp"
+#include "memory/pool_resource.hpp"
+#include "memory/tracking_resource.hpp"
 
 namespace dtest {
 namespace {
@@ -229,6 +236,159 @@ TEST(MpiProgressThread, SeqParallelForwardBackwardEqualTheSynchronousTransport) 
       EXPECT_LE(scaled_error(part(3 * n4 + nl, n4), shard_of(rdv, g, wins, l)), Tol<float>::grad)
           << "dv" << which;
     }
+  }
+}
+
+// --- Host staging (MPI without CUDA awareness), on the CPU -----------------
+// A copier that treats registered host ranges (or every buffer) as "device"
+// memory: memcpy, counted. The CUDA build's copier is the same interface over
+// cudaPointerGetAttributes / cudaMemcpy.
+class FakeDeviceCopier final : public dilated::dist::StagingCopier {
+ public:
+  bool all = false;
+  std::vector<std::pair<const unsigned char*, std::size_t>> device;
+  std::size_t to_host_calls = 0, to_device_calls = 0;
+  void add(const std::vector<unsigned char>& v) { device.emplace_back(v.data(), v.size()); }
+  bool needs_staging(const void* p) const override {
+    if (all) return true;
+    const auto* c = static_cast<const unsigned char*>(p);
+    for (const auto& r : device)
+      if (c >= r.first && c < r.first + r.second) return true;
+    return false;
+  }
+  void to_host(void* host, const void* dev, std::size_t n) override {
+    std::memcpy(host, dev, n);
+    ++to_host_calls;
+  }
+  void to_device(void* dev, const void* host, std::size_t n) override {
+    std::memcpy(dev, host, n);
+    ++to_device_calls;
+  }
+};
+
+TEST(MpiHostStaging, DeviceBuffersTravelThroughHostBlocks) {
+  using namespace dilated::memory;
+  const int rank = world_rank(), P = world_size();
+  const int next = (rank + 1) % P, prev = (rank + P - 1) % P;
+  for (const bool thread : {false, true}) {
+    SCOPED_TRACE(thread ? "with the progress thread" : "without the progress thread");
+    HostResource host;
+    PoolResource pool(host);
+    TrackingResource tracked(pool);
+    FakeDeviceCopier copier;
+    MpiCommunicator::Options opt = with_thread(thread);
+    opt.staging_copier = &copier;
+    opt.staging_memory = &tracked;
+    MpiCommunicator comm(MPI_COMM_WORLD, opt);
+    EXPECT_TRUE(comm.host_staging());
+    EXPECT_TRUE(comm.accepts_device_memory());
+    for (const std::size_t n : {std::size_t(0), std::size_t(13), std::size_t(65536 + 3),
+                                std::size_t(1) << 20}) {
+      SCOPED_TRACE(std::to_string(n) + " bytes");
+      std::vector<unsigned char> dsend(n + 64), drecv(n + 64, 0xEE), hrecv(n + 64, 0xEE),
+          hsend(n + 64);
+      copier.device.clear();
+      copier.add(dsend);
+      copier.add(drecv);
+      fill(dsend, n, rank, 5, 0);
+      fill(hsend, n, rank, 6, 0);
+      const std::size_t th = copier.to_host_calls, td = copier.to_device_calls;
+      // device -> device, and host -> host (not staged) at the same time
+      comm.start_exchange(dsend.data(), n, next, drecv.data(), n, prev);
+      comm.start_exchange(hsend.data(), n, prev, hrecv.data(), n, next);
+      std::fill(dsend.begin(), dsend.end(), 0);  // the staged copy was taken at the start
+      EXPECT_TRUE(std::all_of(drecv.begin(), drecv.end(), [](unsigned char c) { return c == 0xEE; }))
+          << "a staged receive reached its device buffer before wait()";
+      comm.wait();
+      EXPECT_EQ(first_bad(drecv, n, prev, 5, 0), n) << "device buffer, via host blocks";
+      EXPECT_EQ(first_bad(hrecv, n, next, 6, 0), n) << "host buffer, direct";
+      EXPECT_EQ(copier.to_host_calls - th, n ? 1u : 0u);
+      EXPECT_EQ(copier.to_device_calls - td, n ? 1u : 0u);
+      EXPECT_EQ(tracked.stats().current, 0u) << "staging blocks not returned after wait()";
+    }
+    // Destroyed with a staged transfer open: the destructor completes it.
+    const std::size_t n = (std::size_t(1) << 20) + 5;
+    std::vector<unsigned char> dsend(n), drecv(n, 0xEE);
+    copier.device.clear();
+    copier.add(dsend);
+    copier.add(drecv);
+    fill(dsend, n, rank, 7, 1);
+    {
+      MpiCommunicator::Options o2 = opt;
+      MpiCommunicator c2(MPI_COMM_WORLD, o2);
+      c2.start_exchange(dsend.data(), n, next, drecv.data(), n, prev);
+    }
+    EXPECT_EQ(first_bad(drecv, n, prev, 7, 1), n) << "destructor with a staged receive open";
+    EXPECT_EQ(tracked.stats().current, 0u);
+    EXPECT_GT(pool.stats().allocations, 0u);
+  }
+}
+
+#if !DILATED_ENABLE_CUDA
+TEST(MpiHostStaging, CopierWithoutHostMemoryIsRejectedOnEveryRank) {
+  FakeDeviceCopier copier;
+  MpiCommunicator::Options opt;
+  opt.staging_copier = &copier;  // and no staging_memory: no pinned upstream without CUDA
+  std::string rule;
+  try {
+    MpiCommunicator comm(MPI_COMM_WORLD, opt);
+  } catch (const dilated::Error& e) {
+    rule = e.rule();
+  }
+  EXPECT_EQ(rule, "dist.host_staging");
+}
+#endif
+
+// SeqParallelPlan over a transport that stages every buffer: bitwise the
+// results of the direct transport (the same bytes arrive), every staging
+// block back in the pool.
+TEST(MpiHostStaging, SeqParallelPlanThroughStagingEqualsTheDirectTransport) {
+  using B = Backend<Kokkos::DefaultHostExecutionSpace, float>;
+  using namespace dilated::memory;
+  const int P = world_size();
+  std::uint64_t seed = 88000;
+  for (const ProgressCase& c : progress_cases(P)) {
+    SCOPED_TRACE(std::string(c.what) + ": " + case_name(c.config, c.shape));
+    const ProblemShape& g = c.shape;
+    seed += 10;
+    HostResource host;
+    PoolResource pool(host);
+    TrackingResource tracked(pool);
+    FakeDeviceCopier copier;
+    copier.all = true;
+    auto run = [&](bool staged, bool thread) {
+      MpiCommunicator::Options opt = with_thread(thread);
+      if (staged) {
+        opt.staging_copier = &copier;
+        opt.staging_memory = &tracked;
+      }
+      MpiCommunicator comm(MPI_COMM_WORLD, opt);
+      dilated::dist::SeqParallelPlan<B::exec> plan(c.config, g, comm, c.layout);
+      const ProblemShape s = plan.local_shape();
+      const auto wins = plan.local_windows();
+      const std::int64_t l = s.seq_len;
+      auto shard = [&](std::uint64_t sd) {
+        return to_view<B>(shard_of(random_vector(numel(g), sd), g, wins, l), s);
+      };
+      auto q = shard(seed), k = shard(seed + 1), v = shard(seed + 2), dout = shard(seed + 3);
+      B::View4 out("out", s.batch, l, s.heads, s.head_dim), dq("dq", s.batch, l, s.heads, s.head_dim),
+          dk("dk", s.batch, l, s.heads, s.head_dim), dv("dv", s.batch, l, s.heads, s.head_dim);
+      B::ViewL lse("lse", s.batch, s.heads, l);
+      plan.forward(q, k, v, out, lse);
+      plan.backward(q, k, v, out, lse, dout, dq, dk, dv);
+      std::vector<double> r = from_view(out);
+      for (const auto& part : {lse_from_view(lse), from_view(dq), from_view(dk), from_view(dv)})
+        r.insert(r.end(), part.begin(), part.end());
+      return r;
+    };
+    const auto direct = run(false, false);
+    const auto staged = run(true, false);
+    const auto staged_thread = run(true, true);
+    EXPECT_TRUE(staged == direct) << "staging changed the results";
+    EXPECT_TRUE(staged_thread == direct) << "staging with the progress thread changed the results";
+    EXPECT_GT(copier.to_host_calls, 0u);
+    EXPECT_GT(copier.to_device_calls, 0u);
+    EXPECT_EQ(tracked.stats().current, 0u) << "staging blocks still out";
   }
 }
 
