@@ -54,8 +54,19 @@ grep -q '"backward_eager_return_hidden_fraction"' build/ci/bench_dist_smoke.json
 if [ -f /usr/local/cuda/include/nccl.h ]; then
   step "compile the NCCL transport and its tests (no GPU needed)"
   cmake -S . -B build/ci-nccl -G Ninja -DCMAKE_BUILD_TYPE=Release -DCMAKE_PREFIX_PATH="$deps" \
-    -DCUDAToolkit_ROOT=/usr/local/cuda -DDILATED_ENABLE_NCCL=ON -DDILATED_ENABLE_TESTS=ON
-  cmake --build build/ci-nccl --target test_nccl_one_rank
+    -DCUDAToolkit_ROOT=/usr/local/cuda -DDILATED_ENABLE_NCCL=ON -DDILATED_ENABLE_TESTS=ON \
+    -DDILATED_ENABLE_BENCHMARKS=ON
+  cmake --build build/ci-nccl --target test_nccl_one_rank test_nccl_multi_rank \
+    bench_seq_parallel_nccl
+  # The multi-GPU entry skips without a GPU; prove the launcher passes ranks
+  # and exit codes through (perf_tests/run_multi_gpu.sh uses it on GPU machines).
+  DILATED_LAUNCHER=plain perf_tests/launch_ranks.sh 2 bash -c \
+    '[ "$DILATED_WORLD_SIZE" = 2 ] && [ -d "$DILATED_NCCL_ID_DIR" ] && [ "$NCCL_NVLS_ENABLE" = 0 ]'
+  if DILATED_LAUNCHER=plain perf_tests/launch_ranks.sh 2 bash -c '[ "$DILATED_RANK" = 0 ]' \
+    2> /dev/null; then
+    echo "launch_ranks.sh hid a failing rank" >&2
+    exit 1
+  fi
 fi
 
 # src/cuda_fa3 (the H100 backend) must compile wherever nvcc is; its tests
@@ -68,7 +79,7 @@ if [ -x /usr/local/cuda/bin/nvcc ]; then
     -DCMAKE_CUDA_ARCHITECTURES=90a -DDILATED_ENABLE_CUDA=ON -DDILATED_ENABLE_TESTS=ON \
     -DDILATED_ENABLE_BENCHMARKS=ON
   cmake --build build/ci-cuda --target test_fa3_forward test_fa3_backward test_fa3_support \
-    bench_fa3 test_auto_plan
+    bench_fa3 bench_gpu_reference test_auto_plan
   (cd build/ci-cuda && ctest -L cuda --output-on-failure)
 fi
 
