@@ -203,7 +203,15 @@ void launch_v2_branch(const details::BackwardParams& base, const PatternParams& 
   }
   const std::int64_t tiles = s.batch * s.heads * args.p.num_segments * args.p.tiles_per_segment;
   if (tiles <= 0) return;
-  details::launch_backward2_branch<T, 128>(args, tiles, stream);  // v2 covers head_dim 128 only
+  // The kernel instance must match head_dim (launch_backward2_branch checks):
+  // 55083d6..fbbfccc launched the head_dim 128 kernel for head_dim 64.
+  switch (s.head_dim) {
+    case 64: details::launch_backward2_branch<T, 64>(args, tiles, stream); break;
+    case 128: details::launch_backward2_branch<T, 128>(args, tiles, stream); break;
+    default:
+      throw Error("cuda.unsupported",
+                  "cuda_fa3 backward v2: no kernel for head_dim " + std::to_string(s.head_dim));
+  }
 }
 
 template <class T>

@@ -27,6 +27,11 @@ void launch_backward2_branch(const Backward2Args& args, std::int64_t tiles, cuda
     check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::kSmemBytes),
           "cudaFuncSetAttribute");
   });
+  // The kernel's tiles, smem layout and dK/dV rows are built for HeadDim
+  // columns: another head_dim reads zeros past the row and writes past it.
+  if (args.p.head_dim != HeadDim)
+    throw Error("cuda.unsupported", "cuda_fa3 backward v2: head_dim " + std::to_string(args.p.head_dim) +
+                                        " launched on the head_dim " + std::to_string(HeadDim) + " kernel");
   if (tiles > 0x7fffffff) throw Error("cuda.grid", "cuda_fa3 backward v2: more than 2^31-1 key tiles");
   kernel<<<dim3(unsigned(tiles)), dim3(Shape::kThreads), Shape::kSmemBytes, stream>>>(args);
   check(cudaGetLastError(), "kernel launch");
