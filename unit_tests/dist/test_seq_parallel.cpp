@@ -103,6 +103,21 @@ TEST(SeqParallelDevice, MpiWithDeviceViews) {
 #endif
 }
 
+// Device Views over an MPI that is not told it is CUDA-aware: the transport
+// stages every transfer through pinned host blocks (host_staging.hpp), with
+// and without the progress thread. Needs a library built with
+// DILATED_ENABLE_CUDA (the staging copier is cudaMemcpy) and a CUDA Kokkos.
+TEST(SeqParallelDevice, MpiHostStagingWithDeviceViews) {
+#if defined(KOKKOS_ENABLE_CUDA) && DILATED_ENABLE_CUDA
+  std::uint64_t seed = 63000;
+  for (bool progress : {false, true})
+    for (const DistCase& c : dist_cases(world_size()))
+      check_case<Backend<Kokkos::Cuda, float>>(c, seed += 10, progress, false);
+#else
+  GTEST_SKIP() << "needs a CUDA Kokkos and DILATED_ENABLE_CUDA";
+#endif
+}
+
 // The cases above cover cross-rank branches: make sure the test would notice
 // if they were not (guards against a layout that silently made everything local).
 TEST(SeqParallelLayout, CasesIncludeCrossRankBranches) {
