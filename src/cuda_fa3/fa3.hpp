@@ -51,7 +51,9 @@ struct Support {
 // keys, dQ by TMA reduce-add) for head_dim 64 and 128 without dropout or
 // block sparsity; other
 // problems run v1 even when v2 is asked for. automatic: the environment
-// variable DILATED_FA3_BWD=v1|v2 at the time of the call, else v1.
+// variable DILATED_FA3_BWD=v1|v2 at the time of the call, else v2 where it
+// is verified on an H100 (head_dim 128; details::backward2_auto) and v1
+// elsewhere.
 enum class BackwardKernel { automatic, v1, v2 };
 
 // True when the library was built with the sm_90a kernels.

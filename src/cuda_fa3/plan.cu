@@ -304,15 +304,21 @@ void run_backward(const Plan& plan, const PatternParams& pat, DType dtype, const
 }  // namespace
 
 const char* Plan::backward_kernel_name() const {
+  // v2 covers head_dim 64 and 128 without dropout; block-sparse problems run
+  // v1 (v2 walks dense/dilated key ranges only).
+  const bool covered =
+      details::backward2_covers(shape_.head_dim, make_dropout(config_.dropout_p, config_.dropout_seed).enabled()) &&
+      !config_.block_sparse;
   BackwardKernel want = backward_kernel_;
   if (want == BackwardKernel::automatic) {
+    // DILATED_FA3_BWD=v1|v2 overrides; otherwise v2 where it is verified on
+    // an H100 (details::backward2_auto: head_dim 128).
     const char* env = std::getenv("DILATED_FA3_BWD");
-    want = env && std::strcmp(env, "v2") == 0 ? BackwardKernel::v2 : BackwardKernel::v1;
+    if (env && std::strcmp(env, "v1") == 0) want = BackwardKernel::v1;
+    else if (env && std::strcmp(env, "v2") == 0) want = BackwardKernel::v2;
+    else want = details::backward2_auto(shape_.head_dim) ? BackwardKernel::v2 : BackwardKernel::v1;
   }
-  const bool covered =
-      details::backward2_covers(shape_.head_dim, make_dropout(config_.dropout_p, config_.dropout_seed).enabled());
-  // Block-sparse runs v1 only (its key tiles walk the block-sparse rule).
-  return want == BackwardKernel::v2 && covered && !config_.block_sparse ? "v2" : "v1";
+  return want == BackwardKernel::v2 && covered ? "v2" : "v1";
 }
 
 void Plan::backward(Tensor q, Tensor k, Tensor v, Tensor out, LseTensor lse, Tensor dout, MutableTensor dq,

@@ -13,10 +13,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "cuda_fa3/details/backward2_launch.cuh"
 #include "dilated/reference.hpp"
 #include "fa3_test_support.hpp"
 
@@ -126,6 +128,43 @@ TEST_P(Fa3Backward, MatchesFloat64ReferenceGradients) {
   EXPECT_LE(ek, tol) << "dk";
   EXPECT_LE(ev, tol) << "dv";
   RecordProperty("errors", std::to_string(eq) + " " + std::to_string(ek) + " " + std::to_string(ev));
+}
+
+// BackwardKernel::automatic: DILATED_FA3_BWD=v1|v2 overrides; without it v2
+// exactly where details::backward2_auto says (head_dim 128; head_dim 64 once
+// kBackward2AutoHeadDim64 is set), and never where v2 does not cover the
+// problem. Needs no GPU (the plan only records support).
+TEST(Fa3BackwardKernelChoice, AutomaticAndOverrides) {
+  const char* saved = std::getenv("DILATED_FA3_BWD");
+  const std::string saved_value = saved ? saved : "";
+  auto name = [](std::int64_t head_dim, double dropout, BackwardKernel k = BackwardKernel::automatic) {
+    AttentionConfig c = make({{256, 1}}, false);
+    c.dropout_p = dropout;
+    c.dropout_seed = 7;
+    dilated::cuda_fa3::Plan plan(c, ProblemShape{1, 256, 2, head_dim}, DType::bf16);
+    plan.set_backward_kernel(k);
+    return std::string(plan.backward_kernel_name());
+  };
+  const std::string auto64 = dilated::cuda_fa3::details::kBackward2AutoHeadDim64 ? "v2" : "v1";
+  unsetenv("DILATED_FA3_BWD");
+  EXPECT_EQ(name(128, 0.0), "v2");
+  EXPECT_EQ(name(64, 0.0), auto64);
+  EXPECT_EQ(name(256, 0.0), "v1");
+  EXPECT_EQ(name(128, 0.1), "v1");  // dropout: v1 only
+  setenv("DILATED_FA3_BWD", "v1", 1);
+  EXPECT_EQ(name(128, 0.0), "v1");
+  EXPECT_EQ(name(64, 0.0), "v1");
+  EXPECT_EQ(name(128, 0.0, BackwardKernel::v2), "v2");  // an explicit choice beats the variable
+  setenv("DILATED_FA3_BWD", "v2", 1);
+  EXPECT_EQ(name(128, 0.0), "v2");
+  EXPECT_EQ(name(64, 0.0), "v2");
+  EXPECT_EQ(name(256, 0.0), "v1");
+  EXPECT_EQ(name(128, 0.0, BackwardKernel::v1), "v1");
+  setenv("DILATED_FA3_BWD", "something else", 1);  // unknown values: as if unset
+  EXPECT_EQ(name(128, 0.0), "v2");
+  EXPECT_EQ(name(64, 0.0), auto64);
+  if (saved) setenv("DILATED_FA3_BWD", saved_value.c_str(), 1);
+  else unsetenv("DILATED_FA3_BWD");
 }
 
 INSTANTIATE_TEST_SUITE_P(AllCases, Fa3Backward,

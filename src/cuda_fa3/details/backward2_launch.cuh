@@ -15,6 +15,18 @@ inline bool backward2_covers(std::int64_t head_dim, bool dropout) {
   return (head_dim == 64 || head_dim == 128) && !dropout;
 }
 
+// BackwardKernel::automatic (without DILATED_FA3_BWD) runs v2 only where it
+// has passed test_fa3_backward on an H100: head_dim 128 (2026-11-27).
+// head_dim 64 stays on v1 until its kernel has passed there too (until then
+// every "v2" head_dim 64 run had launched the head_dim 128 kernel, see
+// plan.cu launch_v2_branch); then set this to true.
+inline constexpr bool kBackward2AutoHeadDim64 = false;
+
+// Whether automatic picks v2 for a problem v2 covers.
+inline bool backward2_auto(std::int64_t head_dim) {
+  return head_dim == 128 || (head_dim == 64 && kBackward2AutoHeadDim64);
+}
+
 template <class T, int HeadDim>
 void launch_backward2_branch(const Backward2Args& args, std::int64_t tiles, cudaStream_t stream);
 
