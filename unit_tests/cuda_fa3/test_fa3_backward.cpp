@@ -5,6 +5,9 @@
 // covers head_dim 64 and 128 without dropout and hands the other cases to v1; the
 // test checks which kernel ran, so a v2 case cannot silently pass on v1.
 //
+// Also (no GPU needed): v2's fragment/shared-memory index maps for head_dim 64 and
+// 128, and which kernel BackwardKernel::automatic and DILATED_FA3_BWD pick.
+//
 // Tolerance: max |got - want| over a tensor, divided by max |want| of that
 // tensor, below 4e-2 (bf16) or 1e-2 (fp16). The kernel rounds P and dS to the
 // 16-bit type before their products and uses the 16-bit forward output for
@@ -15,10 +18,12 @@
 #include <cmath>
 #include <cstdlib>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
 #include "cuda_fa3/details/backward2_launch.cuh"
+#include "cuda_fa3/details/backward2_shape.hpp"
 #include "dilated/reference.hpp"
 #include "fa3_test_support.hpp"
 
@@ -129,6 +134,132 @@ TEST_P(Fa3Backward, MatchesFloat64ReferenceGradients) {
   EXPECT_LE(ev, tol) << "dv";
   RecordProperty("errors", std::to_string(eq) + " " + std::to_string(ek) + " " + std::to_string(ev));
 }
+
+// v2's index arithmetic, copied from backward2_mainloop.cuh / _epilogue.cuh
+// (keep in sync), checked on the host for head_dim 64 and 128: every map from
+// (warpgroup, thread, fragment element) to a tile element or a shared-memory
+// byte is one-to-one and onto its tile, and the shared-memory layout's
+// buffers are disjoint and inside the allocation. Needs no GPU.
+template <int D>
+void check_backward2_layout() {
+  using Shape = dilated::cuda_fa3::details::Bwd2Shape<D>;
+  // m64nN accumulator fragment (wgmma): element 4 j + 2 rr + c of thread t
+  // is (16 warp + lane / 4 + 8 rr, 8 j + 2 (lane % 4) + c).
+  auto frag = [](int t, int idx) {
+    const int warp = t / 32, lane = t % 32, j = idx / 4, rr = (idx / 2) % 2, c = idx % 2;
+    return std::pair<int, int>{16 * warp + lane / 4 + 8 * rr, 8 * j + 2 * (lane % 4) + c};
+  };
+  for (int n : {64, D, Shape::kDqCols}) {
+    std::set<std::pair<int, int>> seen;
+    for (int t = 0; t < 128; ++t)
+      for (int i = 0; i < n / 2; ++i) {
+        const auto rc = frag(t, i);
+        ASSERT_TRUE(rc.first >= 0 && rc.first < 64 && rc.second >= 0 && rc.second < n);
+        ASSERT_TRUE(seen.insert(rc).second) << "n " << n;
+      }
+    ASSERT_EQ(int(seen.size()), 64 * n);
+  }
+  // dK/dV epilogue (bwd2_store_dkv): key 64 wg + 16 warp + lane / 4 + 8 rr,
+  // column 8 j + 2 (lane % 4) (+1), elements dk[4 j + 2 rr (+1)], j < D / 8:
+  // the CTA's 128 x D block once, each element from the matching fragment.
+  {
+    std::set<std::pair<int, int>> seen;
+    for (int wg = 0; wg < 2; ++wg)
+      for (int t = 0; t < 128; ++t)
+        for (int rr = 0; rr < 2; ++rr)
+          for (int j = 0; j < D / 8; ++j)
+            for (int c = 0; c < 2; ++c) {
+              const int lane = t % 32, warp = t / 32;
+              const int key = 64 * wg + 16 * warp + lane / 4 + 8 * rr, col = 8 * j + 2 * (lane % 4) + c;
+              ASSERT_TRUE(key < Shape::kBlockN && col < D);
+              const auto rc = frag(t, 4 * j + 2 * rr + c);
+              ASSERT_EQ(rc.first + 64 * wg, key);
+              ASSERT_EQ(rc.second, col);
+              ASSERT_TRUE(seen.insert({key, col}).second);
+            }
+    ASSERT_EQ(int(seen.size()), Shape::kBlockN * D);
+  }
+  // dS^T store: ads[j / 2][(j % 2) 2 + rr] packs dp[4 j + 2 rr], dp[4 j + 2 rr + 1]
+  // (bwd2_pack: a[kk][i] = x[8 kk + 2 i], x[8 kk + 2 i + 1]); 4-byte words at
+  // key * 128 + (((q * 2) >> 4) ^ (key & 7)) << 4 + (q * 2) & 15 = TMA's
+  // 128-byte swizzle of (key, q): one 16 KiB panel, every word once.
+  {
+    std::set<int> words;
+    for (int wg = 0; wg < 2; ++wg)
+      for (int t = 0; t < 128; ++t)
+        for (int j = 0; j < 8; ++j)
+          for (int rr = 0; rr < 2; ++rr) {
+            const int lane = t % 32, warp = t / 32;
+            const int key = 64 * wg + 16 * warp + lane / 4 + 8 * rr, q = 8 * j + 2 * (lane % 4);
+            const int kk = j / 2, i = (j % 2) * 2 + rr;
+            ASSERT_EQ(8 * kk + 2 * i, 4 * j + 2 * rr);  // the packed pair is fragment (key, q), (key, q + 1)
+            const auto rc = frag(t, 4 * j + 2 * rr);
+            ASSERT_EQ(rc.first + 64 * wg, key);
+            ASSERT_EQ(rc.second, q);
+            const int byte = key * 128 + ((((q * 2) >> 4) ^ (key & 7)) << 4) + ((q * 2) & 15);
+            const int plain = key * 128 + q * 2;  // unswizzled
+            ASSERT_EQ(byte, (plain & ~0x70) | ((((plain >> 4) & 7) ^ ((plain >> 7) & 7)) << 4));
+            ASSERT_EQ(byte % 4, 0);
+            ASSERT_TRUE(byte >= 0 && byte + 4 <= Shape::kDsBytes);
+            ASSERT_TRUE(words.insert(byte).second);
+          }
+    ASSERT_EQ(int(words.size()) * 4, Shape::kDsBytes);
+  }
+  // dQ staging (bwd2_store_dq): the warpgroup's 64 x kDqCols fp32 block in
+  // kDqBoxes boxes of 32 columns, 128-byte swizzled; every 8-byte pair once,
+  // each at (row, column) = the fragment's.
+  {
+    std::set<int> pairs;
+    for (int t = 0; t < 128; ++t)
+      for (int j = 0; j < Shape::kDqCols / 8; ++j)
+        for (int rr = 0; rr < 2; ++rr) {
+          const int lane = t % 32, warp = t / 32;
+          const int row = 16 * warp + lane / 4 + 8 * rr;
+          const int byte = 32 * (j % 4) + 8 * (lane % 4);
+          const int chunk = (byte >> 4) ^ (row & 7);
+          const int off = (j / 4) * Shape::kDqBoxBytes + row * 128 + (chunk << 4) + (byte & 15);
+          const auto rc = frag(t, 4 * j + 2 * rr);
+          ASSERT_EQ(rc.first, row);
+          ASSERT_EQ(rc.second, 32 * (j / 4) + byte / 4);  // box j / 4, column byte / 4 in it
+          ASSERT_TRUE(off >= 0 && off + 8 <= Shape::kDqBytesPerWg);
+          ASSERT_TRUE(pairs.insert(off).second);
+        }
+    ASSERT_EQ(int(pairs.size()) * 8, Shape::kDqBytesPerWg);
+  }
+  // dQ products: (key rows, columns) of the two warpgroups. head_dim 128:
+  // columns split, keys all; head_dim 64: keys split, columns all. Either
+  // way each (key, column) of dS K is computed once per CTA.
+  {
+    std::set<std::pair<int, int>> seen;
+    for (int wg = 0; wg < 2; ++wg) {
+      const int key_row0 = Shape::kDqSplitKeys ? 64 * wg : 0;
+      const int col0 = Shape::kDqSplitKeys ? 0 : wg * Shape::kDqCols;  // the TMA reduce's c0 of box 0
+      for (int key = key_row0; key < key_row0 + Shape::kDqKeys; ++key)
+        for (int col = col0; col < col0 + Shape::kDqCols; ++col) ASSERT_TRUE(seen.insert({key, col}).second);
+    }
+    ASSERT_EQ(int(seen.size()), Shape::kBlockN * D);
+  }
+  // Shared memory: [K][V][Q x2][dO x2][dS^T x2][dQ x2][LSE x2][delta x2][barriers]
+  // disjoint, in order, inside the allocation (the +1024 covers the alignment).
+  const int ends[][2] = {{Shape::kOffsetK, Shape::kTileBytesKV},
+                         {Shape::kOffsetV, Shape::kTileBytesKV},
+                         {Shape::kOffsetQ, Shape::kStages * Shape::kTileBytesQ},
+                         {Shape::kOffsetDO, Shape::kStages * Shape::kTileBytesQ},
+                         {Shape::kOffsetDS, Shape::kStages * Shape::kDsBytes},
+                         {Shape::kOffsetDQ, Shape::kConsumerWarpgroups * Shape::kDqBytesPerWg},
+                         {Shape::kOffsetLse, Shape::kStages * Shape::kBlockM * 4},
+                         {Shape::kOffsetDelta, Shape::kStages * Shape::kBlockM * 4},
+                         {Shape::kOffsetBarriers, 8 * Shape::kBarriers}};
+  for (int i = 0; i + 1 < 9; ++i) ASSERT_EQ(ends[i][0] + ends[i][1], ends[i + 1][0]);
+  ASSERT_LE(ends[8][0] + ends[8][1] + 1023, Shape::kSmemBytes);
+  for (int i = 0; i < 6; ++i) ASSERT_EQ(ends[i][0] % 1024, 0);  // swizzled operands: 1024-byte aligned
+  ASSERT_EQ(Shape::kTileBytesKV, Shape::kBlockN * D * 2);  // the K/V TMA boxes (64 columns x 128 rows per panel)
+  ASSERT_EQ(Shape::kTileBytesQ, Shape::kBlockM * D * 2);
+  ASSERT_EQ(Shape::kDqBoxes * 32, Shape::kDqCols);
+}
+
+TEST(Fa3Backward2Layout, HeadDim64) { check_backward2_layout<64>(); }
+TEST(Fa3Backward2Layout, HeadDim128) { check_backward2_layout<128>(); }
 
 // BackwardKernel::automatic: DILATED_FA3_BWD=v1|v2 overrides; without it v2
 // exactly where details::backward2_auto says (head_dim 128; head_dim 64 once
