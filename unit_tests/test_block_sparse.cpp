@@ -236,6 +236,38 @@ TEST(BlockSparseLayout, RunsAndTransposeMatchTheMask) {
   EXPECT_EQ(n, 12);
 }
 
+// Whether every query row sees a key (cuda_fa3 then skips its fill kernel),
+// against a brute-force count.
+TEST(BlockSparseLayout, RowsAllAttendMatchesBruteForce) {
+  auto brute = [](const BlockSparsePattern& p, std::int64_t n, bool causal) {
+    for (std::int64_t l = 0; l < p.layouts; ++l)
+      for (std::int64_t q = 0; q < n; ++q) {
+        bool any = false;
+        for (std::int64_t k = 0; k < n && !any; ++k)
+          any = (!causal || k <= q) && p.visits(l, q / p.block_q, k / p.block_k, n);
+        if (!any) return false;
+      }
+    return true;
+  };
+  const std::int64_t n = 96;
+  std::vector<BlockSparsePattern> ps = {
+      BlockSparsePattern::local_window(n, 16, 1), BlockSparsePattern::global_local(n, 32, 1, 0),
+      BlockSparsePattern::dilated_blocks(n, 16, 3, 2), random_pattern(n, 16, 16, 2, 0.3, 4, 2),
+      BlockSparsePattern::from_block_list(n, 32, 16, 1, {{0, 0, 1}, {0, 1, 1}, {0, 2, 0}}),
+      BlockSparsePattern::from_block_list(n, 32, 16, 1, {{0, 0, 0}, {0, 1, 1}, {0, 2, 3}})};
+  int seen[2] = {0, 0};
+  for (const BlockSparsePattern& p : ps)
+    for (bool causal : {false, true}) {
+      const bool want = brute(p, n, causal);
+      EXPECT_EQ(dilated::block_sparse_rows_all_attend(p, n, causal), want);
+      EXPECT_EQ(dilated::make_pattern(block_config(p, causal), {1, n, 2, 8}).block_sparse.rows_all_attend,
+                want);
+      ++seen[want];
+    }
+  EXPECT_GT(seen[0], 0);  // both answers occur
+  EXPECT_GT(seen[1], 0);
+}
+
 TEST(BlockSparseLayout, CostCountsAttendedPairsExactly) {
   const ProblemShape s{2, 50, 3, 8};
   const BlockSparsePattern p = random_pattern(50, 8, 6, 3, 0.3, 3, -1);

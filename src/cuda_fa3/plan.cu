@@ -89,15 +89,21 @@ void run_branches(const details::ForwardParams& base, const PatternParams& pat,
                   const Tensor& v, cudaStream_t stream) {
   // The first branch may write rows outright only if it writes every row:
   // LongNet mode with dilation 1. Otherwise start from the merge identity.
-  // A block-sparse pattern may leave rows (whole query tiles) with no block.
-  const bool first_covers_all =
-      pat.head_mode == 0 && pat.dilation[0] == 1 && !pat.block_sparse.enabled();
+  // A block-sparse pattern covers every row unless some rows attend to
+  // nothing (whole query tiles with no visible block: the kernel skips them).
+  const bool block_sparse = pat.block_sparse.enabled();
+  const bool first_covers_all = pat.head_mode == 0 && pat.dilation[0] == 1 &&
+                                (!block_sparse || pat.block_sparse.rows_all_attend);
   if (!first_covers_all) details::launch_fill_empty<T>(base, s.head_dim, stream);
   for (int i = 0; i < pat.num_branches; ++i) {
     details::ForwardArgs args{};
     args.p = base;
     args.p.branch = i;
-    args.p.merge = i > 0 || !first_covers_all;
+    // Block-sparse (one branch): a tile with any visible block gives every
+    // one of its rows a key (blocks are 128-multiples, so a causally clipped
+    // run still starts at or before the tile's first row), so its rows are
+    // written outright; the fill above covers the skipped tiles. No merge read.
+    args.p.merge = i > 0 || (!first_covers_all && !block_sparse);
     args.p.num_segments = pat.num_segments(i);
     const int block_m = 128;
     // Tile-size heuristic: 176 keys per block for long non-causal head_dim
@@ -172,9 +178,9 @@ namespace {
 // v2's per-branch launch: the FA3-style kernel (backward2_kernel.cuh).
 template <class T>
 void launch_v2_branch(const details::BackwardParams& base, const PatternParams& pat, const ProblemShape& s,
-                      DType dtype, int i, bool direct, const Tensor& q, const Tensor& k, const Tensor& v,
-                      const Tensor& dout, const MutableTensor& dk, const MutableTensor& dv, float* dq_acc,
-                      cudaStream_t stream) {
+                      DType dtype, int i, bool direct, bool pipelined, const Tensor& q, const Tensor& k,
+                      const Tensor& v, const Tensor& dout, const MutableTensor& dk, const MutableTensor& dv,
+                      float* dq_acc, cudaStream_t stream) {
   constexpr int kN = details::kBackward2BlockN, kM = details::kBackward2BlockM;
   details::Backward2Args args{};
   args.p = base;
@@ -205,9 +211,16 @@ void launch_v2_branch(const details::BackwardParams& base, const PatternParams& 
   if (tiles <= 0) return;
   // The kernel instance must match head_dim (launch_backward2_branch checks):
   // 55083d6..fbbfccc launched the head_dim 128 kernel for head_dim 64.
+  // pipelined: v2p (DILATED_FA3_BWD=v2p / BackwardKernel::v2_pipelined).
   switch (s.head_dim) {
-    case 64: details::launch_backward2_branch<T, 64>(args, tiles, stream); break;
-    case 128: details::launch_backward2_branch<T, 128>(args, tiles, stream); break;
+    case 64:
+      if (pipelined) details::launch_backward2_branch<T, 64, true>(args, tiles, stream);
+      else details::launch_backward2_branch<T, 64>(args, tiles, stream);
+      break;
+    case 128:
+      if (pipelined) details::launch_backward2_branch<T, 128, true>(args, tiles, stream);
+      else details::launch_backward2_branch<T, 128>(args, tiles, stream);
+      break;
     default:
       throw Error("cuda.unsupported",
                   "cuda_fa3 backward v2: no kernel for head_dim " + std::to_string(s.head_dim));
@@ -222,7 +235,9 @@ void run_backward(const Plan& plan, const PatternParams& pat, DType dtype, const
   const ProblemShape& s = plan.shape();
   const std::size_t n = std::size_t(s.batch * s.seq_len * s.heads * s.head_dim);
   const std::size_t rows = std::size_t(s.batch * s.seq_len * s.heads);
-  const bool v2 = std::strcmp(plan.backward_kernel_name(), "v2") == 0;
+  const char* kernel_name = plan.backward_kernel_name();
+  const bool pipelined = std::strcmp(kernel_name, "v2p") == 0;  // v2p: v2's launches, pipelined kernel
+  const bool v2 = pipelined || std::strcmp(kernel_name, "v2") == 0;
   // v2 with one branch of dilation 1: every key row belongs to exactly one
   // CTA, which writes dK/dV in 16-bit itself; only dQ needs an accumulator.
   const bool direct = v2 && pat.num_branches == 1 && pat.dilation[0] == 1;
@@ -264,7 +279,7 @@ void run_backward(const Plan& plan, const PatternParams& pat, DType dtype, const
     base.dv = direct ? nullptr : acc + 2 * n;
     for (int i = 0; i < pat.num_branches; ++i) {
       if (v2) {
-        launch_v2_branch<T>(base, pat, s, dtype, i, direct, q, k, v, dout, dk, dv, acc, stream);
+        launch_v2_branch<T>(base, pat, s, dtype, i, direct, pipelined, q, k, v, dout, dk, dv, acc, stream);
         continue;
       }
       details::BackwardArgs args{};
@@ -311,14 +326,18 @@ const char* Plan::backward_kernel_name() const {
       !config_.block_sparse;
   BackwardKernel want = backward_kernel_;
   if (want == BackwardKernel::automatic) {
-    // DILATED_FA3_BWD=v1|v2 overrides; otherwise v2 where it is verified on
-    // an H100 (details::backward2_auto: head_dim 128).
+    // DILATED_FA3_BWD=v1|v2|v2p overrides; otherwise v2 where it is verified
+    // on an H100 (details::backward2_auto: head_dim 128). Never v2p.
     const char* env = std::getenv("DILATED_FA3_BWD");
     if (env && std::strcmp(env, "v1") == 0) want = BackwardKernel::v1;
     else if (env && std::strcmp(env, "v2") == 0) want = BackwardKernel::v2;
+    else if (env && std::strcmp(env, "v2p") == 0) want = BackwardKernel::v2_pipelined;
     else want = details::backward2_auto(shape_.head_dim) ? BackwardKernel::v2 : BackwardKernel::v1;
   }
-  return want == BackwardKernel::v2 && covered ? "v2" : "v1";
+  if (!covered) return "v1";
+  if (want == BackwardKernel::v2) return "v2";
+  if (want == BackwardKernel::v2_pipelined) return "v2p";
+  return "v1";
 }
 
 void Plan::backward(Tensor q, Tensor k, Tensor v, Tensor out, LseTensor lse, Tensor dout, MutableTensor dq,

@@ -178,6 +178,19 @@ BlockSparseLayout build_block_sparse_layout(const BlockSparsePattern& p, std::in
   return l;
 }
 
+bool block_sparse_rows_all_attend(const BlockSparsePattern& p, std::int64_t seq_len, bool causal) {
+  const std::int64_t nq = p.num_q_blocks(seq_len), nk = p.num_k_blocks(seq_len);
+  for (std::int64_t l = 0; l < p.layouts; ++l)
+    for (std::int64_t i = 0; i < nq; ++i) {
+      std::int64_t j = 0;
+      while (j < nk && !p.visits(l, i, j, seq_len)) ++j;  // first listed key block
+      if (j == nk) return false;
+      // Causal: the block's first row sees key j * block_k only if it is not later.
+      if (causal && j * p.block_k > i * p.block_q) return false;
+    }
+  return true;
+}
+
 double block_sparse_pairs(const BlockSparsePattern& p, std::int64_t layout, std::int64_t seq_len,
                           bool causal) {
   const std::int64_t nq = p.num_q_blocks(seq_len), nk = p.num_k_blocks(seq_len);

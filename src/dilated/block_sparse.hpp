@@ -90,6 +90,12 @@ BlockSparseLayout build_block_sparse_layout(const BlockSparsePattern& pattern,
 void validate_block_sparse(const BlockSparsePattern& pattern, std::int64_t seq_len,
                            std::int64_t heads);
 
+// True when every query row attends to at least one key: each query block
+// of each layout lists a key block, and (causal) its first listed key block
+// starts at or before the query block's first row.
+bool block_sparse_rows_all_attend(const BlockSparsePattern& pattern, std::int64_t seq_len,
+                                  bool causal);
+
 // Attended (query, key) pairs of one head's layout, exact (causal counts only
 // key <= query inside diagonal blocks).
 double block_sparse_pairs(const BlockSparsePattern& pattern, std::int64_t layout,

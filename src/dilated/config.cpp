@@ -123,6 +123,7 @@ PatternParams make_pattern(const AttentionConfig& c, const ProblemShape& s) {
     p.block_sparse.num_k_blocks = b.num_k_blocks(s.seq_len);
     p.block_sparse.layouts = b.layouts;
     p.block_sparse.seq_len = s.seq_len;
+    p.block_sparse.rows_all_attend = block_sparse_rows_all_attend(b, s.seq_len, c.causal);
     return p;
   }
   p.num_branches = static_cast<int>(c.branches.size());

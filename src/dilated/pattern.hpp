@@ -38,6 +38,10 @@ struct BlockSparseRule {
   std::int64_t num_q_blocks = 0, num_k_blocks = 0;
   std::int64_t layouts = 0;  // 1: shared by every head; else one per head
   std::int64_t seq_len = 0;
+  // Every query row sees at least one key (under the config's causal rule),
+  // so a kernel that writes the rows of its tiles covers the whole output;
+  // false: some rows attend to nothing and need out 0, lse -inf written.
+  bool rows_all_attend = false;
   // Runs of key blocks visited by (layout l, query block i):
   // row_runs[2r], row_runs[2r + 1] = [first, last + 1) for r in
   // [row_offsets[l * num_q_blocks + i], row_offsets[l * num_q_blocks + i + 1]).
