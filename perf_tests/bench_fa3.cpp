@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "cuda_fa3/fa3.hpp"
@@ -141,7 +142,9 @@ void BM_Fa3Backward(benchmark::State& state) {
       dv{g.out, sb, ss, sh, 1};
   const fa3::LseTensor l{t.lse, s.heads * s.seq_len, s.seq_len, 1};
   plan.forward(q, k, v, o, l, nullptr);
-  time_calls(state, s, dilated::backward_flops(config, s), label(kind, true),
+  // The label names the kernel that ran (v1, v2 or v2p; DILATED_FA3_BWD picks).
+  const std::string name = std::string(label(kind, true)) + " " + plan.backward_kernel_name();
+  time_calls(state, s, dilated::backward_flops(config, s), name.c_str(),
              [&] { plan.backward(q, k, v, out_c, l, dout, dq, dk, dv, nullptr); });
 }
 

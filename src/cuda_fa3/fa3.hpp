@@ -50,11 +50,14 @@ struct Support {
 // v2: FA3-style (producer warp with TMA, two consumer warpgroups per 128
 // keys, dQ by TMA reduce-add) for head_dim 64 and 128 without dropout or
 // block sparsity; other
-// problems run v1 even when v2 is asked for. automatic: the environment
-// variable DILATED_FA3_BWD=v1|v2 at the time of the call, else v2 where it
+// problems run v1 even when v2 is asked for. v2_pipelined ("v2p"): v2 with
+// the consumers software-pipelined (the next query block's S^T issued
+// before this block's dQ store), same coverage as v2; experimental, never
+// chosen by automatic. automatic: the environment variable
+// DILATED_FA3_BWD=v1|v2|v2p at the time of the call, else v2 where it
 // is verified on an H100 (head_dim 128; details::backward2_auto) and v1
 // elsewhere.
-enum class BackwardKernel { automatic, v1, v2 };
+enum class BackwardKernel { automatic, v1, v2, v2_pipelined };
 
 // True when the library was built with the sm_90a kernels.
 bool compiled_in();
@@ -76,7 +79,7 @@ class Plan {
   const Support& backward_support() const { return backward_support_; }
   const AttentionConfig& config() const { return config_; }
   void set_backward_kernel(BackwardKernel k) { backward_kernel_ = k; }
-  // "v1" or "v2": the kernel backward() runs now for this problem.
+  // "v1", "v2" or "v2p": the kernel backward() runs now for this problem.
   const char* backward_kernel_name() const;
   const ProblemShape& shape() const { return shape_; }
 

@@ -178,9 +178,9 @@ namespace {
 // v2's per-branch launch: the FA3-style kernel (backward2_kernel.cuh).
 template <class T>
 void launch_v2_branch(const details::BackwardParams& base, const PatternParams& pat, const ProblemShape& s,
-                      DType dtype, int i, bool direct, const Tensor& q, const Tensor& k, const Tensor& v,
-                      const Tensor& dout, const MutableTensor& dk, const MutableTensor& dv, float* dq_acc,
-                      cudaStream_t stream) {
+                      DType dtype, int i, bool direct, bool pipelined, const Tensor& q, const Tensor& k,
+                      const Tensor& v, const Tensor& dout, const MutableTensor& dk, const MutableTensor& dv,
+                      float* dq_acc, cudaStream_t stream) {
   constexpr int kN = details::kBackward2BlockN, kM = details::kBackward2BlockM;
   details::Backward2Args args{};
   args.p = base;
@@ -211,9 +211,16 @@ void launch_v2_branch(const details::BackwardParams& base, const PatternParams& 
   if (tiles <= 0) return;
   // The kernel instance must match head_dim (launch_backward2_branch checks):
   // 55083d6..fbbfccc launched the head_dim 128 kernel for head_dim 64.
+  // pipelined: v2p (DILATED_FA3_BWD=v2p / BackwardKernel::v2_pipelined).
   switch (s.head_dim) {
-    case 64: details::launch_backward2_branch<T, 64>(args, tiles, stream); break;
-    case 128: details::launch_backward2_branch<T, 128>(args, tiles, stream); break;
+    case 64:
+      if (pipelined) details::launch_backward2_branch<T, 64, true>(args, tiles, stream);
+      else details::launch_backward2_branch<T, 64>(args, tiles, stream);
+      break;
+    case 128:
+      if (pipelined) details::launch_backward2_branch<T, 128, true>(args, tiles, stream);
+      else details::launch_backward2_branch<T, 128>(args, tiles, stream);
+      break;
     default:
       throw Error("cuda.unsupported",
                   "cuda_fa3 backward v2: no kernel for head_dim " + std::to_string(s.head_dim));
@@ -228,7 +235,9 @@ void run_backward(const Plan& plan, const PatternParams& pat, DType dtype, const
   const ProblemShape& s = plan.shape();
   const std::size_t n = std::size_t(s.batch * s.seq_len * s.heads * s.head_dim);
   const std::size_t rows = std::size_t(s.batch * s.seq_len * s.heads);
-  const bool v2 = std::strcmp(plan.backward_kernel_name(), "v2") == 0;
+  const char* kernel_name = plan.backward_kernel_name();
+  const bool pipelined = std::strcmp(kernel_name, "v2p") == 0;  // v2p: v2's launches, pipelined kernel
+  const bool v2 = pipelined || std::strcmp(kernel_name, "v2") == 0;
   // v2 with one branch of dilation 1: every key row belongs to exactly one
   // CTA, which writes dK/dV in 16-bit itself; only dQ needs an accumulator.
   const bool direct = v2 && pat.num_branches == 1 && pat.dilation[0] == 1;
@@ -270,7 +279,7 @@ void run_backward(const Plan& plan, const PatternParams& pat, DType dtype, const
     base.dv = direct ? nullptr : acc + 2 * n;
     for (int i = 0; i < pat.num_branches; ++i) {
       if (v2) {
-        launch_v2_branch<T>(base, pat, s, dtype, i, direct, q, k, v, dout, dk, dv, acc, stream);
+        launch_v2_branch<T>(base, pat, s, dtype, i, direct, pipelined, q, k, v, dout, dk, dv, acc, stream);
         continue;
       }
       details::BackwardArgs args{};
@@ -317,14 +326,18 @@ const char* Plan::backward_kernel_name() const {
       !config_.block_sparse;
   BackwardKernel want = backward_kernel_;
   if (want == BackwardKernel::automatic) {
-    // DILATED_FA3_BWD=v1|v2 overrides; otherwise v2 where it is verified on
-    // an H100 (details::backward2_auto: head_dim 128).
+    // DILATED_FA3_BWD=v1|v2|v2p overrides; otherwise v2 where it is verified
+    // on an H100 (details::backward2_auto: head_dim 128). Never v2p.
     const char* env = std::getenv("DILATED_FA3_BWD");
     if (env && std::strcmp(env, "v1") == 0) want = BackwardKernel::v1;
     else if (env && std::strcmp(env, "v2") == 0) want = BackwardKernel::v2;
+    else if (env && std::strcmp(env, "v2p") == 0) want = BackwardKernel::v2_pipelined;
     else want = details::backward2_auto(shape_.head_dim) ? BackwardKernel::v2 : BackwardKernel::v1;
   }
-  return want == BackwardKernel::v2 && covered ? "v2" : "v1";
+  if (!covered) return "v1";
+  if (want == BackwardKernel::v2) return "v2";
+  if (want == BackwardKernel::v2_pipelined) return "v2p";
+  return "v1";
 }
 
 void Plan::backward(Tensor q, Tensor k, Tensor v, Tensor out, LseTensor lse, Tensor dout, MutableTensor dq,

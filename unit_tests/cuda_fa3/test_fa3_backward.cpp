@@ -4,6 +4,7 @@
 // Every case runs with both backward kernels: v1, and v2 (FA3-style), which
 // covers head_dim 64 and 128 without dropout and hands the other cases to v1; the
 // test checks which kernel ran, so a v2 case cannot silently pass on v1.
+// Suite V2Pipelined runs the cases v2 covers with v2p (software-pipelined v2).
 //
 // Also (no GPU needed): v2's fragment/shared-memory index maps for head_dim 64 and
 // 128, and which kernel BackwardKernel::automatic and DILATED_FA3_BWD pick.
@@ -99,7 +100,11 @@ TEST_P(Fa3Backward, MatchesFloat64ReferenceGradients) {
   ASSERT_TRUE(plan.backward_support().ok) << plan.backward_support().reason;
   plan.set_backward_kernel(kernel);
   const bool v2_covers = (s.head_dim == 64 || s.head_dim == 128) && c.config.dropout_p == 0.0;
-  ASSERT_STREQ(plan.backward_kernel_name(), kernel == BackwardKernel::v2 && v2_covers ? "v2" : "v1");
+  const char* want_kernel = !v2_covers                               ? "v1"
+                            : kernel == BackwardKernel::v2           ? "v2"
+                            : kernel == BackwardKernel::v2_pipelined ? "v2p"
+                                                                     : "v1";
+  ASSERT_STREQ(plan.backward_kernel_name(), want_kernel);
 
   const std::size_t n = std::size_t(s.batch * s.seq_len * s.heads * s.head_dim);
   const std::size_t nl = std::size_t(s.batch * s.heads * s.seq_len);
@@ -291,6 +296,18 @@ TEST(Fa3BackwardKernelChoice, AutomaticAndOverrides) {
   EXPECT_EQ(name(64, 0.0), "v2");
   EXPECT_EQ(name(256, 0.0), "v1");
   EXPECT_EQ(name(128, 0.0, BackwardKernel::v1), "v1");
+  // v2p (software-pipelined v2): only when asked for, with v2's coverage.
+  setenv("DILATED_FA3_BWD", "v2p", 1);
+  EXPECT_EQ(name(128, 0.0), "v2p");
+  EXPECT_EQ(name(64, 0.0), "v2p");
+  EXPECT_EQ(name(256, 0.0), "v1");
+  EXPECT_EQ(name(128, 0.1), "v1");
+  EXPECT_EQ(name(128, 0.0, BackwardKernel::v2), "v2");
+  unsetenv("DILATED_FA3_BWD");
+  EXPECT_EQ(name(128, 0.0, BackwardKernel::v2_pipelined), "v2p");
+  EXPECT_EQ(name(64, 0.0, BackwardKernel::v2_pipelined), "v2p");
+  EXPECT_EQ(name(256, 0.0, BackwardKernel::v2_pipelined), "v1");
+  EXPECT_EQ(name(128, 0.1, BackwardKernel::v2_pipelined), "v1");
   setenv("DILATED_FA3_BWD", "something else", 1);  // unknown values: as if unset
   EXPECT_EQ(name(128, 0.0), "v2");
   EXPECT_EQ(name(64, 0.0), auto64);
@@ -306,6 +323,24 @@ INSTANTIATE_TEST_SUITE_P(AllCases, Fa3Backward,
                            return std::get<0>(info.param).name + "_" +
                                   dilated::cuda_fa3::to_string(std::get<1>(info.param)) +
                                   (std::get<2>(info.param) == BackwardKernel::v1 ? "_v1" : "_v2");
+                         });
+
+// v2p (BackwardKernel::v2_pipelined, DILATED_FA3_BWD=v2p): the cases v2 covers
+// (head_dim 64 and 128 without dropout), so none of them falls back to v1.
+std::vector<Case> v2_cases() {
+  std::vector<Case> cs;
+  for (const Case& c : cases())
+    if ((c.shape.head_dim == 64 || c.shape.head_dim == 128) && c.config.dropout_p == 0.0) cs.push_back(c);
+  return cs;
+}
+
+INSTANTIATE_TEST_SUITE_P(V2Pipelined, Fa3Backward,
+                         ::testing::Combine(::testing::ValuesIn(v2_cases()),
+                                            ::testing::Values(DType::bf16, DType::fp16),
+                                            ::testing::Values(BackwardKernel::v2_pipelined)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param).name + "_" +
+                                  dilated::cuda_fa3::to_string(std::get<1>(info.param)) + "_v2p";
                          });
 
 }  // namespace

@@ -17,13 +17,16 @@
 
 #include "cuda_fa3/details/backward2_mainloop.cuh"
 #include "cuda_fa3/details/backward2_params.hpp"
+#include "cuda_fa3/details/backward2_pipelined.cuh"
 #include "cuda_fa3/details/backward2_producer.cuh"
 #include "cuda_fa3/details/backward2_shape.hpp"
 #include "cuda_fa3/details/ptx_sm90.cuh"
 
 namespace dilated::cuda_fa3::details {
 
-template <class T, int HeadDim>
+// Pipelined: the consumers' software-pipelined schedule (v2p, see
+// backward2_pipelined.cuh); false is v2 as verified.
+template <class T, int HeadDim, bool Pipelined>
 __global__ void __launch_bounds__(Bwd2Shape<HeadDim>::kThreads, 1)
     backward2_kernel(const __grid_constant__ Backward2Args args) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -66,7 +69,10 @@ __global__ void __launch_bounds__(Bwd2Shape<HeadDim>::kThreads, 1)
     else if (warp >= 1 && warp <= Shape::kStatsWarps) bwd2_produce_stats<Shape>(args, t, smem, bar, threadIdx.x - 32);
   } else {
     regs_acquire<240>();
-    bwd2_consume<T, Shape>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128);
+    if constexpr (Pipelined)
+      bwd2_consume_pipelined<T, Shape>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128);
+    else
+      bwd2_consume<T, Shape>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128);
   }
 #endif
 }

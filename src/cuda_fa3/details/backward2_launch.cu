@@ -12,15 +12,16 @@
 
 namespace dilated::cuda_fa3::details {
 
-template <class T, int HeadDim>
+template <class T, int HeadDim, bool Pipelined>
 void launch_backward2_branch(const Backward2Args& args, std::int64_t tiles, cudaStream_t stream) {
   using Shape = Bwd2Shape<HeadDim>;
   static_assert(Shape::kBlockN == kBackward2BlockN && Shape::kBlockM == kBackward2BlockM,
                 "plan.cu encodes the TMA boxes with these sizes");
-  auto* kernel = &backward2_kernel<T, HeadDim>;
+  auto* kernel = &backward2_kernel<T, HeadDim, Pipelined>;
+  constexpr const char* kName = Pipelined ? "cuda_fa3 backward v2p: " : "cuda_fa3 backward v2: ";
   auto check = [](cudaError_t e, const char* what) {
     if (e != cudaSuccess)
-      throw Error("cuda.runtime", std::string("cuda_fa3 backward v2: ") + what + ": " + cudaGetErrorString(e));
+      throw Error("cuda.runtime", std::string(kName) + what + ": " + cudaGetErrorString(e));
   };
   static std::once_flag once;
   std::call_once(once, [&] {
@@ -30,9 +31,9 @@ void launch_backward2_branch(const Backward2Args& args, std::int64_t tiles, cuda
   // The kernel's tiles, smem layout and dK/dV rows are built for HeadDim
   // columns: another head_dim reads zeros past the row and writes past it.
   if (args.p.head_dim != HeadDim)
-    throw Error("cuda.unsupported", "cuda_fa3 backward v2: head_dim " + std::to_string(args.p.head_dim) +
+    throw Error("cuda.unsupported", std::string(kName) + "head_dim " + std::to_string(args.p.head_dim) +
                                         " launched on the head_dim " + std::to_string(HeadDim) + " kernel");
-  if (tiles > 0x7fffffff) throw Error("cuda.grid", "cuda_fa3 backward v2: more than 2^31-1 key tiles");
+  if (tiles > 0x7fffffff) throw Error("cuda.grid", std::string(kName) + "more than 2^31-1 key tiles");
   kernel<<<dim3(unsigned(tiles)), dim3(Shape::kThreads), Shape::kSmemBytes, stream>>>(args);
   check(cudaGetLastError(), "kernel launch");
 }
@@ -41,5 +42,10 @@ template void launch_backward2_branch<__nv_bfloat16, 64>(const Backward2Args&, s
 template void launch_backward2_branch<__half, 64>(const Backward2Args&, std::int64_t, cudaStream_t);
 template void launch_backward2_branch<__nv_bfloat16, 128>(const Backward2Args&, std::int64_t, cudaStream_t);
 template void launch_backward2_branch<__half, 128>(const Backward2Args&, std::int64_t, cudaStream_t);
+// v2p (software-pipelined consumers).
+template void launch_backward2_branch<__nv_bfloat16, 64, true>(const Backward2Args&, std::int64_t, cudaStream_t);
+template void launch_backward2_branch<__half, 64, true>(const Backward2Args&, std::int64_t, cudaStream_t);
+template void launch_backward2_branch<__nv_bfloat16, 128, true>(const Backward2Args&, std::int64_t, cudaStream_t);
+template void launch_backward2_branch<__half, 128, true>(const Backward2Args&, std::int64_t, cudaStream_t);
 
 }  // namespace dilated::cuda_fa3::details

@@ -27,7 +27,11 @@ inline bool backward2_auto(std::int64_t head_dim) {
   return head_dim == 128 || (head_dim == 64 && kBackward2AutoHeadDim64);
 }
 
-template <class T, int HeadDim>
+// Pipelined: v2p, the software-pipelined consumer schedule (next block's
+// S^T issued before this block's dQ store; backward2_pipelined.cuh).
+// Selected only by BackwardKernel::v2_pipelined or DILATED_FA3_BWD=v2p;
+// automatic never picks it.
+template <class T, int HeadDim, bool Pipelined = false>
 void launch_backward2_branch(const Backward2Args& args, std::int64_t tiles, cudaStream_t stream);
 
 // Keys per CTA of v2 (the K/V TMA box rows and the tile count's divisor).
