@@ -20,7 +20,7 @@ inline bool backward2_covers(std::int64_t head_dim, bool dropout) {
 // head_dim 64 stays on v1 until its kernel has passed there too (until then
 // every "v2" head_dim 64 run had launched the head_dim 128 kernel, see
 // plan.cu launch_v2_branch); then set this to true.
-inline constexpr bool kBackward2AutoHeadDim64 = false;
+inline constexpr bool kBackward2AutoHeadDim64 = true;
 
 // Whether automatic picks v2 for a problem v2 covers.
 inline bool backward2_auto(std::int64_t head_dim) {
