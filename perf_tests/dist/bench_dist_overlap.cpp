@@ -31,72 +31,13 @@
 
 #include "dist/mpi_communicator.hpp"
 #include "dist/seq_parallel_plan.hpp"
+#include "timed_communicator.hpp"
 
 namespace {
 
-double now() {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
+using dilated_bench::hidden_fraction;
+using dilated_bench::now_s;
 
-// Forwards to the real transport; records the steps and the blocked time.
-class TimedCommunicator final : public dilated::dist::Communicator {
- public:
-  struct Event {
-    bool wait;
-    std::size_t send_bytes, recv_bytes;
-    int dest, src;
-  };
-  explicit TimedCommunicator(dilated::dist::Communicator& inner) : inner_(inner) {}
-  int rank() const override { return inner_.rank(); }
-  int size() const override { return inner_.size(); }
-  const char* name() const override { return inner_.name(); }
-  void allreduce_min_max(const std::int64_t* in, std::int64_t* mn, std::int64_t* mx,
-                         int n) override {
-    inner_.allreduce_min_max(in, mn, mx, n);
-  }
-  void start_exchange(const void* send, std::size_t sb, int dest, void* recv, std::size_t rb,
-                      int src) override {
-    events.push_back({false, sb, rb, dest, src});
-    if (dest >= 0) bytes += sb;
-    inner_.start_exchange(send, sb, dest, recv, rb, src);
-  }
-  void wait() override {
-    events.push_back({true, 0, 0, -1, -1});
-    const double t0 = now();
-    inner_.wait();
-    wait_s += now() - t0;
-  }
-  bool stream_ordered() const override { return inner_.stream_ordered(); }
-  bool accepts_host_memory() const override { return inner_.accepts_host_memory(); }
-  bool accepts_device_memory() const override { return inner_.accepts_device_memory(); }
-  void reset() {
-    events.clear();
-    wait_s = 0;
-    bytes = 0;
-  }
-  // The recorded steps again, back to back, with no compute: transfer time alone.
-  double replay() {
-    std::size_t most = 1;
-    for (const Event& e : events) most = std::max({most, e.send_bytes, e.recv_bytes});
-    std::vector<char> a(most, 1), b(most, 0);
-    MPI_Barrier(MPI_COMM_WORLD);
-    const double t0 = now();
-    for (const Event& e : events) {
-      if (e.wait)
-        inner_.wait();
-      else
-        inner_.start_exchange(a.data(), e.send_bytes, e.dest, b.data(), e.recv_bytes, e.src);
-    }
-    return now() - t0;
-  }
-  std::vector<Event> events;
-  double wait_s = 0;
-  std::size_t bytes = 0;
-
- private:
-  dilated::dist::Communicator& inner_;
-};
 
 struct Args {
   std::int64_t seq = 32768, heads = 8, dim = 64, batch = 1;
@@ -155,7 +96,12 @@ int main(int argc, char** argv) {
     opt.progress_thread = a.progress_thread;
     opt.poll_interval_us = a.poll_us;
     dilated::dist::MpiCommunicator mpi(MPI_COMM_WORLD, opt);
-    TimedCommunicator comm(mpi);
+    dilated_bench::TimedCommunicator comm(mpi);
+    // The recorded steps again, back to back, with no compute: transfer time alone.
+    auto replay = [&comm] {
+      std::vector<char> a(comm.largest_transfer(), 1), b(comm.largest_transfer(), 0);
+      return comm.replay(a.data(), b.data(), [] { MPI_Barrier(MPI_COMM_WORLD); });
+    };
     const dilated::ProblemShape g{a.batch, a.seq, a.heads, a.dim};
     dilated::dist::SeqParallelPlan<Exec> plan(
         cfg, g, comm, a.zigzag ? dilated::dist::Layout::Zigzag : dilated::dist::Layout::Contiguous);
@@ -179,31 +125,31 @@ int main(int argc, char** argv) {
     for (int it = 0; it <= a.iters; ++it) {  // iteration 0 warms up
       comm.reset();
       MPI_Barrier(MPI_COMM_WORLD);
-      double t0 = now();
+      double t0 = now_s();
       plan.forward(q, k, v, out, lse);
-      const double own_f = now() - t0;
+      const double own_f = now_s() - t0;
       const double tf = max_over_ranks(own_f);
       const double wf = comm.wait_s;
       fwd_bytes = comm.bytes;
-      const double af = comm.replay();
+      const double af = replay();
       comm.reset();
       MPI_Barrier(MPI_COMM_WORLD);
-      t0 = now();
+      t0 = now_s();
       plan.backward(q, k, v, out, lse, dout, dq, dk, dv);
-      const double own_b = now() - t0;
+      const double own_b = now_s() - t0;
       const double tb = max_over_ranks(own_b);
       const double wb = comm.wait_s;
       bwd_bytes = comm.bytes;
-      const double ab = comm.replay();
+      const double ab = replay();
       plan.set_overlap_accumulator_return(false);  // the earlier backward schedule
       comm.reset();
       MPI_Barrier(MPI_COMM_WORLD);
-      t0 = now();
+      t0 = now_s();
       plan.backward(q, k, v, out, lse, dout, dq, dk, dv);
-      const double own_e = now() - t0;
+      const double own_e = now_s() - t0;
       const double te = max_over_ranks(own_e);
       const double we = comm.wait_s;
-      const double ae = comm.replay();
+      const double ae = replay();
       plan.set_overlap_accumulator_return(true);
       if (it == 0) continue;
       if (te < eager) eager = te, eager_wait = we, eager_alone = ae, eager_busy = own_e - we;
@@ -221,9 +167,6 @@ int main(int argc, char** argv) {
     const double bw = sum_over_ranks(bwd_wait), ba = sum_over_ranks(bwd_alone);
     const double ew = sum_over_ranks(eager_wait), ea = sum_over_ranks(eager_alone);
     const double ebusy_max = max_over_ranks(eager_busy), ebusy_min = -max_over_ranks(-eager_busy);
-    auto hidden = [](double exposed, double alone) {
-      return alone > 0 ? std::max(0.0, std::min(1.0, 1.0 - exposed / alone)) : 0.0;
-    };
     if (comm.rank() == 0)
       std::printf(
           "{\"ranks\": %d, \"seq\": %lld, \"heads\": %lld, \"dim\": %lld, \"branches\": \"%s\", "
@@ -241,9 +184,9 @@ int main(int argc, char** argv) {
           comm.size(), static_cast<long long>(a.seq), static_cast<long long>(a.heads),
           static_cast<long long>(a.dim), a.branches.c_str(), a.causal ? "true" : "false",
           a.zigzag ? "true" : "false", Exec().concurrency(), a.progress_thread ? "true" : "false", fwd, fw / comm.size(),
-          fa / comm.size(), fwd_bytes, hidden(fw, fa), fbusy_min, fbusy_max, bwd, bw / comm.size(),
-          ba / comm.size(), bwd_bytes, hidden(bw, ba), bbusy_min, bbusy_max, eager,
-          ew / comm.size(), ea / comm.size(), hidden(ew, ea), ebusy_min, ebusy_max);
+          fa / comm.size(), fwd_bytes, hidden_fraction(fw, fa), fbusy_min, fbusy_max, bwd, bw / comm.size(),
+          ba / comm.size(), bwd_bytes, hidden_fraction(bw, ba), bbusy_min, bbusy_max, eager,
+          ew / comm.size(), ea / comm.size(), hidden_fraction(ew, ea), ebusy_min, ebusy_max);
   }
   Kokkos::finalize();
   MPI_Finalize();
