@@ -17,6 +17,8 @@
 
 #include <Kokkos_Core.hpp>
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 #include <type_traits>
 
@@ -27,6 +29,7 @@
 #include "dilated/details/block_sparse_storage.hpp"
 #include "dilated/details/elementwise_kernels.hpp"
 #include "dilated/details/forward_kernel.hpp"
+#include "dilated/details/forward_kernel_gpu.hpp"
 #include "dilated/details/kernel_params.hpp"
 #include "dilated/pattern.hpp"
 #include "dilated/view_adapter.hpp"
@@ -73,6 +76,10 @@ class Plan {
     dkv_level_ = scratch_level_for(
         "backward dk/dv", details::BackwardDKVKernel<ExecSpace, float>::scratch_bytes(params_) *
                               sizeof(details::accum_t<double>) / sizeof(float));
+    // DILATED_PORTABLE_GPU_FORWARD=classic: device backends run the
+    // host-shaped forward kernel too (A/B runs of the GPU-shaped one).
+    const char* fwd = std::getenv("DILATED_PORTABLE_GPU_FORWARD");
+    gpu_forward_ = !(fwd && std::strcmp(fwd, "classic") == 0);
     if constexpr (details::is_host_space<ExecSpace>())  // fused backward: host backends only
       fused_level_ = scratch_level_for(
           "backward", details::BackwardFusedKernel<ExecSpace, float>::scratch_bytes(params_) *
@@ -122,12 +129,9 @@ class Plan {
     details::check_no_alias("lse", lser, "v", vr);
     // --- nothing above writes; everything below may ---
     details::init_forward_outputs<ExecSpace, T>(space, outr, lser);
-    for (int br = 0; br < params_.pattern.num_branches; ++br) {
-      details::ForwardBranchKernel<ExecSpace, T> f{qr, kr, vr, outr, lser,
-                                                   branch_params(br, forward_level_, false)};
-      details::launch_teams(space, "dilated::forward_branch", f, details::league_size(f.p),
-                            f.scratch_bytes(f.p));
-    }
+    for (int br = 0; br < params_.pattern.num_branches; ++br)
+      launch_forward_branch<T>(space, "dilated::forward_branch", qr, kr, vr, outr, lser, br,
+                               whole_sequence());
   }
   template <class Q, class K, class V, class O, class L>
   void forward(const Q& q, const K& k, const V& v, const O& out, const L& lse) const {
@@ -185,11 +189,7 @@ class Plan {
     details::check_no_alias("out", outr, "v", vr);
     details::check_no_alias("out", outr, "lse", lser);
     // --- nothing above writes; everything below may ---
-    details::ForwardBranchKernel<ExecSpace, T> f{qr, kr, vr, outr, lser,
-                                                 branch_params(branch, forward_level_, false, w)};
-    if (f.p.segments > 0)
-      details::launch_teams(space, "dilated::forward_window", f, details::league_size(f.p),
-                            f.scratch_bytes(f.p));
+    launch_forward_branch<T>(space, "dilated::forward_window", qr, kr, vr, outr, lser, branch, w);
   }
 
   // Adds the window pair's share of the gradient into dq, dk, dv (the caller
@@ -340,9 +340,11 @@ class Plan {
   // Launch parameters of one branch on a window pair: only the segments that
   // both windows touch are visited. Teams own query tiles, or key tiles (the
   // dk/dv kernel) when `key_tiles`.
-  details::KernelParams branch_params(int br, int scratch_level, bool key_tiles,
-                                      const Window& w) const {
+  // tile_q: query rows per team (0: the plan's; the GPU-shaped forward's differ).
+  details::KernelParams branch_params(int br, int scratch_level, bool key_tiles, const Window& w,
+                                      std::int64_t tile_q = 0) const {
     details::KernelParams p = params_;
+    if (tile_q > 0) p.tile_q = tile_q;
     p.branch = br;
     p.scratch_level = scratch_level;
     p.q_begin = w.q_begin;
@@ -363,6 +365,29 @@ class Plan {
   }
   details::KernelParams branch_params(int br, int scratch_level, bool key_tiles) const {
     return branch_params(br, scratch_level, key_tiles, whole_sequence());
+  }
+
+  // One branch of the forward on one window pair, merged into (out, lse).
+  // Kokkos::Cuda with float tensors runs the GPU-shaped kernel
+  // (forward_kernel_gpu.hpp) where it applies; everything else, and every
+  // call under DILATED_PORTABLE_GPU_FORWARD=classic, ForwardBranchKernel.
+  template <class T, class QR, class KR, class VR, class OR, class LR>
+  void launch_forward_branch(const ExecSpace& space, const char* label, const QR& qr,
+                             const KR& kr, const VR& vr, const OR& outr, const LR& lser, int br,
+                             const Window& w) const {
+#if defined(KOKKOS_ENABLE_CUDA)
+    if constexpr (std::is_same<ExecSpace, Kokkos::Cuda>::value && std::is_same<T, float>::value) {
+      if (gpu_forward_ && details::gpu_forward_applies(shape_.head_dim)) {
+        const details::KernelParams pg = branch_params(br, 0, false, w, details::kGpuTileQ);
+        if (pg.segments > 0) details::launch_forward_gpu(space, label, qr, kr, vr, outr, lser, pg);
+        return;
+      }
+    }
+#endif
+    details::ForwardBranchKernel<ExecSpace, T> f{qr, kr, vr, outr, lser,
+                                                 branch_params(br, forward_level_, false, w)};
+    if (f.p.segments > 0)
+      details::launch_teams(space, label, f, details::league_size(f.p), f.scratch_bytes(f.p));
   }
 
   // The backward kernels of one branch on one window pair; they add into
@@ -455,6 +480,7 @@ class Plan {
   ProblemShape shape_;
   details::KernelParams params_;
   int forward_level_ = 0, dq_level_ = 0, dkv_level_ = 0, fused_level_ = 0;
+  bool gpu_forward_ = true;  // see the constructor (DILATED_PORTABLE_GPU_FORWARD)
   // Device copy of a block-sparse layout (empty otherwise); params_ points into it.
   details::BlockSparseStorage<typename ExecSpace::memory_space> block_sparse_;
   memory::MemoryResource* workspace_;  // not owned
