@@ -52,11 +52,10 @@ struct Support {
 // block sparsity; other
 // problems run v1 even when v2 is asked for. v2_pipelined ("v2p"): v2 with
 // the consumers software-pipelined (the next query block's S^T issued
-// before this block's dQ store), same coverage as v2; experimental, never
-// chosen by automatic. automatic: the environment variable
-// DILATED_FA3_BWD=v1|v2|v2p at the time of the call, else v2 where it
-// is verified on an H100 (head_dim 128; details::backward2_auto) and v1
-// elsewhere.
+// before this block's dQ store), same coverage as v2. automatic: the
+// environment variable DILATED_FA3_BWD=v1|v2|v2p at the time of the call,
+// else v2p where the v2 family is verified on an H100 (head_dim 64 and 128;
+// details::backward2_auto, kBackward2AutoPipelined) and v1 elsewhere.
 enum class BackwardKernel { automatic, v1, v2, v2_pipelined };
 
 // True when the library was built with the sm_90a kernels.

@@ -326,13 +326,15 @@ const char* Plan::backward_kernel_name() const {
       !config_.block_sparse;
   BackwardKernel want = backward_kernel_;
   if (want == BackwardKernel::automatic) {
-    // DILATED_FA3_BWD=v1|v2|v2p overrides; otherwise v2 where it is verified
-    // on an H100 (details::backward2_auto: head_dim 128). Never v2p.
+    // DILATED_FA3_BWD=v1|v2|v2p overrides; otherwise the v2 family where it
+    // is verified on an H100 (details::backward2_auto), pipelined if
+    // details::kBackward2AutoPipelined.
     const char* env = std::getenv("DILATED_FA3_BWD");
     if (env && std::strcmp(env, "v1") == 0) want = BackwardKernel::v1;
     else if (env && std::strcmp(env, "v2") == 0) want = BackwardKernel::v2;
     else if (env && std::strcmp(env, "v2p") == 0) want = BackwardKernel::v2_pipelined;
-    else want = details::backward2_auto(shape_.head_dim) ? BackwardKernel::v2 : BackwardKernel::v1;
+    else if (!details::backward2_auto(shape_.head_dim)) want = BackwardKernel::v1;
+    else want = details::kBackward2AutoPipelined ? BackwardKernel::v2_pipelined : BackwardKernel::v2;
   }
   if (!covered) return "v1";
   if (want == BackwardKernel::v2) return "v2";

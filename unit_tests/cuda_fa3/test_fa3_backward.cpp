@@ -266,9 +266,9 @@ void check_backward2_layout() {
 TEST(Fa3Backward2Layout, HeadDim64) { check_backward2_layout<64>(); }
 TEST(Fa3Backward2Layout, HeadDim128) { check_backward2_layout<128>(); }
 
-// BackwardKernel::automatic: DILATED_FA3_BWD=v1|v2 overrides; without it v2
-// exactly where details::backward2_auto says (head_dim 128; head_dim 64 once
-// kBackward2AutoHeadDim64 is set), and never where v2 does not cover the
+// BackwardKernel::automatic: DILATED_FA3_BWD=v1|v2|v2p overrides; without it
+// the v2 family (v2p if kBackward2AutoPipelined) exactly where
+// details::backward2_auto says, and never where v2 does not cover the
 // problem. Needs no GPU (the plan only records support).
 TEST(Fa3BackwardKernelChoice, AutomaticAndOverrides) {
   const char* saved = std::getenv("DILATED_FA3_BWD");
@@ -281,9 +281,10 @@ TEST(Fa3BackwardKernelChoice, AutomaticAndOverrides) {
     plan.set_backward_kernel(k);
     return std::string(plan.backward_kernel_name());
   };
-  const std::string auto64 = dilated::cuda_fa3::details::kBackward2AutoHeadDim64 ? "v2" : "v1";
+  const std::string fam = dilated::cuda_fa3::details::kBackward2AutoPipelined ? "v2p" : "v2";
+  const std::string auto64 = dilated::cuda_fa3::details::kBackward2AutoHeadDim64 ? fam : "v1";
   unsetenv("DILATED_FA3_BWD");
-  EXPECT_EQ(name(128, 0.0), "v2");
+  EXPECT_EQ(name(128, 0.0), fam);
   EXPECT_EQ(name(64, 0.0), auto64);
   EXPECT_EQ(name(256, 0.0), "v1");
   EXPECT_EQ(name(128, 0.1), "v1");  // dropout: v1 only
@@ -296,7 +297,7 @@ TEST(Fa3BackwardKernelChoice, AutomaticAndOverrides) {
   EXPECT_EQ(name(64, 0.0), "v2");
   EXPECT_EQ(name(256, 0.0), "v1");
   EXPECT_EQ(name(128, 0.0, BackwardKernel::v1), "v1");
-  // v2p (software-pipelined v2): only when asked for, with v2's coverage.
+  // v2p (software-pipelined v2): with v2's coverage.
   setenv("DILATED_FA3_BWD", "v2p", 1);
   EXPECT_EQ(name(128, 0.0), "v2p");
   EXPECT_EQ(name(64, 0.0), "v2p");
@@ -309,7 +310,7 @@ TEST(Fa3BackwardKernelChoice, AutomaticAndOverrides) {
   EXPECT_EQ(name(256, 0.0, BackwardKernel::v2_pipelined), "v1");
   EXPECT_EQ(name(128, 0.1, BackwardKernel::v2_pipelined), "v1");
   setenv("DILATED_FA3_BWD", "something else", 1);  // unknown values: as if unset
-  EXPECT_EQ(name(128, 0.0), "v2");
+  EXPECT_EQ(name(128, 0.0), fam);
   EXPECT_EQ(name(64, 0.0), auto64);
   if (saved) setenv("DILATED_FA3_BWD", saved_value.c_str(), 1);
   else unsetenv("DILATED_FA3_BWD");

@@ -15,22 +15,26 @@ inline bool backward2_covers(std::int64_t head_dim, bool dropout) {
   return (head_dim == 64 || head_dim == 128) && !dropout;
 }
 
-// BackwardKernel::automatic (without DILATED_FA3_BWD) runs v2 only where it
-// has passed test_fa3_backward on an H100: head_dim 128 (2026-11-27).
-// head_dim 64 stays on v1 until its kernel has passed there too (until then
-// every "v2" head_dim 64 run had launched the head_dim 128 kernel, see
-// plan.cu launch_v2_branch); then set this to true.
+// BackwardKernel::automatic (without DILATED_FA3_BWD) runs the v2 family only
+// where it has passed test_fa3_backward on an H100: head_dim 128 and, since
+// its dispatch was fixed (32fe347) and it passed there, head_dim 64
+// (2026-11-27). kBackward2AutoHeadDim64 = false would send head_dim 64 back
+// to v1.
 inline constexpr bool kBackward2AutoHeadDim64 = true;
+// Which member of the family automatic runs: v2p (the pipelined schedule)
+// passed the same suite and compute-sanitizer on the H100 and ran 4-6%
+// faster than v2 in the same run (2026-11-27: dense d128 12.4 vs 13.1 ms).
+inline constexpr bool kBackward2AutoPipelined = true;
 
-// Whether automatic picks v2 for a problem v2 covers.
+// Whether automatic picks the v2 family for a problem v2 covers.
 inline bool backward2_auto(std::int64_t head_dim) {
   return head_dim == 128 || (head_dim == 64 && kBackward2AutoHeadDim64);
 }
 
 // Pipelined: v2p, the software-pipelined consumer schedule (next block's
 // S^T issued before this block's dQ store; backward2_pipelined.cuh).
-// Selected only by BackwardKernel::v2_pipelined or DILATED_FA3_BWD=v2p;
-// automatic never picks it.
+// Selected by BackwardKernel::v2_pipelined, DILATED_FA3_BWD=v2p, or by
+// automatic where it picks the v2 family (kBackward2AutoPipelined).
 template <class T, int HeadDim, bool Pipelined = false>
 void launch_backward2_branch(const Backward2Args& args, std::int64_t tiles, cudaStream_t stream);
 
