@@ -8,21 +8,7 @@
 #include <Kokkos_Core.hpp>
 #include <cstdio>
 
-namespace {
-// Ranks other than 0 print only their failures, tagged with the rank.
-class FailurePrinter : public ::testing::EmptyTestEventListener {
- public:
-  explicit FailurePrinter(int rank) : rank_(rank) {}
-  void OnTestPartResult(const ::testing::TestPartResult& r) override {
-    if (r.failed())
-      std::fprintf(stderr, "[rank %d] %s:%d: Failure\n%s\n", rank_,
-                   r.file_name() ? r.file_name() : "?", r.line_number(), r.summary());
-  }
-
- private:
-  int rank_;
-};
-}  // namespace
+#include "rank_failure_printer.hpp"
 
 int main(int argc, char** argv) {
   int provided = 0;  // the progress-thread tests need MPI_THREAD_MULTIPLE
@@ -30,11 +16,7 @@ int main(int argc, char** argv) {
   int rank = 0;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   ::testing::InitGoogleTest(&argc, argv);
-  if (rank != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-    listeners.Append(new FailurePrinter(rank));
-  }
+  dtest::quiet_unless_rank_zero(rank);
   int rc = 0;
   Kokkos::initialize(argc, argv);
   rc = RUN_ALL_TESTS();

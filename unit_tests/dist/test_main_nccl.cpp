@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include "rank_failure_printer.hpp"
+
 #include "dist/nccl_communicator.hpp"
 #include "nccl_world.hpp"
 
@@ -20,18 +22,6 @@ NcclWorld* g_world = nullptr;
 }
 
 namespace {
-class FailurePrinter : public ::testing::EmptyTestEventListener {
- public:
-  explicit FailurePrinter(int rank) : rank_(rank) {}
-  void OnTestPartResult(const ::testing::TestPartResult& r) override {
-    if (r.failed())
-      std::fprintf(stderr, "[rank %d] %s:%d: Failure\n%s\n", rank_,
-                   r.file_name() ? r.file_name() : "?", r.line_number(), r.summary());
-  }
-
- private:
-  int rank_;
-};
 
 bool have_gpu() {
   int n = 0;
@@ -52,11 +42,7 @@ int main(int argc, char** argv) {
   }
   const int rank = world ? world->rank() : 0;
   ::testing::InitGoogleTest(&argc, argv);
-  if (rank != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-    listeners.Append(new FailurePrinter(rank));
-  }
+  dtest::quiet_unless_rank_zero(rank);
   // Kokkos on this rank's GPU (the flag exists in Kokkos 3.x and 4.x).
   std::vector<std::string> args(argv, argv + argc);
   if (world) args.push_back("--kokkos-device-id=" + std::to_string(world->device()));
