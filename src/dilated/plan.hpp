@@ -76,10 +76,13 @@ class Plan {
     dkv_level_ = scratch_level_for(
         "backward dk/dv", details::BackwardDKVKernel<ExecSpace, float>::scratch_bytes(params_) *
                               sizeof(details::accum_t<double>) / sizeof(float));
-    // DILATED_PORTABLE_GPU_FORWARD=classic: device backends run the
-    // host-shaped forward kernel too (A/B runs of the GPU-shaped one).
-    const char* fwd = std::getenv("DILATED_PORTABLE_GPU_FORWARD");
-    gpu_forward_ = !(fwd && std::strcmp(fwd, "classic") == 0);
+    // DILATED_PORTABLE_GPU_FORWARD (A/B runs on CUDA): classic = the
+    // host-shaped forward kernel; gpu256 = the GPU-shaped one with 256-thread
+    // teams; anything else (or unset) = the GPU-shaped one, 128-thread teams.
+    if (const char* fwd = std::getenv("DILATED_PORTABLE_GPU_FORWARD")) {
+      if (std::strcmp(fwd, "classic") == 0) gpu_forward_team_ = 0;
+      if (std::strcmp(fwd, "gpu256") == 0) gpu_forward_team_ = 256;
+    }
     if constexpr (details::is_host_space<ExecSpace>())  // fused backward: host backends only
       fused_level_ = scratch_level_for(
           "backward", details::BackwardFusedKernel<ExecSpace, float>::scratch_bytes(params_) *
@@ -377,9 +380,10 @@ class Plan {
                              const Window& w) const {
 #if defined(KOKKOS_ENABLE_CUDA)
     if constexpr (std::is_same<ExecSpace, Kokkos::Cuda>::value && std::is_same<T, float>::value) {
-      if (gpu_forward_ && details::gpu_forward_applies(shape_.head_dim)) {
+      if (gpu_forward_team_ > 0 && details::gpu_forward_applies(shape_.head_dim)) {
         const details::KernelParams pg = branch_params(br, 0, false, w, details::kGpuTileQ);
-        if (pg.segments > 0) details::launch_forward_gpu(space, label, qr, kr, vr, outr, lser, pg);
+        if (pg.segments > 0)
+          details::launch_forward_gpu(space, label, qr, kr, vr, outr, lser, pg, gpu_forward_team_);
         return;
       }
     }
@@ -480,7 +484,8 @@ class Plan {
   ProblemShape shape_;
   details::KernelParams params_;
   int forward_level_ = 0, dq_level_ = 0, dkv_level_ = 0, fused_level_ = 0;
-  bool gpu_forward_ = true;  // see the constructor (DILATED_PORTABLE_GPU_FORWARD)
+  // GPU-shaped forward's team size, 0: not used (DILATED_PORTABLE_GPU_FORWARD).
+  int gpu_forward_team_ = 128;
   // Device copy of a block-sparse layout (empty otherwise); params_ points into it.
   details::BlockSparseStorage<typename ExecSpace::memory_space> block_sparse_;
   memory::MemoryResource* workspace_;  // not owned

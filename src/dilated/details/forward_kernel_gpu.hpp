@@ -44,6 +44,12 @@ namespace dilated {
 namespace details {
 
 constexpr int kGpuTeam = 128;
+// Teams per SM the register allocation must allow (__launch_bounds__): 2
+// lets ptxas use up to 255 registers per thread.
+#ifndef DILATED_GPU_FORWARD_MIN_BLOCKS
+#define DILATED_GPU_FORWARD_MIN_BLOCKS 2
+#endif
+constexpr int kGpuMinBlocks = DILATED_GPU_FORWARD_MIN_BLOCKS;
 constexpr int kGpuTileQ = 64;
 constexpr int kGpuTileK = 64;
 constexpr int kGpuChunk = 32;  // head_dim chunk of the staged Q / K tiles
@@ -82,13 +88,20 @@ KOKKOS_INLINE_FUNCTION int gpu_swz4(int row, int g) {  // float4 index g -> phys
   return ((g ^ (row >> 2)) & 15) << 2;
 }
 
-template <int DMAX>
+// NT: threads per team, 128 (8 queries per thread) or 256 (4 queries).
+template <int DMAX, int NT = kGpuTeam>
 struct ForwardBranchKernelGpu {
   static_assert(DMAX % 16 == 0 && DMAX <= kGpuMaxHeadDim, "DMAX: 16, 32, 64 or 128");
+  static_assert(NT == 128 || NT == 256, "NT: 128 or 256 threads");
   static constexpr int DN = DMAX / 16;
+  static constexpr int QM = kGpuTileQ * 16 / NT;  // queries per thread
+  static constexpr int QG = QM / 4;               // their float4 groups
+  // Unroll factors of the S and PV loops (256-thread teams: 128 registers).
+  static constexpr int kSUnroll = NT == 256 ? 4 : 8;
+  static constexpr int kPVUnroll = NT == 256 ? 2 : 4;
   static constexpr int VC = kGpuRegion * 2 / DMAX < kGpuTileK ? kGpuRegion * 2 / DMAX : kGpuTileK;
   using member_type =
-      typename Kokkos::TeamPolicy<Kokkos::Cuda, Kokkos::LaunchBounds<kGpuTeam, 2>>::member_type;
+      typename Kokkos::TeamPolicy<Kokkos::Cuda, Kokkos::LaunchBounds<NT, kGpuMinBlocks>>::member_type;
 
   TensorRef<const float, 4> q, k, v;
   TensorRef<float, 4> out;
@@ -114,7 +127,7 @@ struct ForwardBranchKernelGpu {
   KOKKOS_INLINE_FUNCTION void stage_t(float* dst, int rank, std::int64_t n, std::int64_t d0,
                                       const RowPtr& row_ptr, std::int64_t xstride) const {
     const std::int64_t d = p.head_dim;
-    for (int f = rank; f < kGpuTileQ * (kGpuChunk / 4); f += kGpuTeam) {
+    for (int f = rank; f < kGpuTileQ * (kGpuChunk / 4); f += NT) {
       const int j = f >> 3, g = f & 7;
       const std::int64_t x0 = d0 + 4 * g;
       float e[4] = {0.f, 0.f, 0.f, 0.f};
@@ -157,10 +170,10 @@ struct ForwardBranchKernelGpu {
     float* const vany = vbad + kGpuTileK;            // [1] any of them
 
     const float scale = static_cast<float>(p.scale);
-    float o[8][DN];
-    float m[8], l[8];
+    float o[QM][DN];
+    float m[QM], l[QM];
     DILATED_GPU_UNROLL
-    for (int a = 0; a < 8; ++a) {
+    for (int a = 0; a < QM; ++a) {
       m[a] = -INFINITY;
       l[a] = 0.f;
       DILATED_GPU_UNROLL
@@ -182,9 +195,9 @@ struct ForwardBranchKernelGpu {
           return &k(c.b, p.k_row(p.pattern.position(br, c.s, off, k0 + j)), c.h, 0);
         };
         // ---- S = Q K^T (8 x 4 per thread), head_dim in chunks ----
-        float s[8][4];
+        float s[QM][4];
         DILATED_GPU_UNROLL
-        for (int a = 0; a < 8; ++a)
+        for (int a = 0; a < QM; ++a)
           DILATED_GPU_UNROLL
           for (int b = 0; b < 4; ++b) s[a][b] = 0.f;
         for (std::int64_t d0 = 0; d0 < d; d0 += kGpuChunk) {
@@ -196,28 +209,31 @@ struct ForwardBranchKernelGpu {
           }
           team.team_barrier();
 #if defined(__CUDA_ARCH__)
-#pragma unroll 8
+#pragma unroll(kSUnroll)
 #endif
           for (int dd = 0; dd < kGpuChunk; ++dd) {
             const float* qr = qs + dd * kGpuTileQ;
-            const GpuFloat4 qa = *reinterpret_cast<const GpuFloat4*>(qr + gpu_swz4(dd, 2 * ty));
-            const GpuFloat4 qb =
-                *reinterpret_cast<const GpuFloat4*>(qr + gpu_swz4(dd, 2 * ty + 1));
+            float qv[QM];
+            DILATED_GPU_UNROLL
+            for (int u = 0; u < QG; ++u) {
+              const GpuFloat4 t =
+                  *reinterpret_cast<const GpuFloat4*>(qr + gpu_swz4(dd, QG * ty + u));
+              qv[4 * u] = t.x, qv[4 * u + 1] = t.y, qv[4 * u + 2] = t.z, qv[4 * u + 3] = t.w;
+            }
             const GpuFloat4 kk =
                 *reinterpret_cast<const GpuFloat4*>(ks + dd * kGpuTileK + gpu_swz4(dd, tx));
-            const float qv[8] = {qa.x, qa.y, qa.z, qa.w, qb.x, qb.y, qb.z, qb.w};
             const float kv[4] = {kk.x, kk.y, kk.z, kk.w};
             DILATED_GPU_UNROLL
-            for (int a = 0; a < 8; ++a)
+            for (int a = 0; a < QM; ++a)
               DILATED_GPU_UNROLL
               for (int b = 0; b < 4; ++b) s[a][b] += qv[a] * kv[b];
           }
         }
         // ---- online softmax (row max over the 16 lanes of the row) ----
-        float alpha[8];
+        float alpha[QM];
         DILATED_GPU_UNROLL
-        for (int a = 0; a < 8; ++a) {
-          const std::int64_t qi = q0 + 8 * ty + a;
+        for (int a = 0; a < QM; ++a) {
+          const std::int64_t qi = q0 + QM * ty + a;
           float mx = m[a];
           DILATED_GPU_UNROLL
           for (int b = 0; b < 4; ++b) {
@@ -247,8 +263,8 @@ struct ForwardBranchKernelGpu {
         }
         if (p.dropout.enabled()) {
           DILATED_GPU_UNROLL
-          for (int a = 0; a < 8; ++a) {
-            const std::int64_t i = 8 * ty + a;
+          for (int a = 0; a < QM; ++a) {
+            const std::int64_t i = QM * ty + a;
             if (i >= qn) continue;
             const std::int64_t qpos = p.pattern.position(br, c.s, off, q0 + i);
             DILATED_GPU_UNROLL
@@ -267,20 +283,20 @@ struct ForwardBranchKernelGpu {
         for (int b = 0; b < 4; ++b) {
           const int j = 4 * tx + b;
           float* prow = pt + j * kGpuTileQ;
-          *reinterpret_cast<GpuFloat4*>(prow + gpu_swz4(j, 2 * ty)) =
-              GpuFloat4{s[0][b], s[1][b], s[2][b], s[3][b]};
-          *reinterpret_cast<GpuFloat4*>(prow + gpu_swz4(j, 2 * ty + 1)) =
-              GpuFloat4{s[4][b], s[5][b], s[6][b], s[7][b]};
+          DILATED_GPU_UNROLL
+          for (int u = 0; u < QG; ++u)
+            *reinterpret_cast<GpuFloat4*>(prow + gpu_swz4(j, QG * ty + u)) =
+                GpuFloat4{s[4 * u][b], s[4 * u + 1][b], s[4 * u + 2][b], s[4 * u + 3][b]};
         }
         DILATED_GPU_UNROLL
-        for (int a = 0; a < 8; ++a)
+        for (int a = 0; a < QM; ++a)
           DILATED_GPU_UNROLL
           for (int e = 0; e < DN; ++e) o[a][e] *= alpha[a];
         // ---- O += P V, V in chunks of VC rows ----
         for (int j0 = 0; j0 < kn; j0 += VC) {
           const int jn = kn - j0 < VC ? static_cast<int>(kn - j0) : VC;
           team.team_barrier();  // previous readers of vs (and of qs / ks) are done
-          for (int f = rank; f < VC * (DMAX / 4); f += kGpuTeam) {
+          for (int f = rank; f < VC * (DMAX / 4); f += NT) {
             const int jj = f / (DMAX / 4), g = f % (DMAX / 4);
             const std::int64_t x0 = 4 * g;
             float e[4] = {0.f, 0.f, 0.f, 0.f};
@@ -310,13 +326,19 @@ struct ForwardBranchKernelGpu {
             *reinterpret_cast<GpuFloat4*>(vs + jj * DMAX + x0) = GpuFloat4{e[0], e[1], e[2], e[3]};
           }
           team.team_barrier();
+#if defined(__CUDA_ARCH__)
+#pragma unroll(kPVUnroll)
+#endif
           for (int jj = 0; jj < jn; ++jj) {
             const int j = j0 + jj;
             const float* prow = pt + j * kGpuTileQ;
-            const GpuFloat4 pa = *reinterpret_cast<const GpuFloat4*>(prow + gpu_swz4(j, 2 * ty));
-            const GpuFloat4 pb =
-                *reinterpret_cast<const GpuFloat4*>(prow + gpu_swz4(j, 2 * ty + 1));
-            const float pv[8] = {pa.x, pa.y, pa.z, pa.w, pb.x, pb.y, pb.z, pb.w};
+            float pv[QM];
+            DILATED_GPU_UNROLL
+            for (int u = 0; u < QG; ++u) {
+              const GpuFloat4 t =
+                  *reinterpret_cast<const GpuFloat4*>(prow + gpu_swz4(j, QG * ty + u));
+              pv[4 * u] = t.x, pv[4 * u + 1] = t.y, pv[4 * u + 2] = t.z, pv[4 * u + 3] = t.w;
+            }
             float vv[DN];
             const float* vrow = vs + jj * DMAX;
             if constexpr (DN % 4 == 0) {
@@ -330,15 +352,15 @@ struct ForwardBranchKernelGpu {
               for (int e = 0; e < DN; ++e) vv[e] = vrow[dim_of(tx, e)];
             }
             DILATED_GPU_UNROLL
-            for (int a = 0; a < 8; ++a)
+            for (int a = 0; a < QM; ++a)
               DILATED_GPU_UNROLL
               for (int e = 0; e < DN; ++e) o[a][e] += pv[a] * vv[e];
           }
         }
         if (*vany != 0.f) {  // non-finite V elements: visible pairs only
           DILATED_GPU_UNROLL
-          for (int a = 0; a < 8; ++a) {
-            const std::int64_t i = 8 * ty + a;
+          for (int a = 0; a < QM; ++a) {
+            const std::int64_t i = QM * ty + a;
             if (i >= qn) continue;
             const std::int64_t jend = p.causal && q0 + i - k0 + 1 < kn ? q0 + i - k0 + 1 : kn;
             for (std::int64_t j = 0; j < jend; ++j) {
@@ -360,21 +382,21 @@ struct ForwardBranchKernelGpu {
     }
     // ---- merge this branch into the running (out, lse): Eq. 10 by LSE ----
     const float oscale = static_cast<float>(p.output_scale);
-    float lse_old[8];
-    std::int64_t pos[8];
+    float lse_old[QM];
+    std::int64_t pos[QM];
     DILATED_GPU_UNROLL
-    for (int a = 0; a < 8; ++a) {
+    for (int a = 0; a < QM; ++a) {
       DILATED_GPU_UNROLL
       for (int mask = 1; mask < 16; mask <<= 1) l[a] += gpu_shfl_xor(l[a], mask);
-      const std::int64_t i = 8 * ty + a;
+      const std::int64_t i = QM * ty + a;
       pos[a] = i < qn ? p.q_row(p.pattern.position(br, c.s, off, q0 + i)) : 0;
       lse_old[a] = i < qn ? lse(c.b, c.h, pos[a]) : 0.f;
     }
     team.team_barrier();  // every thread of a row has read its old lse
     const std::int64_t os = out.stride[3];
     DILATED_GPU_UNROLL
-    for (int a = 0; a < 8; ++a) {
-      const std::int64_t i = 8 * ty + a;
+    for (int a = 0; a < QM; ++a) {
+      const std::int64_t i = QM * ty + a;
       // l == 0 only when every score was -inf: the branch adds nothing.
       // (A NaN l falls through, so NaN inputs propagate to their row.)
       if (i >= qn || l[a] == 0.f) continue;
@@ -416,40 +438,53 @@ inline bool gpu_forward_applies(std::int64_t head_dim) {
              static_cast<std::size_t>(Policy::scratch_size_max(0));
 }
 
-template <int DMAX>
+template <int DMAX, int NT>
 void launch_forward_gpu_impl(const Kokkos::Cuda& space, const char* label,
                              const TensorRef<const float, 4>& q, const TensorRef<const float, 4>& k,
                              const TensorRef<const float, 4>& v, const TensorRef<float, 4>& out,
                              const TensorRef<float, 3>& lse, const KernelParams& p) {
-  ForwardBranchKernelGpu<DMAX> f{q, k, v, out, lse, p};
+  ForwardBranchKernelGpu<DMAX, NT> f{q, k, v, out, lse, p};
   f.vec4 = gpu_rows_vec4(q) && gpu_rows_vec4(k) && gpu_rows_vec4(v);
   const std::int64_t total = league_size(p);
   const std::int64_t chunk = std::numeric_limits<int>::max() / 2;
   for (std::int64_t begin = 0; begin < total; begin += chunk) {
     const std::int64_t n = total - begin < chunk ? total - begin : chunk;
     f.league_offset = begin;
-    Kokkos::TeamPolicy<Kokkos::Cuda, Kokkos::LaunchBounds<kGpuTeam, 2>> policy(
-        space, static_cast<int>(n), kGpuTeam);
-    policy.set_scratch_size(0, Kokkos::PerTeam(ForwardBranchKernelGpu<DMAX>::scratch_bytes()));
+    Kokkos::TeamPolicy<Kokkos::Cuda, Kokkos::LaunchBounds<NT, kGpuMinBlocks>> policy(
+        space, static_cast<int>(n), NT);
+    policy.set_scratch_size(0,
+                            Kokkos::PerTeam(ForwardBranchKernelGpu<DMAX, NT>::scratch_bytes()));
     Kokkos::parallel_for(label, policy, f);
   }
 }
 
+template <int NT>
+void launch_forward_gpu_nt(const Kokkos::Cuda& space, const char* label,
+                           const TensorRef<const float, 4>& q, const TensorRef<const float, 4>& k,
+                           const TensorRef<const float, 4>& v, const TensorRef<float, 4>& out,
+                           const TensorRef<float, 3>& lse, const KernelParams& p) {
+  if (p.head_dim <= 16)
+    launch_forward_gpu_impl<16, NT>(space, label, q, k, v, out, lse, p);
+  else if (p.head_dim <= 32)
+    launch_forward_gpu_impl<32, NT>(space, label, q, k, v, out, lse, p);
+  else if (p.head_dim <= 64)
+    launch_forward_gpu_impl<64, NT>(space, label, q, k, v, out, lse, p);
+  else
+    launch_forward_gpu_impl<128, NT>(space, label, q, k, v, out, lse, p);
+}
+
 // p: the branch's parameters with tile_q = kGpuTileQ (and tiles_per_segment
-// to match).
+// to match); team_size: 128 or 256.
 inline void launch_forward_gpu(const Kokkos::Cuda& space, const char* label,
                                const TensorRef<const float, 4>& q,
                                const TensorRef<const float, 4>& k,
                                const TensorRef<const float, 4>& v, const TensorRef<float, 4>& out,
-                               const TensorRef<float, 3>& lse, const KernelParams& p) {
-  if (p.head_dim <= 16)
-    launch_forward_gpu_impl<16>(space, label, q, k, v, out, lse, p);
-  else if (p.head_dim <= 32)
-    launch_forward_gpu_impl<32>(space, label, q, k, v, out, lse, p);
-  else if (p.head_dim <= 64)
-    launch_forward_gpu_impl<64>(space, label, q, k, v, out, lse, p);
+                               const TensorRef<float, 3>& lse, const KernelParams& p,
+                               int team_size) {
+  if (team_size == 256)
+    launch_forward_gpu_nt<256>(space, label, q, k, v, out, lse, p);
   else
-    launch_forward_gpu_impl<128>(space, label, q, k, v, out, lse, p);
+    launch_forward_gpu_nt<128>(space, label, q, k, v, out, lse, p);
 }
 
 }  // namespace details
