@@ -98,8 +98,11 @@ if [ "${DILATED_SKIP_SANITIZERS:-0}" != 1 ]; then
   step "TSan build of the concurrency and stress tests, memory pools, MPI progress thread"
   cmake --preset tsan
   cmake --build --preset tsan
+  # (The listing is captured first: `ctest | grep -q` under pipefail fails
+  # when grep exits at its match and ctest then dies of SIGPIPE.)
+  tsan_listed=$(ctest --preset tsan -N)
   for t in dist_np2_progress_thread Concurrency.TsanCanaryUnderMpirun MemoryStress; do
-    ctest --preset tsan -N | grep -q "$t" || { echo "TSan stage lacks $t" >&2; exit 1; }
+    grep -q "$t" <<< "$tsan_listed" || { echo "TSan stage lacks $t" >&2; exit 1; }
   done
   ctest --preset tsan
 fi
