@@ -27,7 +27,8 @@ export DILATED_NCCL_ID_DIR=$iddir NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULT
 
 launcher=${DILATED_LAUNCHER:-auto}
 if [ "$launcher" != plain ] && command -v mpirun > /dev/null; then
-  if mpirun --version 2>&1 | grep -q "Open MPI\|OpenRTE"; then
+  mpi_version=$(mpirun --version 2>&1)  # (not piped into grep -q: SIGPIPE under pipefail)
+  if grep -q "Open MPI\|OpenRTE" <<< "$mpi_version"; then
     OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
       timeout -k 10 "$limit" mpirun -np "$P" --oversubscribe --bind-to none \
       -x DILATED_NCCL_ID_DIR -x NCCL_NVLS_ENABLE -x TORCH_SYMM_MEM_DISABLE_MULTICAST \
