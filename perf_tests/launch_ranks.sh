@@ -32,7 +32,7 @@ if [ "$launcher" != plain ] && command -v mpirun > /dev/null; then
     OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
       timeout -k 10 "$limit" mpirun -np "$P" --oversubscribe --bind-to none \
       -x DILATED_NCCL_ID_DIR -x NCCL_NVLS_ENABLE -x TORCH_SYMM_MEM_DISABLE_MULTICAST \
-      -x NVSHMEM_DISABLE_NVLS -x LD_LIBRARY_PATH -x PATH "$@"
+      -x NVSHMEM_DISABLE_NVLS ${LD_LIBRARY_PATH:+-x LD_LIBRARY_PATH} -x PATH "$@"
   else  # MPICH / Hydra pass the whole environment
     timeout -k 10 "$limit" mpirun -np "$P" "$@"
   fi
