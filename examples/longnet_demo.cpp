@@ -105,9 +105,16 @@ int main(int argc, char** argv) {
         v("v", o.batch, o.seq, o.heads, o.head_dim), out("out", o.batch, o.seq, o.heads, o.head_dim);
     ViewL lse("lse", o.batch, o.heads, o.seq);
     Kokkos::Random_XorShift64_Pool<Exec> rng(20231107);
-    Kokkos::fill_random(q, rng, -1.0f, 1.0f);
-    Kokkos::fill_random(k, rng, -1.0f, 1.0f);
-    Kokkos::fill_random(v, rng, -1.0f, 1.0f);
+    // Through a flat view: fill_random on a rank-4 View parallelises over
+    // extent(0) only, i.e. one thread when batch = 1.
+    auto fill = [&](const View4& t) {
+      Kokkos::fill_random(Kokkos::View<float*, typename View4::memory_space,
+                                       Kokkos::MemoryTraits<Kokkos::Unmanaged>>(t.data(), t.span()),
+                          rng, -1.0f, 1.0f);
+    };
+    fill(q);
+    fill(k);
+    fill(v);
     Kokkos::deep_copy(out, std::nanf(""));  // poison: every row must be written
 
     Kokkos::fence();
@@ -141,7 +148,7 @@ int main(int argc, char** argv) {
     if (o.backward) {
       View4 dout("dout", o.batch, o.seq, o.heads, o.head_dim), dq("dq", o.batch, o.seq, o.heads, o.head_dim),
           dk("dk", o.batch, o.seq, o.heads, o.head_dim), dv("dv", o.batch, o.seq, o.heads, o.head_dim);
-      Kokkos::fill_random(dout, rng, -1.0f, 1.0f);
+      fill(dout);
       std::printf("[backward] running...");
       std::fflush(stdout);
       const auto t0 = std::chrono::steady_clock::now();

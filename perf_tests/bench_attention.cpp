@@ -47,8 +47,15 @@ struct Problem {
         dk("dk", s.batch, s.seq_len, s.heads, s.head_dim),
         dv("dv", s.batch, s.seq_len, s.heads, s.head_dim),
         lse("lse", s.batch, s.heads, s.seq_len) {
+    // Filled through flat views: fill_random on a rank-4 View parallelises
+    // over extent(0) only (batch = 1: one thread), which took minutes per
+    // 1M-token tensor on the GPU.
     Kokkos::Random_XorShift64_Pool<Exec> rng(1234);
-    for (const View4& t : {q, k, v, dout}) Kokkos::fill_random(t, rng, -1.0f, 1.0f);
+    for (const View4& t : {q, k, v, dout})
+      Kokkos::fill_random(
+          Kokkos::View<float*, Exec::memory_space, Kokkos::MemoryTraits<Kokkos::Unmanaged>>(
+              t.data(), t.span()),
+          rng, -1.0f, 1.0f);
   }
 };
 
