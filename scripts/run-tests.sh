@@ -108,56 +108,35 @@ if [ "${DILATED_SKIP_SANITIZERS:-0}" != 1 ]; then
 fi
 
 if [ "${DILATED_SKIP_FUZZ:-0}" != 1 ]; then
-  # Bounded libFuzzer campaign over config/shape validation and small Plan
-  # calls (fuzz/fuzz_plan.cpp), from the seed corpus fuzz/corpus; new inputs go
-  # to build/fuzz/corpus-new, a crash to build/fuzz/crash-*.
-  fuzz_seconds=${DILATED_FUZZ_SECONDS:-90}
-  step "libFuzzer campaign: fuzz_plan for ${fuzz_seconds} s (ASan + UBSan)"
+  # Bounded libFuzzer campaigns (ASan + UBSan) from each target's seed corpus;
+  # new inputs go to build/fuzz/<new corpus>, a crash to build/fuzz/crash-*.
+  #   campaign TARGET SECONDS SEED_CORPUS NEW_CORPUS
+  campaign() {
+    local target=$1 seconds=$2 seeds=$3 fresh=build/fuzz/$4 status
+    step "libFuzzer campaign: $target for $seconds s (ASan + UBSan)"
+    mkdir -p "$fresh"
+    set +e
+    "build/fuzz/fuzz/$target" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 \
+      -print_final_stats=1 -artifact_prefix=build/fuzz/ "$fresh" "$seeds" \
+      > "build/fuzz/campaign-$target.log" 2>&1
+    status=$?
+    set -e
+    grep -E "^Done|$target totals|stat::number_of_executed_units" \
+      "build/fuzz/campaign-$target.log" || true
+    if [ "$status" != 0 ]; then
+      tail -n 40 "build/fuzz/campaign-$target.log"
+      echo "$target failed (status $status); reproducer in build/fuzz/" >&2
+      exit 1
+    fi
+  }
   cmake --preset fuzz
   cmake --build --preset fuzz
-  mkdir -p build/fuzz/corpus-new
-  set +e
-  build/fuzz/fuzz/fuzz_plan -max_total_time="$fuzz_seconds" -timeout=10 -rss_limit_mb=2048 \
-    -print_final_stats=1 -artifact_prefix=build/fuzz/ build/fuzz/corpus-new fuzz/corpus \
-    > build/fuzz/campaign.log 2>&1
-  fuzz_status=$?
-  set -e
-  grep -E '^Done|fuzz_plan totals|stat::number_of_executed_units' build/fuzz/campaign.log || true
-  if [ "$fuzz_status" != 0 ]; then
-    tail -n 40 build/fuzz/campaign.log
-    echo "fuzz_plan failed (status $fuzz_status); reproducer in build/fuzz/" >&2
-    exit 1
-  fi
+  # Config/shape validation and small Plan calls (fuzz/fuzz_plan.cpp).
+  campaign fuzz_plan "${DILATED_FUZZ_SECONDS:-90}" fuzz/corpus corpus-new
   # src/dist's size rules and the sharding they describe (fuzz/fuzz_shard_layout.cpp).
-  step "libFuzzer campaign: fuzz_shard_layout for 30 s (ASan + UBSan)"
-  mkdir -p build/fuzz/corpus-shard-new
-  set +e
-  build/fuzz/fuzz/fuzz_shard_layout -max_total_time=30 -timeout=10 -rss_limit_mb=2048 \
-    -print_final_stats=1 -artifact_prefix=build/fuzz/ build/fuzz/corpus-shard-new \
-    fuzz/corpus_shard_layout > build/fuzz/campaign-shard.log 2>&1
-  fuzz_status=$?
-  set -e
-  grep -E '^Done|fuzz_shard_layout totals' build/fuzz/campaign-shard.log || true
-  if [ "$fuzz_status" != 0 ]; then
-    tail -n 40 build/fuzz/campaign-shard.log
-    echo "fuzz_shard_layout failed (status $fuzz_status); reproducer in build/fuzz/" >&2
-    exit 1
-  fi
-  # src/memory: sequences of allocate/free/limit/release requests on the TLSF
-  # pool and the tracking adaptor, invariants after every step (fuzz/fuzz_pool.cpp).
-  step "libFuzzer campaign: fuzz_pool for 30 s (ASan + UBSan)"
-  mkdir -p build/fuzz/corpus-pool-new
-  set +e
-  build/fuzz/fuzz/fuzz_pool -max_total_time=30 -timeout=10 -rss_limit_mb=2048 \
-    -print_final_stats=1 -artifact_prefix=build/fuzz/ build/fuzz/corpus-pool-new \
-    fuzz/corpus_pool > build/fuzz/campaign-pool.log 2>&1
-  fuzz_status=$?
-  set -e
-  grep -E '^Done|fuzz_pool totals' build/fuzz/campaign-pool.log || true
-  if [ "$fuzz_status" != 0 ]; then
-    tail -n 40 build/fuzz/campaign-pool.log
-    echo "fuzz_pool failed (status $fuzz_status); reproducer in build/fuzz/" >&2
-    exit 1
-  fi
+  campaign fuzz_shard_layout 30 fuzz/corpus_shard_layout corpus-shard-new
+  # src/memory: allocate/free/limit/release sequences on the TLSF pool and the
+  # tracking adaptor, invariants after every step (fuzz/fuzz_pool.cpp).
+  campaign fuzz_pool 30 fuzz/corpus_pool corpus-pool-new
 fi
 step "all test stages passed"
