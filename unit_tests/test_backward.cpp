@@ -13,11 +13,8 @@ void check_backward(const Case& c, std::uint64_t seed, bool two_kernel) {
   SCOPED_TRACE(case_name(c.config, c.shape) + " on " + B::exec::name() +
                (two_kernel ? " (two-kernel scheme)" : ""));
   const ProblemShape& s = c.shape;
-  std::vector<double> qd, kd, vd, dod;
-  auto q = to_view<B>(random_vector(numel(s), seed), s, &qd, "q");
-  auto k = to_view<B>(random_vector(numel(s), seed + 1), s, &kd, "k");
-  auto v = to_view<B>(random_vector(numel(s), seed + 2), s, &vd, "v");
-  auto dout = to_view<B>(random_vector(numel(s), seed + 3), s, &dod, "dout");
+  const RandomInputs<B> in(s, seed);
+  const auto &q = in.q, &k = in.k, &v = in.v, &dout = in.dout;
   typename B::View4 out("out", s.batch, s.seq_len, s.heads, s.head_dim);
   typename B::ViewL lse("lse", s.batch, s.heads, s.seq_len);
   typename B::View4 dq("dq", s.batch, s.seq_len, s.heads, s.head_dim);
@@ -35,13 +32,7 @@ void check_backward(const Case& c, std::uint64_t seed, bool two_kernel) {
     plan.backward(q, k, v, out, lse, dout, dq, dk, dv);
   Kokkos::fence();
 
-  std::vector<double> rdq(numel(s)), rdk(numel(s)), rdv(numel(s));
-  dilated::reference::backward(c.config, s, qd.data(), kd.data(), vd.data(), dod.data(),
-                               rdq.data(), rdk.data(), rdv.data());
-  using T = typename B::value;
-  EXPECT_LE(scaled_error(from_view(dq), rdq), Tol<T>::grad) << "dq";
-  EXPECT_LE(scaled_error(from_view(dk), rdk), Tol<T>::grad) << "dk";
-  EXPECT_LE(scaled_error(from_view(dv), rdv), Tol<T>::grad) << "dv";
+  expect_reference_gradients(c.config, s, in, dq, dk, dv);
 }
 
 TYPED_TEST(Backward, MatchesFloat64Reference) {

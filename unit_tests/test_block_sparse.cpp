@@ -86,11 +86,9 @@ void check_forward_backward(const Case& c, std::uint64_t seed, bool two_kernel) 
                (two_kernel ? " (two-kernel backward)" : ""));
   using T = typename B::value;
   const ProblemShape& s = c.shape;
-  std::vector<double> qd, kd, vd, dod;
-  auto q = to_view<B>(random_vector(numel(s), seed), s, &qd, "q");
-  auto k = to_view<B>(random_vector(numel(s), seed + 1), s, &kd, "k");
-  auto v = to_view<B>(random_vector(numel(s), seed + 2), s, &vd, "v");
-  auto dout = to_view<B>(random_vector(numel(s), seed + 3), s, &dod, "dout");
+  const RandomInputs<B> in(s, seed);
+  const auto &q = in.q, &k = in.k, &v = in.v, &dout = in.dout;
+  const auto &qd = in.qd, &kd = in.kd, &vd = in.vd;
   typename B::View4 out("out", s.batch, s.seq_len, s.heads, s.head_dim);
   typename B::ViewL lse("lse", s.batch, s.heads, s.seq_len);
   typename B::View4 dq("dq", s.batch, s.seq_len, s.heads, s.head_dim);
@@ -110,14 +108,9 @@ void check_forward_backward(const Case& c, std::uint64_t seed, bool two_kernel) 
 
   std::vector<double> ro(numel(s)), rl(s.batch * s.heads * s.seq_len);
   dilated::reference::forward(c.config, s, qd.data(), kd.data(), vd.data(), ro.data(), rl.data());
-  std::vector<double> rdq(numel(s)), rdk(numel(s)), rdv(numel(s));
-  dilated::reference::backward(c.config, s, qd.data(), kd.data(), vd.data(), dod.data(),
-                               rdq.data(), rdk.data(), rdv.data());
   EXPECT_LE(scaled_error(from_view(out), ro), Tol<T>::out) << "out";
   EXPECT_LE(scaled_error(lse_from_view(lse), rl), Tol<T>::lse) << "lse";
-  EXPECT_LE(scaled_error(from_view(dq), rdq), Tol<T>::grad) << "dq";
-  EXPECT_LE(scaled_error(from_view(dk), rdk), Tol<T>::grad) << "dk";
-  EXPECT_LE(scaled_error(from_view(dv), rdv), Tol<T>::grad) << "dv";
+  expect_reference_gradients(c.config, s, in, dq, dk, dv);
 }
 
 TYPED_TEST(BlockSparse, MatchesFloat64Reference) {

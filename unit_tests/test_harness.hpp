@@ -160,6 +160,34 @@ inline double scaled_error(const std::vector<double>& got, const std::vector<dou
   return err / scale;
 }
 
+// Fresh random q, k, v, dout (seeds seed .. seed + 3) as Views of backend B,
+// and the same values rounded to B's dtype - exactly what the kernels see -
+// for the float64 reference (qd, kd, vd, dod).
+template <class B>
+struct RandomInputs {
+  std::vector<double> qd, kd, vd, dod;  // declared first: the Views fill them
+  typename B::View4 q, k, v, dout;
+  RandomInputs(const ProblemShape& s, std::uint64_t seed)
+      : q(to_view<B>(random_vector(numel(s), seed), s, &qd, "q")),
+        k(to_view<B>(random_vector(numel(s), seed + 1), s, &kd, "k")),
+        v(to_view<B>(random_vector(numel(s), seed + 2), s, &vd, "v")),
+        dout(to_view<B>(random_vector(numel(s), seed + 3), s, &dod, "dout")) {}
+};
+
+// dq, dk, dv against the float64 reference gradients of `in`, within
+// Tol<T>::grad.
+template <class B, class V>
+void expect_reference_gradients(const AttentionConfig& c, const ProblemShape& s,
+                                const RandomInputs<B>& in, const V& dq, const V& dk, const V& dv) {
+  using T = typename B::value;
+  std::vector<double> rdq(numel(s)), rdk(numel(s)), rdv(numel(s));
+  dilated::reference::backward(c, s, in.qd.data(), in.kd.data(), in.vd.data(), in.dod.data(),
+                               rdq.data(), rdk.data(), rdv.data());
+  EXPECT_LE(scaled_error(from_view(dq), rdq), Tol<T>::grad) << "dq";
+  EXPECT_LE(scaled_error(from_view(dk), rdk), Tol<T>::grad) << "dk";
+  EXPECT_LE(scaled_error(from_view(dv), rdv), Tol<T>::grad) << "dv";
+}
+
 inline std::string case_name(const AttentionConfig& c, const ProblemShape& s) {
   std::ostringstream os;
   os << dilated::describe(c) << " B=" << s.batch << " N=" << s.seq_len << " H=" << s.heads

@@ -47,11 +47,9 @@ void check_windows(const Case& c, const Cuts& cuts, std::uint64_t seed, bool two
   using T = typename B::value;
   using Acc = typename B::acc;
   const ProblemShape& s = c.shape;
-  std::vector<double> qd, kd, vd, dod;
-  auto q = to_view<B>(random_vector(numel(s), seed), s, &qd, "q");
-  auto k = to_view<B>(random_vector(numel(s), seed + 1), s, &kd, "k");
-  auto v = to_view<B>(random_vector(numel(s), seed + 2), s, &vd, "v");
-  auto dout = to_view<B>(random_vector(numel(s), seed + 3), s, &dod, "dout");
+  const RandomInputs<B> in(s, seed);
+  const auto &q = in.q, &k = in.k, &v = in.v, &dout = in.dout;
+  const auto &qd = in.qd, &kd = in.kd, &vd = in.vd, &dod = in.dod;
   typename B::View4 out("out", s.batch, s.seq_len, s.heads, s.head_dim);
   typename B::ViewL lse("lse", s.batch, s.heads, s.seq_len), delta("delta", s.batch, s.heads,
                                                                     s.seq_len);
