@@ -2,7 +2,8 @@
 """Self-test of compare_benchmarks.py on synthetic Google Benchmark JSON: an
 unchanged run passes, a machine twice as slow everywhere passes (the reference
 kernel absorbs it), one benchmark 2x slower fails, a missing reference and an
-empty baseline slot are reported with their own exit codes."""
+empty baseline slot are reported with their own exit codes; bench_dist_overlap
+records convert to comparable entries and a slower dist call fails."""
 import contextlib
 import io
 import json
@@ -13,6 +14,7 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import compare_benchmarks  # noqa: E402
+import dist_overlap_to_gbench  # noqa: E402
 
 REF = "BM_Ref/real_time"
 
@@ -95,6 +97,54 @@ class CompareTest(unittest.TestCase):
         slot = self.write("slot.json", {"machine": "h100", "reference": None, "benchmarks": {}})
         run = self.write("run.json", run_json(self.base_times))
         self.assertEqual(self.main([run, "--baseline", slot]), 3)
+
+
+class DistOverlapConversionTest(unittest.TestCase):
+    """bench_dist_overlap's records become comparable Google Benchmark entries."""
+    REC = {"ranks": 2, "seq": 8192, "heads": 4, "dim": 64, "branches": "2048:1,8192:2",
+           "causal": False, "zigzag": False, "progress_thread": True,
+           "forward_s": 0.25, "backward_s": 0.75, "forward_hidden_fraction": 1.0}
+
+    def test_times_become_benchmarks(self):
+        out = dist_overlap_to_gbench.convert(
+            "warning\n" + json.dumps(self.REC, indent=1) + "\n" + json.dumps(self.REC))
+        names = [b["name"] for b in out["benchmarks"]]
+        self.assertEqual(len(names), 4)
+        self.assertTrue(names[0].endswith("/progress:1/forward"), names[0])
+        self.assertIn("branches:2048:1,8192:2", names[1])
+        by_name = {b["name"]: b for b in out["benchmarks"]}
+        self.assertAlmostEqual(by_name[names[1]]["real_time"], 0.75)
+        self.assertEqual(by_name[names[1]]["time_unit"], "s")
+
+    def test_regression_in_a_dist_time_is_caught(self):
+        with tempfile.TemporaryDirectory() as d:
+            ref = {"name": REF, "run_name": REF, "run_type": "iteration", "real_time": 10.0,
+                   "time_unit": "ms"}
+
+            def write(name, rec):
+                data = dist_overlap_to_gbench.convert(json.dumps(rec))
+                data["benchmarks"].append(ref)
+                path = os.path.join(d, name)
+                with open(path, "w") as f:
+                    json.dump(data, f)
+                return path
+            base_run = write("b.json", self.REC)
+            base = os.path.join(d, "base.json")
+            with contextlib.redirect_stdout(io.StringIO()):
+                self.assertEqual(compare_benchmarks.main(
+                    [base_run, "--record", base, "--machine", "m", "--reference", REF]), 0)
+            with contextlib.redirect_stdout(io.StringIO()):
+                self.assertEqual(compare_benchmarks.main(
+                    [write("same.json", self.REC), "--baseline", base]), 0)
+            with contextlib.redirect_stdout(io.StringIO()):
+                self.assertEqual(compare_benchmarks.main(
+                    [write("slow.json", dict(self.REC, backward_s=1.5)), "--baseline", base]), 1)
+
+    def test_record_without_times_is_rejected(self):
+        with self.assertRaises(ValueError):
+            dist_overlap_to_gbench.convert(json.dumps({"ranks": 2}))
+        with self.assertRaises(ValueError):
+            dist_overlap_to_gbench.convert("no records")
 
 
 if __name__ == "__main__":
