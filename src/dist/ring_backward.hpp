@@ -5,10 +5,46 @@
 // Included by seq_parallel_plan.hpp.
 #pragma once
 
+#include <algorithm>
+#include <vector>
+
 #include "dist/seq_parallel_plan.hpp"
 
 namespace dilated {
 namespace dist {
+namespace details {
+
+// A shard's query windows cut at half their rows: the last cross-rank
+// branch computes the `early` part of its own block at step 0 (while its K/V
+// make their first hop) and the `late` part after its final accumulator
+// return has started, which that compute then hides (see backward()).
+// Queries split freely: dq rows are independent, and dk, dv add up over them.
+inline void split_query_windows(const std::vector<ShardWindow>& ws,
+                                std::vector<ShardWindow>* early,
+                                std::vector<ShardWindow>* late) {
+  for (const ShardWindow& w : ws) {
+    const std::int64_t h = w.len / 2;
+    if (h > 0) early->push_back({w.begin, h, w.row});
+    late->push_back({w.begin + h, w.len - h, w.row + h});
+  }
+}
+
+// Rough count of the (query, key) pairs branch `br` computes per batch on a
+// rank (causal halves every term alike, so it is left out): a local branch
+// (l / w) (w / r)^2 per head running it, a cross-rank branch's own block
+// (l / r)^2. Only ratios of these are used.
+inline double own_pairs(const AttentionConfig& config, const ProblemShape& global,
+                        std::int64_t local_len, int br) {
+  const PatternParams p = make_pattern(config, global);
+  std::int64_t heads = 0;
+  for (std::int64_t h = 0; h < global.heads; ++h) heads += p.active(h, br) ? 1 : 0;
+  const double l = static_cast<double>(local_len);
+  const double w = std::min(static_cast<double>(p.segment_length[br]), l);
+  const double r = static_cast<double>(p.dilation[br]);
+  return static_cast<double>(heads) * (l / w) * (w / r) * (w / r);
+}
+
+}  // namespace details
 
 template <class ExecSpace>
 template <class Q, class K, class V, class O, class L, class DO, class DQ, class DK, class DV>
@@ -56,10 +92,29 @@ void SeqParallelPlan<ExecSpace>::backward(const ExecSpace& space, const Q& q, co
   // branch completes it after its first step, the local branches run while
   // the last one travels. Hence the order: cross-rank branches first. Every
   // rank goes through the same order, so the transfers match up.
+  //
+  // The last cross-rank branch's return has only the local branches after
+  // it. When they are lighter than half of that branch's own block (none at
+  // all: causal dense, one long LongNet branch), it computes the own block in
+  // two halves of query rows instead: the first at step 0, the second while
+  // the return travels (it then hides the return, and the first half the K/V's
+  // first hop, at the price of hiding less of that hop than the whole block).
   details::PendingReturn<T, typename ExecSpace::memory_space> pending;
+  int last_cross = -1;
+  double local_pairs = 0;
+  for (int br = 0; br < layout_.num_branches(); ++br) {
+    if (layout_.branch(br).cross_rank)
+      last_cross = br;
+    else
+      local_pairs += details::own_pairs(config_, global_, s.seq_len, br);
+  }
+  const bool split_last =
+      overlap_return_ && last_cross >= 0 &&
+      local_pairs < 0.5 * details::own_pairs(config_, global_, s.seq_len, last_cross);
   auto run_branch = [&](int br) {
     if (layout_.branch(br).cross_rank) {
-      backward_cross_rank(space, br, q, k, v, dout, lse, delta, dq, dk, dv, pending);
+      backward_cross_rank(space, br, q, k, v, dout, lse, delta, dq, dk, dv, pending,
+                          split_last && br == last_cross);
       if (!overlap_return_) finish_return(space, dk, dv, pending);  // the earlier schedule
       return;
     }
@@ -109,6 +164,9 @@ void SeqParallelPlan<ExecSpace>::finish_return(const ExecSpace& space, const DK&
 // transfer is only started here (`pending`): backward() lets the next
 // compute hide it. A return still pending from the previous cross-rank
 // branch travels during this branch's step 0 and is completed after it.
+// `split_own` (the last cross-rank branch, with little or nothing after it):
+// step 0 computes the first half of the own query rows against the own keys,
+// and the second half runs here, after the return has started, hiding it.
 template <class ExecSpace>
 template <class Q, class K, class V, class DO, class L, class DL, class DQ, class DK, class DV,
           class Pending>
@@ -116,10 +174,16 @@ void SeqParallelPlan<ExecSpace>::backward_cross_rank(const ExecSpace& space, int
                                                      const K& k, const V& v, const DO& dout,
                                                      const L& lse, const DL& delta,
                                                      const DQ& dq, const DK& dk, const DV& dv,
-                                                     Pending& pending) const {
+                                                     Pending& pending, bool split_own) const {
   using T = typename DQ::non_const_value_type;
   const details::Ring ring = ring_of(br);
   const auto mine = local_windows();
+  // A ring of one has no return to hide: its own block is all of it.
+  std::vector<ShardWindow> early, late;
+  if (split_own && ring.size > 1)
+    details::split_query_windows(mine, &early, &late);
+  else
+    early = mine;
   const SparseRows own = rows_of(br, comm_->rank());
   const std::int64_t e = own.elements();
   const std::size_t bytes = static_cast<std::size_t>(2 * e) * sizeof(T);
@@ -138,9 +202,10 @@ void SeqParallelPlan<ExecSpace>::backward_cross_rank(const ExecSpace& space, int
   };
   const auto kb = block(), vb = block(), dkb = block(), dvb = block();
   const auto &kc = kb.view, &vc = vb.view, &dkc = dkb.view, &dvc = dvb.view;
-  auto compute = [&](const std::vector<ShardWindow>& keys, const auto& bk, const auto& bv,
+  auto compute = [&](const std::vector<ShardWindow>& queries,
+                     const std::vector<ShardWindow>& keys, const auto& bk, const auto& bv,
                      const auto& bdk, const auto& bdv) {
-    for (const ShardWindow& qw : mine)
+    for (const ShardWindow& qw : queries)
       for (const ShardWindow& kw : keys)
         if (!masked(qw, kw))
           plan_.backward_window(space, br, qw.begin, details::shard_rows(q, qw),
@@ -154,7 +219,7 @@ void SeqParallelPlan<ExecSpace>::backward_cross_rank(const ExecSpace& space, int
   pack_rows<ExecSpace, T>(space, own, dilated::details::make_ref(v), kv[0].data() + e);
   publish(space);
   comm_->start_exchange(kv[0].data(), bytes, ring.next(), kv[1].data(), bytes, ring.prev());
-  compute(mine, k, v, dk, dv);
+  compute(early, mine, k, v, dk, dv);
   int cur = 0;
   for (int t = 1; t < ring.size; ++t) {
     comm_->wait();  // kv[cur ^ 1]: K/V of source(t); acc_out (step t-1) packed and published
@@ -177,7 +242,7 @@ void SeqParallelPlan<ExecSpace>::backward_cross_rank(const ExecSpace& space, int
                                 false);
       unpack_rows<ExecSpace, T>(space, theirs, kv[cur].data() + e,
                                 dilated::details::make_ref(vc), false);
-      compute(layout_.windows(src), kc, vc, dkc, dvc);
+      compute(mine, layout_.windows(src), kc, vc, dkc, dvc);
     }
     comm_->wait();  // acc_in: the sum of the ranks before, for this block
     if (t >= 2) {
@@ -202,6 +267,7 @@ void SeqParallelPlan<ExecSpace>::backward_cross_rank(const ExecSpace& space, int
   }
   finish_return(space, dk, dv, pending);  // (done at t = 1 already)
   comm_->start_exchange(acc_out.data(), bytes, ring.next(), acc_in.data(), bytes, ring.prev());
+  compute(late, mine, k, v, dk, dv);  // empty unless split_own: the return travels meanwhile
   pending.in = std::move(in_block);
   pending.out = std::move(out_block);
   pending.rows = own;

@@ -129,7 +129,8 @@ class SeqParallelPlan {
   // rank's contribution), from forward's out and lse and this rank's dout.
   // Cross-rank branches run first and each one's final dK/dV accumulator
   // return overlaps the compute after it (the next cross-rank branch's first
-  // step, or the local branches).
+  // step, or the local branches; when these are light or absent, the last
+  // cross-rank branch computes half of its own block while its return travels).
   template <class Q, class K, class V, class O, class L, class DO, class DQ, class DK, class DV>
   void backward(const ExecSpace& space, const Q& q, const K& k, const V& v, const O& out,
                 const L& lse, const DO& dout, const DQ& dq, const DK& dk, const DV& dv) const;
@@ -205,7 +206,8 @@ class SeqParallelPlan {
             class Pending>
   void backward_cross_rank(const ExecSpace& space, int branch, const Q& q, const K& k,
                            const V& v, const DO& dout, const L& lse, const DL& delta,
-                           const DQ& dq, const DK& dk, const DV& dv, Pending& pending) const;
+                           const DQ& dq, const DK& dk, const DV& dv, Pending& pending,
+                           bool split_own) const;
   // Completes a started return: waits for it, adds it into dk, dv, and gives
   // its buffers back (after a fence: the pool is not stream-ordered).
   template <class DK, class DV, class Pending>

@@ -50,6 +50,12 @@ inline std::vector<DistCase> dist_cases(int P) {
                     {1, N, 4, 16},
                     Layout::Contiguous,
                     "a branch spanning 2 of the ranks"});
+    // No local branch: the last cross-rank branch splits its own block around
+    // its final dK/dV return, the first one's return travels during its step 0.
+    cs.push_back({make_config({{N, 2}, {N, 1}}, causal),
+                  {1, N, 3, 16},
+                  Layout::Contiguous,
+                  "cross-rank branches only"});
     cs.push_back({make_config({{N, 1}}, causal), {1, N, 2, 16}, Layout::Zigzag, "zigzag dense"});
     cs.push_back({make_config({{4, 1}, {12, 2}, {N, 3}}, causal),
                   {1, N, 3, 16},

@@ -148,6 +148,10 @@ std::vector<ProgressCase> progress_cases(int P) {
                 "causal, contiguous"});
   cs.push_back({make_config({{4, 1}, {12, 2}, {N, 3}}, true), {1, N, 3, 16}, Layout::Zigzag,
                 "causal, zigzag"});
+  // The only branch is cross-rank: its own block is computed in two halves
+  // around the final accumulator return.
+  cs.push_back({make_config({{N, 1}}, true), {1, N, 2, 16}, Layout::Contiguous,
+                "causal dense (own block split around the return)"});
   if (P % 2 == 0)
     cs.push_back({make_config({{6, 1}, {48, 2}, {N, 4}}), {1, N, 4, 16}, Layout::Contiguous,
                   "a branch spanning 2 ranks (g = 2) and one spanning all"});
