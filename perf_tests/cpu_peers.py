@@ -95,7 +95,13 @@ def torch_peers(threads, cases):
                 def g(t):
                     x = t[:, :, off::r][:, :, :, heads]            # [B, nseg, L, Hg, D]
                     return x.permute(0, 1, 3, 2, 4).reshape(B * nseg, heads.numel(), -1, D)
-                if q.is_cuda:
+                if q.is_cuda and q.dtype == torch.float32:
+                    # Flash has no fp32 kernel: memory-efficient attention (its
+                    # LSE is padded along the sequence).
+                    o, lse = torch.ops.aten._scaled_dot_product_efficient_attention(
+                        g(qs), g(ks), g(vs), None, True)[:2]
+                    lse = lse[:, :, :o.shape[2]]
+                elif q.is_cuda:
                     o, lse = torch.ops.aten._scaled_dot_product_flash_attention(g(qs), g(ks), g(vs), 0.0, False)[:2]
                 else:
                     o, lse = torch.ops.aten._scaled_dot_product_flash_attention_for_cpu(g(qs), g(ks), g(vs), 0.0, False)[:2]
@@ -111,16 +117,23 @@ def torch_peers(threads, cases):
             out = out + o * torch.exp(l - Ltot).unsqueeze(-1).to(o.dtype)
         return out
 
-    if cases == "gpu":  # issue 3's GPU peer: bf16 on tensor cores, forward, N = 1M
+    if cases in ("gpu", "gpu-fp32"):  # issue 3's GPU peer: forward, N = 1M
         longnet = [(2048, 1), (4096, 2), (8192, 4), (16384, 6), (32768, 12)]
         N, H, D = 1 << 20, 16, 128
-        q, k, v = (torch.randn(1, N, H, D, device="cuda", dtype=torch.bfloat16) for _ in range(3))
+        fp32 = cases == "gpu-fp32"
+        dtype = torch.float32 if fp32 else torch.bfloat16
+        # fp32 runs 4 heads at a time (same work): all 16 do not fit 80 GB.
+        chunk = 4 if fp32 else H
+        q, k, v = (torch.randn(1, N, H, D, device="cuda", dtype=dtype) for _ in range(3))
         def fwd():
-            longnet_ref(q, k, v, longnet); torch.cuda.synchronize()
+            for h0 in range(0, H, chunk):
+                longnet_ref(q[:, :, h0:h0 + chunk], k[:, :, h0:h0 + chunk], v[:, :, h0:h0 + chunk],
+                            longnet, h0)
+            torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         with torch.no_grad():
             t = timed(fwd, reps=3)
-        return {"torch_longnet_bf16_fwd_s": t, "tokens_per_s": N / t,
+        return {"torch_longnet_%s_fwd_s" % ("fp32" if fp32 else "bf16"): t, "tokens_per_s": N / t,
                 "peak_gib": torch.cuda.max_memory_allocated() / 2**30}, torch.__version__
 
     for name, case in cases.items():
@@ -158,8 +171,8 @@ def torch_peers(threads, cases):
 
 
 def main():
-    if len(sys.argv) > 1 and sys.argv[1] == "--gpu-longnet":
-        res, ver = torch_peers(1, "gpu")
+    if len(sys.argv) > 1 and sys.argv[1] in ("--gpu-longnet", "--gpu-longnet-fp32"):
+        res, ver = torch_peers(1, "gpu-fp32" if sys.argv[1].endswith("fp32") else "gpu")
         res["torch"] = ver
         print(json.dumps(res, indent=2))
         return

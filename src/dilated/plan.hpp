@@ -29,7 +29,8 @@
 #include "dilated/details/block_sparse_storage.hpp"
 #include "dilated/details/elementwise_kernels.hpp"
 #include "dilated/details/forward_kernel.hpp"
-#include "dilated/details/forward_kernel_gpu.hpp"
+#include "dilated/details/forward_kernel_gpu_launch.hpp"
+#include "dilated/details/gpu_forward_variant.hpp"
 #include "dilated/details/kernel_params.hpp"
 #include "dilated/pattern.hpp"
 #include "dilated/view_adapter.hpp"
@@ -76,13 +77,9 @@ class Plan {
     dkv_level_ = scratch_level_for(
         "backward dk/dv", details::BackwardDKVKernel<ExecSpace, float>::scratch_bytes(params_) *
                               sizeof(details::accum_t<double>) / sizeof(float));
-    // DILATED_PORTABLE_GPU_FORWARD (A/B runs on CUDA): classic = the
-    // host-shaped forward kernel; gpu256 = the GPU-shaped one with 256-thread
-    // teams; anything else (or unset) = the GPU-shaped one, 128-thread teams.
-    if (const char* fwd = std::getenv("DILATED_PORTABLE_GPU_FORWARD")) {
-      if (std::strcmp(fwd, "classic") == 0) gpu_forward_team_ = 0;
-      if (std::strcmp(fwd, "gpu256") == 0) gpu_forward_team_ = 256;
-    }
+    // DILATED_PORTABLE_GPU_FORWARD (A/B runs on CUDA): the forward kernel
+    // variant, see gpu_forward_variant.hpp.
+    gpu_forward_ = details::parse_gpu_forward_variant(std::getenv("DILATED_PORTABLE_GPU_FORWARD"));
     if constexpr (details::is_host_space<ExecSpace>())  // fused backward: host backends only
       fused_level_ = scratch_level_for(
           "backward", details::BackwardFusedKernel<ExecSpace, float>::scratch_bytes(params_) *
@@ -380,10 +377,11 @@ class Plan {
                              const Window& w) const {
 #if defined(KOKKOS_ENABLE_CUDA)
     if constexpr (std::is_same<ExecSpace, Kokkos::Cuda>::value && std::is_same<T, float>::value) {
-      if (gpu_forward_team_ > 0 && details::gpu_forward_applies(shape_.head_dim)) {
+      if (gpu_forward_ != details::GpuForwardVariant::kClassic &&
+          details::gpu_forward_applies(shape_.head_dim)) {
         const details::KernelParams pg = branch_params(br, 0, false, w, details::kGpuTileQ);
         if (pg.segments > 0)
-          details::launch_forward_gpu(space, label, qr, kr, vr, outr, lser, pg, gpu_forward_team_);
+          details::launch_forward_gpu(space, label, qr, kr, vr, outr, lser, pg, gpu_forward_);
         return;
       }
     }
@@ -484,8 +482,8 @@ class Plan {
   ProblemShape shape_;
   details::KernelParams params_;
   int forward_level_ = 0, dq_level_ = 0, dkv_level_ = 0, fused_level_ = 0;
-  // GPU-shaped forward's team size, 0: not used (DILATED_PORTABLE_GPU_FORWARD).
-  int gpu_forward_team_ = 128;
+  // Forward kernel of Plan<Kokkos::Cuda> for float (DILATED_PORTABLE_GPU_FORWARD).
+  details::GpuForwardVariant gpu_forward_ = details::kDefaultGpuForward;
   // Device copy of a block-sparse layout (empty otherwise); params_ points into it.
   details::BlockSparseStorage<typename ExecSpace::memory_space> block_sparse_;
   memory::MemoryResource* workspace_;  // not owned

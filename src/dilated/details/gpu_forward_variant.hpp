@@ -1,0 +1,41 @@
+// dilated/details/gpu_forward_variant.hpp - which forward kernel a
+// Plan<Kokkos::Cuda> runs for float tensors, chosen once per plan from
+// DILATED_PORTABLE_GPU_FORWARD so one GPU session can compare them (A/B runs).
+// Host-only code: it compiles on every backend.
+#pragma once
+
+#include <cstring>
+
+namespace dilated {
+namespace details {
+
+enum class GpuForwardVariant {
+  kClassic,     // "classic": ForwardBranchKernel, the host-shaped kernel
+  kSimt128,     // "gpu128" / "gpu": forward_kernel_gpu.hpp, 128-thread teams
+  kSimt256,     // "gpu256": the same, 256-thread teams
+  kPipe128,     // "pipe128": forward_kernel_gpu_pipelined.hpp, 128 threads, 2 teams/SM
+  kPipe256,     // "pipe256": the same, 256-thread teams
+};
+
+constexpr GpuForwardVariant kDefaultGpuForward = GpuForwardVariant::kSimt128;
+
+// `name` from DILATED_PORTABLE_GPU_FORWARD (null: unset); unknown names give
+// the default.
+inline GpuForwardVariant parse_gpu_forward_variant(const char* name) {
+  if (!name) return kDefaultGpuForward;
+  struct Entry {
+    const char* name;
+    GpuForwardVariant v;
+  };
+  static constexpr Entry kNames[] = {
+      {"classic", GpuForwardVariant::kClassic},     {"gpu", GpuForwardVariant::kSimt128},
+      {"gpu128", GpuForwardVariant::kSimt128},      {"gpu256", GpuForwardVariant::kSimt256},
+      {"pipe128", GpuForwardVariant::kPipe128},     {"pipe256", GpuForwardVariant::kPipe256},
+  };
+  for (const Entry& e : kNames)
+    if (std::strcmp(name, e.name) == 0) return e.v;
+  return kDefaultGpuForward;
+}
+
+}  // namespace details
+}  // namespace dilated
