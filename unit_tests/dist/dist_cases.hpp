@@ -56,6 +56,12 @@ inline std::vector<DistCase> dist_cases(int P) {
                   {1, N, 3, 16},
                   Layout::Contiguous,
                   "cross-rank branches only"});
+    // A local branch lighter than half the cross-rank branch's own block: the
+    // own block is still split, and the local branch runs after it.
+    cs.push_back({make_config({{4, 2}, {N, 1}}, causal),
+                  {1, N, 2, 16},
+                  Layout::Contiguous,
+                  "a light local branch after a split own block"});
     cs.push_back({make_config({{N, 1}}, causal), {1, N, 2, 16}, Layout::Zigzag, "zigzag dense"});
     cs.push_back({make_config({{4, 1}, {12, 2}, {N, 3}}, causal),
                   {1, N, 3, 16},
