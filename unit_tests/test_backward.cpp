@@ -1,4 +1,5 @@
-// Backward pass against the float64 reference on every backend x dtype.
+// Backward pass against the float64 reference on every backend x dtype
+// (16-bit storage included), with gradients poisoned before each call.
 #include "test_harness.hpp"
 
 namespace dtest {
@@ -6,7 +7,7 @@ namespace {
 
 template <class B>
 class Backward : public ::testing::Test {};
-TYPED_TEST_SUITE(Backward, AllBackends);
+TYPED_TEST_SUITE(Backward, AllStorageBackends);
 
 template <class B>
 void check_backward(const Case& c, std::uint64_t seed, bool two_kernel) {

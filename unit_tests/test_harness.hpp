@@ -17,6 +17,8 @@
 
 #include <dilated_attention.hpp>
 
+#include "emulated_bf16.hpp"
+
 namespace dtest {
 
 using dilated::AttentionConfig;
@@ -36,11 +38,15 @@ struct Backend {
 };
 template <class... Ts>
 struct List {};
-template <class A, class B>
+template <class... Ls>
 struct Cat;
-template <class... A, class... B>
-struct Cat<List<A...>, List<B...>> {
-  using type = List<A..., B...>;
+template <class... A>
+struct Cat<List<A...>> {
+  using type = List<A...>;
+};
+template <class... A, class... B, class... Rest>
+struct Cat<List<A...>, List<B...>, Rest...> {
+  using type = typename Cat<List<A..., B...>, Rest...>::type;
 };
 template <class L>
 struct ToTypes;
@@ -63,8 +69,46 @@ using CudaBackends = List<Backend<Kokkos::Cuda, double>, Backend<Kokkos::Cuda, f
 #else
 using CudaBackends = List<>;
 #endif
-using AllBackends = typename ToTypes<
-    typename Cat<typename Cat<SerialBackends, OpenMPBackends>::type, CudaBackends>::type>::type;
+using AllBackends =
+    typename ToTypes<typename Cat<SerialBackends, OpenMPBackends, CudaBackends>::type>::type;
+
+// 16-bit storage on an execution space: Kokkos' half_t and bhalf_t where this
+// Kokkos makes them real types (dilated/details/storage_types.hpp), and on
+// host spaces the emulated bfloat16 (emulated_bf16.hpp), so every build runs
+// the 16-bit paths.
+template <class Exec>
+struct Storage16 {
+  using kokkos_types = typename Cat<
+#if DILATED_HAS_HALF_T
+      List<Backend<Exec, Kokkos::Experimental::half_t>>,
+#endif
+#if DILATED_HAS_BHALF_T
+      List<Backend<Exec, Kokkos::Experimental::bhalf_t>>,
+#endif
+      List<>>::type;
+  using type = typename Cat<kokkos_types, std::conditional_t<dilated::details::is_host_space<Exec>(),
+                                                             List<Backend<Exec, EmulatedBf16>>,
+                                                             List<>>>::type;
+};
+#if defined(KOKKOS_ENABLE_SERIAL)
+using SerialBackends16 = typename Storage16<Kokkos::Serial>::type;
+#else
+using SerialBackends16 = List<>;
+#endif
+#if defined(KOKKOS_ENABLE_OPENMP)
+using OpenMPBackends16 = typename Storage16<Kokkos::OpenMP>::type;
+#else
+using OpenMPBackends16 = List<>;
+#endif
+#if defined(KOKKOS_ENABLE_CUDA)
+using CudaBackends16 = typename Storage16<Kokkos::Cuda>::type;
+#else
+using CudaBackends16 = List<>;
+#endif
+// AllBackends plus 16-bit storage: the forward and backward suites.
+using AllStorageBackends = typename ToTypes<
+    typename Cat<SerialBackends, OpenMPBackends, CudaBackends, SerialBackends16, OpenMPBackends16,
+                 CudaBackends16>::type>::type;
 
 // Tolerances per dtype, against the float64 reference, scaled by max(1, max|ref|).
 template <class T>
@@ -77,6 +121,34 @@ template <>
 struct Tol<float> {
   static constexpr double out = 3e-5, lse = 1e-5, grad = 3e-4;
 };
+// 16-bit storage with `bits` significant bits (8: bfloat16, 11: half). The
+// kernels compute in float on the rounded inputs, which the reference sees
+// too, so the error is float's plus what rounding the outputs adds, with
+// u = 2^-bits (round to nearest) and |x| <= max|ref| (scaled_error's scale):
+//   out:  rounded once: u.
+//   lse:  float, computed from the same rounded inputs: float's.
+//   grad: rounded once (u), plus backward's delta_i = sum_x dout_ix out_ix
+//         read from the rounded out: its D rounding errors (<= u |out_ix|,
+//         independent signs) sum to ~ sqrt(D) u |out| |dout|, and dq_i =
+//         scale sum_j P_ij (dP_ij - delta_i) k_j takes it times scale =
+//         1/sqrt(D) times a P-average of k (|.| <= max|k| <= 1): <= u more.
+//         2u in all (the emulated bfloat16 measured <= 0.76u on this matrix).
+template <int bits>
+struct Tol16 {
+  static constexpr double u = 1.0 / (1 << bits);
+  static constexpr double out = u + Tol<float>::out, lse = Tol<float>::lse,
+                          grad = 2 * u + Tol<float>::grad;
+};
+template <>
+struct Tol<EmulatedBf16> : Tol16<8> {};
+#if DILATED_HAS_HALF_T
+template <>
+struct Tol<Kokkos::Experimental::half_t> : Tol16<11> {};
+#endif
+#if DILATED_HAS_BHALF_T
+template <>
+struct Tol<Kokkos::Experimental::bhalf_t> : Tol16<8> {};
+#endif
 
 // A host vector of uniform[-1, 1) values, fresh per seed.
 inline std::vector<double> random_vector(std::size_t n, std::uint64_t seed, double lo = -1.0,
@@ -123,7 +195,8 @@ std::vector<double> from_view(const View4& v) {
   for (std::size_t b = 0; b < h.extent(0); ++b)
     for (std::size_t p = 0; p < h.extent(1); ++p)
       for (std::size_t hh = 0; hh < h.extent(2); ++hh)
-        for (std::size_t x = 0; x < h.extent(3); ++x) out.push_back(h(b, p, hh, x));
+        for (std::size_t x = 0; x < h.extent(3); ++x)
+          out.push_back(static_cast<double>(h(b, p, hh, x)));
   return out;
 }
 

@@ -13,6 +13,15 @@
 // process-wide pool of the execution space's memory space, src/memory, or one
 // passed to the constructor), so repeated calls allocate nothing from the
 // system once the pool holds a block of that size.
+//
+// Element types (details/storage_types.hpp): float and double, and Kokkos'
+// half_t / bhalf_t where this Kokkos makes them real 16-bit types. 16-bit
+// tensors compute in float (lse and delta are float) and every output element
+// is rounded once: backward accumulates dq, dk, dv in float workspace and
+// rounds at the end; forward with several branches merges them into a float
+// workspace copy of out (each branch's log-sum-exp merge reads and rewrites
+// out, which in 16 bits would round once per branch) and rounds at the end.
+// Those calls fence their instance before returning, like backward.
 #pragma once
 
 #include <Kokkos_Core.hpp>
@@ -128,6 +137,19 @@ class Plan {
     details::check_no_alias("lse", lser, "k", kr);
     details::check_no_alias("lse", lser, "v", vr);
     // --- nothing above writes; everything below may ---
+    if constexpr (details::is_half_storage<T>::value) {
+      if (params_.pattern.num_branches > 1) {  // merge in float, round once
+        const memory::Workspace acc_block = float_workspace(space, 1);
+        const auto accr = float_tensor(acc_block, 0);
+        details::init_forward_outputs<ExecSpace, float>(space, accr, lser);
+        for (int br = 0; br < params_.pattern.num_branches; ++br)
+          launch_forward_branch<T>(space, "dilated::forward_branch", qr, kr, vr, accr, lser, br,
+                                   whole_sequence());
+        details::convert_tensor<ExecSpace, float, T>(space, accr, outr);
+        space.fence();  // the workspace returns to its pool at the end of this scope
+        return;
+      }
+    }
     details::init_forward_outputs<ExecSpace, T>(space, outr, lser);
     for (int br = 0; br < params_.pattern.num_branches; ++br)
       launch_forward_branch<T>(space, "dilated::forward_branch", qr, kr, vr, outr, lser, br,
@@ -162,13 +184,16 @@ class Plan {
   // forward_window merges the window pair's attention into (out, lse) by
   // log-sum-exp; starting from out = 0, lse = -inf and calling it for every
   // branch and every key window gives forward()'s result. Asynchronous, like
-  // forward().
+  // forward(). Windowed calls take float or double tensors only: each call
+  // reads and rewrites out / dq / dk / dv, which 16-bit storage would round
+  // once per call.
   template <class Q, class K, class V, class O, class L>
   void forward_window(const ExecSpace& space, int branch, std::int64_t q_begin, const Q& q,
                       const O& out, const L& lse, std::int64_t k_begin, const K& k,
                       const V& v) const {
     using T = typename O::non_const_value_type;
     static_check_io<T, Q, K, V, O>();
+    static_check_window_type<T>();
     static_check_lse<T, L>();
     const auto qr = details::make_ref(q);
     const auto kr = details::make_ref(k);
@@ -216,6 +241,7 @@ class Plan {
     using T = typename DQ::non_const_value_type;
     static_check_io<T, Q, K, V, DQ>();
     static_check_io<T, DO, DK, DV>();
+    static_check_window_type<T>();
     static_check_lse<T, L>();
     static_check_lse<T, DL>();
     details::BackwardTensors<T> t;
@@ -321,6 +347,25 @@ class Plan {
     auto delta_ref = details::make_ref(delta);
     t.delta = delta_ref;
     details::compute_delta<ExecSpace, T>(space, outr, t.dout, delta_ref);
+    if constexpr (details::is_half_storage<T>::value) {
+      // Every branch (and, in the fused kernel, every key tile) adds into the
+      // gradients: accumulate them in float and round once.
+      const memory::Workspace grad_block = float_workspace(space, 3);
+      details::BackwardTensors<T, float> tf;
+      tf.q = t.q, tf.k = t.k, tf.v = t.v, tf.dout = t.dout, tf.lse = t.lse, tf.delta = t.delta;
+      tf.dq = float_tensor(grad_block, 0), tf.dk = float_tensor(grad_block, 1);
+      tf.dv = float_tensor(grad_block, 2);
+      details::zero_tensor<ExecSpace, float>(space, tf.dq);
+      details::zero_tensor<ExecSpace, float>(space, tf.dk);
+      details::zero_tensor<ExecSpace, float>(space, tf.dv);
+      for (int br = 0; br < params_.pattern.num_branches; ++br)
+        launch_backward_branch(space, tf, br, whole_sequence(), two_kernel);
+      details::convert_tensor<ExecSpace, float, T>(space, tf.dq, t.dq);
+      details::convert_tensor<ExecSpace, float, T>(space, tf.dk, t.dk);
+      details::convert_tensor<ExecSpace, float, T>(space, tf.dv, t.dv);
+      space.fence();  // both workspaces return to their pool at the end of this scope
+      return;
+    }
     details::zero_tensor<ExecSpace, T>(space, t.dq);
     details::zero_tensor<ExecSpace, T>(space, t.dk);
     details::zero_tensor<ExecSpace, T>(space, t.dv);
@@ -329,6 +374,24 @@ class Plan {
     // The workspace returns to its pool when `delta_block` goes out of scope;
     // make sure the kernels that read it have finished.
     space.fence();
+  }
+
+  // `count` float tensors of the plan's shape in one workspace block (16-bit
+  // storage: the accumulators that are rounded to the caller's tensors once).
+  memory::Workspace float_workspace(const ExecSpace& space, int count) const {
+    return memory::Workspace(*workspace_,
+                             sizeof(float) * count * shape_.batch * shape_.seq_len *
+                                 shape_.heads * shape_.head_dim,
+                             memory::kDefaultAlignment, memory::stream_of(space));
+  }
+  // The i-th of them, [batch, seq, heads, head_dim] LayoutRight.
+  TensorRef<float, 4> float_tensor(const memory::Workspace& block, int i) const {
+    const std::int64_t n = shape_.batch * shape_.seq_len * shape_.heads * shape_.head_dim;
+    Kokkos::View<float****, Kokkos::LayoutRight, typename ExecSpace::memory_space,
+                 Kokkos::MemoryTraits<Kokkos::Unmanaged>>
+        v(static_cast<float*>(block.data()) + i * n, shape_.batch, shape_.seq_len, shape_.heads,
+          shape_.head_dim);
+    return details::make_ref(v);
   }
 
   // Which positions the query-side and key-side tensors of a call hold.
@@ -371,10 +434,11 @@ class Plan {
   // Kokkos::Cuda with float tensors runs the GPU-shaped kernel
   // (forward_kernel_gpu.hpp) where it applies; everything else, and every
   // call under DILATED_PORTABLE_GPU_FORWARD=classic, ForwardBranchKernel.
-  template <class T, class QR, class KR, class VR, class OR, class LR>
+  // outr: T, or the float accumulator of a 16-bit forward (see forward()).
+  template <class T, class QR, class KR, class VR, class O, class LR>
   void launch_forward_branch(const ExecSpace& space, const char* label, const QR& qr,
-                             const KR& kr, const VR& vr, const OR& outr, const LR& lser, int br,
-                             const Window& w) const {
+                             const KR& kr, const VR& vr, const TensorRef<O, 4>& outr,
+                             const LR& lser, int br, const Window& w) const {
 #if defined(KOKKOS_ENABLE_CUDA)
     if constexpr (std::is_same<ExecSpace, Kokkos::Cuda>::value && std::is_same<T, float>::value) {
       if (gpu_forward_ != details::GpuForwardVariant::kClassic &&
@@ -386,16 +450,16 @@ class Plan {
       }
     }
 #endif
-    details::ForwardBranchKernel<ExecSpace, T> f{qr, kr, vr, outr, lser,
-                                                 branch_params(br, forward_level_, false, w)};
+    details::ForwardBranchKernel<ExecSpace, T, O> f{qr, kr, vr, outr, lser,
+                                                    branch_params(br, forward_level_, false, w)};
     if (f.p.segments > 0)
       details::launch_teams(space, label, f, details::league_size(f.p), f.scratch_bytes(f.p));
   }
 
   // The backward kernels of one branch on one window pair; they add into
-  // t.dq, t.dk, t.dv.
-  template <class T>
-  void launch_backward_branch(const ExecSpace& space, const details::BackwardTensors<T>& t,
+  // t.dq, t.dk, t.dv (of type G: T, or float for 16-bit T).
+  template <class T, class G>
+  void launch_backward_branch(const ExecSpace& space, const details::BackwardTensors<T, G>& t,
                               int br, const Window& w, bool two_kernel) const {
     if constexpr (details::is_host_space<ExecSpace>()) {
       // One pass per segment: S and dP computed once per tile pair (never
@@ -403,16 +467,16 @@ class Plan {
       if (!two_kernel) {
         details::KernelParams pf = branch_params(br, fused_level_, true, w);
         pf.tiles_per_segment = 1;
-        details::BackwardFusedKernel<ExecSpace, T> ff{t, pf};
+        details::BackwardFusedKernel<ExecSpace, T, G> ff{t, pf};
         details::launch_teams(space, "dilated::backward_fused", ff, details::league_size(ff.p),
                               ff.scratch_bytes(ff.p));
         return;
       }
     }
-    details::BackwardDQKernel<ExecSpace, T> fq{t, branch_params(br, dq_level_, false, w)};
+    details::BackwardDQKernel<ExecSpace, T, G> fq{t, branch_params(br, dq_level_, false, w)};
     details::launch_teams(space, "dilated::backward_dq", fq, details::league_size(fq.p),
                           fq.scratch_bytes(fq.p));
-    details::BackwardDKVKernel<ExecSpace, T> fkv{t, branch_params(br, dkv_level_, true, w)};
+    details::BackwardDKVKernel<ExecSpace, T, G> fkv{t, branch_params(br, dkv_level_, true, w)};
     details::launch_teams(space, "dilated::backward_dkv", fkv, details::league_size(fkv.p),
                           fkv.scratch_bytes(fkv.p));
   }
@@ -455,8 +519,9 @@ class Plan {
 
   template <class T, class... Vs>
   static constexpr void static_check_io() {
-    static_assert(std::is_same<T, float>::value || std::is_same<T, double>::value,
-                  "dilated::Plan: the portable kernels support float and double tensors");
+    static_assert(details::is_storage_type<T>(),
+                  "dilated::Plan: the portable kernels support float and double tensors, and "
+                  "Kokkos half_t / bhalf_t where this Kokkos makes them real 16-bit types");
     static_assert(((details::view_rank<Vs>() == 4) && ...),
                   "dilated::Plan: q, k, v, out and gradients must be rank-4 Views "
                   "[batch, seq, heads, head_dim]");
@@ -466,13 +531,19 @@ class Plan {
                   "dilated::Plan: a View's memory space is not accessible from the plan's "
                   "execution space");
   }
+  template <class T>
+  static constexpr void static_check_window_type() {
+    static_assert(!details::is_half_storage<T>::value,
+                  "dilated::Plan: windowed calls take float or double tensors (each call "
+                  "rewrites its outputs, which 16-bit storage would round once per call)");
+  }
   template <class T, class L>
   static constexpr void static_check_lse() {
     static_assert(details::view_rank<L>() == 3, "dilated::Plan: lse must be a rank-3 View "
                                                 "[batch, heads, seq]");
     static_assert(std::is_same<typename L::non_const_value_type, details::accum_t<T>>::value,
                   "dilated::Plan: lse must hold the accumulation type (float for float "
-                  "tensors, double for double)");
+                  "and 16-bit tensors, double for double)");
     static_assert(details::accessible_from<ExecSpace, L>(),
                   "dilated::Plan: lse's memory space is not accessible from the plan's "
                   "execution space");

@@ -17,12 +17,12 @@
 namespace dilated {
 namespace details {
 
-template <class ExecSpace, class T>
+template <class ExecSpace, class T, class G = T>  // G: see BackwardTensors
 struct BackwardFusedKernel {
   using Acc = accum_t<T>;
   using member_type = typename Kokkos::TeamPolicy<ExecSpace>::member_type;
   using Scratch = ScratchArray<ExecSpace, Acc>;
-  BackwardTensors<T> t;
+  BackwardTensors<T, G> t;
   KernelParams p;  // tiles_per_segment == 1: the team owns the whole segment
   std::int64_t league_offset = 0;
 
@@ -43,7 +43,7 @@ struct BackwardFusedKernel {
     const Acc scale = static_cast<Acc>(p.scale);
     // Team scratch is a bump allocator: take it once, reuse it for every key tile.
     const auto& scratch = team.team_scratch(p.scratch_level);
-    const KeyMajorTile<T> first = make_key_major_tile(scratch, t, p, c, seg.offset, 0, 0, true,
+    const KeyMajorTile<T, G> first = make_key_major_tile(scratch, t, p, c, seg.offset, 0, 0, true,
                                                       static_cast<Scratch*>(nullptr));
     Scratch dqt(scratch, first.tq * dp);
     // Key tiles: consecutive over the segment, or (block-sparse) never
@@ -56,7 +56,7 @@ struct BackwardFusedKernel {
       if (bs.enabled()) bs.tile_range(true, p.tile_k, kt, &k0, &kcount);
       const Spans spans = query_spans(p.pattern, p.causal, c.h, seg.other_begin, n, k0);
       if (kcount == 0 || spans.count == 0) continue;  // no query visits these keys
-      const KeyMajorTile<T> tile = first.at(k0, kcount);
+      const KeyMajorTile<T, G> tile = first.at(k0, kcount);
       const std::int64_t kn = tile.kn;
       team.team_barrier();  // the previous key tile's readers are done
       tile.load_keys(team);
@@ -72,10 +72,10 @@ struct BackwardFusedKernel {
         tile.add_bad_keys_to_dq(team, q0, qn, &dqt(0));  // non-finite K rows (rare)
         team.team_barrier();
         Kokkos::parallel_for(Kokkos::TeamThreadRange(team, qn), [&](const std::int64_t i) {
-          T* g = &t.dq(c.b, p.q_row(tile.pos(q0 + i)), c.h, 0);
+          G* g = &t.dq(c.b, p.q_row(tile.pos(q0 + i)), c.h, 0);
           const std::int64_t sd = t.dq.stride[3];
           for (std::int64_t x = 0; x < d; ++x)
-            g[x * sd] = static_cast<T>(static_cast<Acc>(g[x * sd]) + scale * dqt(i * dp + x));
+            g[x * sd] = static_cast<G>(static_cast<Acc>(g[x * sd]) + scale * dqt(i * dp + x));
         });
       }
       }  // spans

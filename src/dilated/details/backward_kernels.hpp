@@ -23,13 +23,15 @@
 namespace dilated {
 namespace details {
 
-// Shared inputs of both backward kernels.
-template <class T>
+// Shared inputs of both backward kernels. G: the type the gradients are
+// accumulated in - T, or for 16-bit T the accumulation type (the plan's float
+// workspace, rounded to T once after the last branch).
+template <class T, class G = T>
 struct BackwardTensors {
   using Acc = accum_t<T>;
   TensorRef<const T, 4> q, k, v, dout;
   TensorRef<const Acc, 3> lse, delta;  // [batch, heads, seq]
-  TensorRef<T, 4> dq, dk, dv;
+  TensorRef<G, 4> dq, dk, dv;
 };
 
 // Copies row `src` (head_dim d, element stride st) into dst[0, d) and zeroes
@@ -47,12 +49,12 @@ KOKKOS_INLINE_FUNCTION void load_col(Acc* dst, std::int64_t ld, std::int64_t j, 
   for (std::int64_t x = 0; x < d; ++x) dst[x * ld + j] = static_cast<Acc>(src[x * st]) * factor;
 }
 
-template <class ExecSpace, class T>
+template <class ExecSpace, class T, class G = T>
 struct BackwardDQKernel {
   using Acc = accum_t<T>;
   using member_type = typename Kokkos::TeamPolicy<ExecSpace>::member_type;
   using Scratch = ScratchArray<ExecSpace, Acc>;
-  BackwardTensors<T> t;
+  BackwardTensors<T, G> t;
   KernelParams p;
   std::int64_t league_offset = 0;
 
@@ -177,10 +179,10 @@ struct BackwardDQKernel {
     }  // spans
     team.team_barrier();
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, qn), [&](const std::int64_t i) {
-      T* g = &t.dq(c.b, p.q_row(p.pattern.position(br, c.s, off, q0 + i)), c.h, 0);
+      G* g = &t.dq(c.b, p.q_row(p.pattern.position(br, c.s, off, q0 + i)), c.h, 0);
       const std::int64_t sd = t.dq.stride[3];
       for (std::int64_t x = 0; x < d; ++x)
-        g[x * sd] = static_cast<T>(static_cast<Acc>(g[x * sd]) + dqs(i * dp + x));
+        g[x * sd] = static_cast<G>(static_cast<Acc>(g[x * sd]) + dqs(i * dp + x));
     });
   }
 };
@@ -191,10 +193,10 @@ struct BackwardDQKernel {
 // dP = dO V^T ([query][key]), turns them into P z and dS' = P (z dP - D)
 // (dS = scale dS'), and accumulates dV += P^T dO, dK += dS'^T (scale Q),
 // reading P and dS' transposed in place. All pointers are team scratch.
-template <class T>
+template <class T, class G = T>
 struct KeyMajorTile {
   using Acc = accum_t<T>;
-  const BackwardTensors<T>* t;
+  const BackwardTensors<T, G>* t;
   const KernelParams* p;
   TileCoord c;
   std::int64_t off, k0, kn, mk, nk, d, dp, tk;
@@ -364,12 +366,12 @@ struct KeyMajorTile {
     team.team_barrier();
     Kokkos::parallel_for(Kokkos::TeamThreadRange(team, kn), [&](const std::int64_t j) {
       const std::int64_t kp = p->k_row(pos(k0 + j));
-      T* gk = &t->dk(c.b, kp, c.h, 0);
-      T* gv = &t->dv(c.b, kp, c.h, 0);
+      G* gk = &t->dk(c.b, kp, c.h, 0);
+      G* gv = &t->dv(c.b, kp, c.h, 0);
       const std::int64_t sk = t->dk.stride[3], sv = t->dv.stride[3];
       for (std::int64_t x = 0; x < d; ++x) {
-        gk[x * sk] = static_cast<T>(static_cast<Acc>(gk[x * sk]) + dks[j * dp + x]);
-        gv[x * sv] = static_cast<T>(static_cast<Acc>(gv[x * sv]) + dvs[j * dp + x]);
+        gk[x * sk] = static_cast<G>(static_cast<Acc>(gk[x * sk]) + dks[j * dp + x]);
+        gv[x * sv] = static_cast<G>(static_cast<Acc>(gv[x * sv]) + dvs[j * dp + x]);
       }
     });
   }
@@ -386,15 +388,15 @@ std::size_t key_major_scratch_bytes(std::int64_t head_dim, std::int64_t tk, bool
 }
 
 // Allocates a KeyMajorTile's scratch for the team's key tile [k0, k0 + kn).
-template <class T, class ScratchSpace, class Scratch>
-KOKKOS_INLINE_FUNCTION KeyMajorTile<T> make_key_major_tile(
-    const ScratchSpace& scratch, const BackwardTensors<T>& t, const KernelParams& p,
+template <class T, class G, class ScratchSpace, class Scratch>
+KOKKOS_INLINE_FUNCTION KeyMajorTile<T, G> make_key_major_tile(
+    const ScratchSpace& scratch, const BackwardTensors<T, G>& t, const KernelParams& p,
     const TileCoord& c, std::int64_t off, std::int64_t k0, std::int64_t kn, bool with_key_rows,
     Scratch* /*type tag*/) {
   using Acc = accum_t<T>;
   const std::int64_t d = p.head_dim, tk = p.tile_k, dp = round_up(d, kTileNR),
-                     tq = KeyMajorTile<T>::tq;
-  KeyMajorTile<T> m{&t, &p, c, off, k0, kn, round_up(kn, kTileMR), round_up(kn, kTileNR), d, dp, tk,
+                     tq = KeyMajorTile<T, G>::tq;
+  KeyMajorTile<T, G> m{&t, &p, c, off, k0, kn, round_up(kn, kTileMR), round_up(kn, kTileNR), d, dp, tk,
                     nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
                     nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
   auto take = [&](std::int64_t n) -> Acc* { return Scratch(scratch, n).data(); };
@@ -415,12 +417,12 @@ KOKKOS_INLINE_FUNCTION KeyMajorTile<T> make_key_major_tile(
   return m;
 }
 
-template <class ExecSpace, class T>
+template <class ExecSpace, class T, class G = T>
 struct BackwardDKVKernel {
   using Acc = accum_t<T>;
   using member_type = typename Kokkos::TeamPolicy<ExecSpace>::member_type;
   using Scratch = ScratchArray<ExecSpace, Acc>;
-  BackwardTensors<T> t;
+  BackwardTensors<T, G> t;
   KernelParams p;  // tile_k rows of keys per team; kKeyTile query rows per step
   std::int64_t league_offset = 0;
 
@@ -433,7 +435,7 @@ struct BackwardDKVKernel {
     const TileCoord c = decode_tile(p, team.league_rank() + league_offset);
     const TileRows rows = tile_rows(p, c, p.tile_k, /*own_keys=*/true);
     if (rows.count == 0) return;
-    const KeyMajorTile<T> tile = make_key_major_tile(
+    const KeyMajorTile<T, G> tile = make_key_major_tile(
         team.team_scratch(p.scratch_level), t, p, c, rows.offset, rows.begin, rows.count, false,
         static_cast<Scratch*>(nullptr));
     // The query ranges that visit this key tile (pattern.hpp).

@@ -25,7 +25,7 @@ void init_forward_outputs(const ExecSpace& space, const TensorRef<T, 4>& out,
       "dilated::init_forward_outputs", row_policy(space, out.extent[0] * N * H),
       KOKKOS_LAMBDA(const std::int64_t r) {
         const std::int64_t h = r % H, p = (r / H) % N, b = r / (H * N);
-        for (std::int64_t x = 0; x < D; ++x) out(b, p, h, x) = T(0);
+        for (std::int64_t x = 0; x < D; ++x) out(b, p, h, x) = static_cast<T>(0.0f);
         lse(b, h, p) = -INFINITY;
       });
 }
@@ -37,7 +37,21 @@ void zero_tensor(const ExecSpace& space, const TensorRef<T, 4>& g) {
       "dilated::zero_gradient", row_policy(space, g.extent[0] * N * H),
       KOKKOS_LAMBDA(const std::int64_t r) {
         const std::int64_t h = r % H, p = (r / H) % N, b = r / (H * N);
-        for (std::int64_t x = 0; x < D; ++x) g(b, p, h, x) = T(0);
+        for (std::int64_t x = 0; x < D; ++x) g(b, p, h, x) = static_cast<T>(0.0f);
+      });
+}
+
+// dst = src rounded to dst's type: the one store of a 16-bit output or
+// gradient that was accumulated in float (the plan's workspace).
+template <class ExecSpace, class S, class T>
+void convert_tensor(const ExecSpace& space, const TensorRef<const S, 4>& src,
+                    const TensorRef<T, 4>& dst) {
+  const std::int64_t N = dst.extent[1], H = dst.extent[2], D = dst.extent[3];
+  Kokkos::parallel_for(
+      "dilated::round_to_storage", row_policy(space, dst.extent[0] * N * H),
+      KOKKOS_LAMBDA(const std::int64_t r) {
+        const std::int64_t h = r % H, p = (r / H) % N, b = r / (H * N);
+        for (std::int64_t x = 0; x < D; ++x) dst(b, p, h, x) = static_cast<T>(src(b, p, h, x));
       });
 }
 

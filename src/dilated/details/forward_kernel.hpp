@@ -25,14 +25,17 @@
 namespace dilated {
 namespace details {
 
-template <class ExecSpace, class T>
+// O: the type `out` is stored as - T, or (16-bit T, several branches) the
+// accumulation type, so that the per-branch merge below reads and writes
+// float and the plan rounds to T once at the end.
+template <class ExecSpace, class T, class O = T>
 struct ForwardBranchKernel {
   using Acc = accum_t<T>;
   using member_type = typename Kokkos::TeamPolicy<ExecSpace>::member_type;
   using Scratch = ScratchArray<ExecSpace, Acc>;
 
   TensorRef<const T, 4> q, k, v;
-  TensorRef<T, 4> out;
+  TensorRef<O, 4> out;
   TensorRef<Acc, 3> lse;  // [batch, heads, seq]
   KernelParams p;
   std::int64_t league_offset = 0;
@@ -200,11 +203,11 @@ struct ForwardBranchKernel {
       }
       const Acc f = oscale * w_new / l(i);
       const Acc* orow = &o(i * dp);
-      T* dst = &out(c.b, pos, c.h, 0);
+      O* dst = &out(c.b, pos, c.h, 0);
       const std::int64_t os = out.stride[3];
       for (std::int64_t x = 0; x < d; ++x) {
-        T& dv = dst[x * os];
-        dv = static_cast<T>(w_old == 0 ? f * orow[x] : static_cast<Acc>(dv) * w_old + f * orow[x]);
+        O& dv = dst[x * os];
+        dv = static_cast<O>(w_old == 0 ? f * orow[x] : static_cast<Acc>(dv) * w_old + f * orow[x]);
       }
       lse(c.b, c.h, pos) = lse_new;
     });

@@ -8,14 +8,15 @@
 #include <limits>
 #include <type_traits>
 
+#include "dilated/details/storage_types.hpp"
 #include "dilated/dropout_rng.hpp"
 #include "dilated/pattern.hpp"
 
 namespace dilated {
 namespace details {
 
-// Accumulation type: float for float storage (and, later, half types), double
-// for double.
+// Accumulation type: float for float and 16-bit storage (storage_types.hpp),
+// double for double.
 template <class T>
 struct accum {
   using type = float;
