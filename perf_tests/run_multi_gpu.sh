@@ -6,12 +6,16 @@
 # efficiency, share of the transfers hidden), and cuda_fa3 on every GPU at
 # once. Tables on stdout; logs, JSONL and the tables in OUT.
 #
-#   perf_tests/run_multi_gpu.sh BIN OUT [quick]
+#   perf_tests/run_multi_gpu.sh BIN OUT [quick|bf16]
 #
 # BIN holds test_nccl_multi_rank and bench_seq_parallel_nccl (built against a
 # CUDA Kokkos with -DDILATED_ENABLE_NCCL=ON), optionally bench_fa3 and the
 # shared libraries they need (libcudart, libbenchmark); NCCL comes from the
 # machine (/usr/local/cuda). `quick` runs the tests and one small series.
+# `bf16` runs the series with bf16 tensors, which the ranks compute with the
+# windowed cuda_fa3 calls (dispatch/window_plan.hpp), sized for H100 rates,
+# and compute-sanitizer memcheck and racecheck over a 2-rank bf16 run (BIN
+# built with DILATED_ENABLE_CUDA too).
 # NCCL_NVLS_ENABLE=0 throughout (launch_ranks.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -82,7 +86,29 @@ PY
 # the whole sequence whose sparsified segment keeps 4096 rows (r = N / 4096):
 # it spans every rank, as LongNet's largest segment does at scale.
 longnet="2048:1,4096:2,8192:4,16384:6,32768:12,N:N/4096"
-if [ "$mode" = quick ]; then
+if [ "$mode" = bf16 ]; then
+  # cuda_fa3 takes dilations up to 16, so the global branch keeps r = N / 16384
+  # (<= 16 up to 4 GPUs at 64K tokens each): it spans every rank.
+  longnet16="2048:1,4096:2,8192:4,16384:6,32768:12,N:N/16384"
+  echo "=== weak scaling, bf16 on cuda_fa3 (fixed tokens per GPU) ==="
+  for p in "${ranks[@]}"; do
+    bench "$p" weak-longnet-bf16 --dtype bf16 --seq-per-rank 65536 --heads 16 --dim 128 \
+      --branches "$longnet16" --iters 3
+  done
+  for p in "${ranks[@]}"; do
+    bench "$p" weak-causal-zigzag-bf16 --dtype bf16 --seq-per-rank 16384 --heads 16 --dim 128 \
+      --branches N:1 --causal --zigzag --iters 3
+  done
+  echo "=== strong scaling, bf16 on cuda_fa3 (fixed length) ==="
+  for p in "${ranks[@]}"; do
+    bench "$p" strong-longnet-256K-bf16 --dtype bf16 --seq 262144 --heads 16 --dim 128 \
+      --branches "2048:1,4096:2,8192:4,16384:6,32768:12,N:16" --iters 3
+  done
+  for p in "${ranks[@]}"; do
+    bench "$p" strong-causal-zigzag-64K-bf16 --dtype bf16 --seq 65536 --heads 16 --dim 128 \
+      --branches N:1 --causal --zigzag --iters 3
+  done
+elif [ "$mode" = quick ]; then
   for p in "${ranks[@]}"; do
     bench "$p" weak-longnet-quick --seq-per-rank 8192 --heads 4 --dim 64 \
       --branches "2048:1,4096:2,8192:4,N:N/2048" --iters 1
@@ -145,7 +171,23 @@ open(sys.argv[2], "w").write(text)
 print(text)
 PY
 
-if command -v compute-sanitizer > /dev/null && [ "$ngpu" -ge 2 ]; then
+if command -v compute-sanitizer > /dev/null && [ "$ngpu" -ge 2 ] && [ "$mode" = bf16 ]; then
+  # The bf16 ranks on cuda_fa3 (windowed calls, ring exchange): memory errors
+  # (API errors off: NCCL's probes fail by design) and shared-memory races.
+  echo "=== compute-sanitizer memcheck and racecheck, 2 ranks, bf16 on cuda_fa3 ==="
+  for tool in memcheck racecheck; do
+    DILATED_LAUNCH_TIMEOUT=${MEMCHECK_TIMEOUT:-150} $launch 2 compute-sanitizer --tool $tool \
+      $( [ $tool = memcheck ] && echo --report-api-errors no ) --error-exitcode 9 \
+      "$bin/test_nccl_multi_rank" --gtest_color=no \
+      --gtest_filter='NcclMultiRank.RingStep*:NcclMultiRank.Bf16Small*' \
+      > "$out/${tool}_np2_bf16.log" 2>&1
+    echo "$tool rc=$? $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$out/${tool}_np2_bf16.log" \
+      | sort | uniq -c | tr '\n' ' ') $(grep -E '^\[  (PASSED|FAILED) ' "$out/${tool}_np2_bf16.log" \
+      | sort | uniq -c | tr '\n' ' ')"
+    grep -m 8 -E '^========= (Program hit|Invalid|Error|Race|    Saved host|Host Frame)' \
+      "$out/${tool}_np2_bf16.log"
+  done
+elif command -v compute-sanitizer > /dev/null && [ "$ngpu" -ge 2 ]; then
   # Twice: as is (CUDA API errors count - NCCL probes peer access and the
   # like, which fail by design), and with API errors off (memory errors only).
   echo "=== compute-sanitizer memcheck, 2 ranks (ring step + the small float64 cases) ==="

@@ -7,7 +7,11 @@
 //
 //   launch_ranks.sh P bench_seq_parallel_nccl [--seq N | --seq-per-rank l]
 //       [--branches w:r,...] [--heads 16] [--dim 128] [--batch 1] [--causal]
-//       [--zigzag] [--iters 3] [--no-backward] [--label text]
+//       [--zigzag] [--iters 3] [--no-backward] [--label text] [--dtype float|bf16]
+//
+// --dtype bf16 gives the ranks bf16 Views, which SeqParallelPlan computes
+// with the windowed cuda_fa3 calls (dispatch/window_plan.hpp; H100 rates);
+// float runs the portable kernels. The JSON's "backend" says which ran.
 //
 // In --branches, w = "N" means the whole (global) sequence and r = "N/k"
 // means N / k, so a weak-scaling series can keep a global branch whose
@@ -37,7 +41,7 @@ using dilated_bench::now_s;
 
 struct Args {
   std::int64_t seq = 0, seq_per_rank = 0, heads = 16, dim = 128, batch = 1;
-  std::string branches = "N:1", label;
+  std::string branches = "N:1", label, dtype = "float";
   bool causal = false, zigzag = false, backward = true;
   int iters = 3;
 };
@@ -58,6 +62,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--branches") a.branches = next();
     else if (k == "--iters") a.iters = std::stoi(next());
     else if (k == "--label") a.label = next();
+    else if (k == "--dtype") a.dtype = next();
     else if (k == "--causal") a.causal = true;
     else if (k == "--zigzag") a.zigzag = true;
     else if (k == "--no-backward") a.backward = false;
@@ -85,6 +90,141 @@ dilated::AttentionConfig make_config(const Args& a, std::int64_t N) {
   return cfg;
 }
 
+// One series point with tensors of type T (float: portable kernels; bf16: cuda_fa3).
+template <class T>
+void run(const Args& a, dtest::NcclWorld& world) {
+  using Exec = Kokkos::DefaultExecutionSpace;
+  dilated::dist::NcclCommunicator nccl(world.comm());
+  dilated_bench::TimedCommunicator comm(nccl);
+  const int P = comm.size();
+  const std::int64_t N = a.seq > 0 ? a.seq : a.seq_per_rank * P;
+  const dilated::AttentionConfig cfg = make_config(a, N);
+  const dilated::ProblemShape g{a.batch, N, a.heads, a.dim};
+  dilated::dist::SeqParallelPlan<Exec> plan(
+      cfg, g, comm, a.zigzag ? dilated::dist::Layout::Zigzag : dilated::dist::Layout::Contiguous);
+  const auto s = plan.local_shape();
+  // "portable/Cuda" or "cuda_fa3" (the text before the reason).
+  std::string backend = plan.template compute_backend<T>();
+  backend = backend.substr(0, backend.find(':'));
+  using V4 = Kokkos::View<T****, Kokkos::LayoutRight, Exec::memory_space>;
+  using VL = Kokkos::View<dilated::details::accum_t<T>***, Kokkos::LayoutRight, Exec::memory_space>;
+  auto make4 = [&](const char* n) {
+    return V4(std::string(n), static_cast<std::size_t>(s.batch),
+              static_cast<std::size_t>(s.seq_len), static_cast<std::size_t>(s.heads),
+              static_cast<std::size_t>(s.head_dim));
+  };
+  V4 q = make4("q"), k = make4("k"), v = make4("v"), out = make4("out"), dout = make4("dout");
+  V4 dq, dk, dv;
+  if (a.backward) dq = make4("dq"), dk = make4("dk"), dv = make4("dv");
+  VL lse("lse", s.batch, s.heads, s.seq_len);
+  {  // fresh random inputs, different on every rank
+    auto h = Kokkos::create_mirror_view(q);
+    std::mt19937 gen(1234 + 7 * comm.rank());
+    std::uniform_real_distribution<float> u(-1, 1);
+    for (V4 t : {q, k, v, dout}) {
+      for (std::size_t i = 0; i < h.span(); ++i) h.data()[i] = static_cast<T>(u(gen));
+      Kokkos::deep_copy(t, h);
+    }
+  }
+  auto barrier = [&] {
+    Kokkos::fence();
+    const std::int64_t x = 0;
+    std::int64_t lo, hi;
+    comm.allreduce_min_max(&x, &lo, &hi, 1);
+  };
+  auto max_i64 = [&](std::int64_t x) {
+    std::int64_t lo, hi;
+    comm.allreduce_min_max(&x, &lo, &hi, 1);
+    return hi;
+  };
+  // Seconds travel as microseconds (the only collective is int64 min/max).
+  auto max_over_ranks = [&](double x) {
+    return max_i64(static_cast<std::int64_t>(x * 1e6)) * 1e-6;
+  };
+  auto sum_over_ranks = [&](double x) {  // one rank's value at a time
+    double total = 0;
+    for (int r = 0; r < P; ++r)
+      total += max_i64(comm.rank() == r ? static_cast<std::int64_t>(x * 1e6) : 0) * 1e-6;
+    return total;
+  };
+  // Replay buffers: device memory, sized once from the first call's steps.
+  T* replay_a = nullptr;
+  T* replay_b = nullptr;
+  std::size_t replay_bytes = 0;
+  auto replay = [&]() {
+    const std::size_t need = comm.largest_transfer();
+    if (need > replay_bytes) {
+      cudaFree(replay_a);
+      cudaFree(replay_b);
+      cudaMalloc(&replay_a, need);
+      cudaMalloc(&replay_b, need);
+      replay_bytes = need;
+    }
+    return comm.replay(replay_a, replay_b, barrier);
+  };
+
+  double fwd = 1e30, fwd_wait = 0, fwd_alone = 0, bwd = 1e30, bwd_wait = 0, bwd_alone = 0;
+  std::size_t fwd_bytes = 0, bwd_bytes = 0;
+  for (int it = 0; it <= a.iters; ++it) {  // iteration 0 warms up
+    comm.reset();
+    barrier();
+    double t0 = now_s();
+    plan.forward(q, k, v, out, lse);  // fences before returning
+    const double tf = max_over_ranks(now_s() - t0);
+    const double wf = comm.wait_s;
+    const std::size_t bf = comm.bytes;
+    const double af = replay();
+    double tb = 0, wb = 0, ab = 0;
+    std::size_t bb = 0;
+    if (a.backward) {
+      comm.reset();
+      barrier();
+      t0 = now_s();
+      plan.backward(q, k, v, out, lse, dout, dq, dk, dv);
+      tb = max_over_ranks(now_s() - t0);
+      wb = comm.wait_s;
+      bb = comm.bytes;
+      ab = replay();
+    }
+    if (it == 0) continue;
+    if (tf < fwd) fwd = tf, fwd_wait = wf, fwd_alone = af, fwd_bytes = bf;
+    if (a.backward && tb < bwd) bwd = tb, bwd_wait = wb, bwd_alone = ab, bwd_bytes = bb;
+  }
+  cudaFree(replay_a);
+  cudaFree(replay_b);
+  const double fw = sum_over_ranks(fwd_wait) / P, fa = sum_over_ranks(fwd_alone) / P;
+  const double bw = a.backward ? sum_over_ranks(bwd_wait) / P : 0;
+  const double ba = a.backward ? sum_over_ranks(bwd_alone) / P : 0;
+  const double fb = static_cast<double>(max_i64(static_cast<std::int64_t>(fwd_bytes)));
+  const double bbytes = static_cast<double>(max_i64(static_cast<std::int64_t>(bwd_bytes)));
+  const double ff = dilated::forward_flops(cfg, g), bflops = dilated::backward_flops(cfg, g);
+  const double tokens = static_cast<double>(a.batch * N);
+  if (comm.rank() == 0) {
+    std::printf(
+        "{\"label\": \"%s\", \"ranks\": %d, \"seq\": %lld, \"seq_per_rank\": %lld, \"batch\": "
+        "%lld, \"heads\": %lld, \"dim\": %lld, \"branches\": \"%s\", \"causal\": %s, "
+        "\"zigzag\": %s, \"dtype\": \"%s\", \"backend\": \"%s\",\n"
+        " \"forward_s\": %.6f, \"forward_tokens_per_s\": %.1f, \"forward_tflops_per_gpu\": "
+        "%.4f, \"forward_bytes_sent_max_rank\": %.0f, \"forward_exposed_comm_s\": %.6f, "
+        "\"forward_comm_alone_s\": %.6f, \"forward_hidden_fraction\": %.3f",
+        a.label.c_str(), P, static_cast<long long>(N), static_cast<long long>(N / P),
+        static_cast<long long>(a.batch), static_cast<long long>(a.heads),
+        static_cast<long long>(a.dim), a.branches.c_str(), a.causal ? "true" : "false",
+        a.zigzag ? "true" : "false", a.dtype.c_str(), backend.c_str(), fwd, tokens / fwd,
+        ff / fwd / P * 1e-12, fb, fw, fa, hidden_fraction(fw, fa));
+    if (a.backward)
+      std::printf(
+          ",\n \"backward_s\": %.6f, \"backward_tokens_per_s\": %.1f, "
+          "\"backward_tflops_per_gpu\": %.4f, \"backward_bytes_sent_max_rank\": %.0f, "
+          "\"backward_exposed_comm_s\": %.6f, \"backward_comm_alone_s\": %.6f, "
+          "\"backward_hidden_fraction\": %.3f, \"fwd_bwd_tflops_per_gpu\": %.4f",
+          bwd, tokens / bwd, bflops / bwd / P * 1e-12, bbytes, bw, ba, hidden_fraction(bw, ba),
+          (ff + bflops) / (fwd + bwd) / P * 1e-12);
+    std::printf("}\n");
+    std::fflush(stdout);
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -97,134 +237,17 @@ int main(int argc, char** argv) {
   Kokkos::initialize(kargc, kargv.data());
   int rc = 0;
   try {
-    using Exec = Kokkos::DefaultExecutionSpace;
-    using T = float;
     const Args a = parse(argc, argv);
-    dilated::dist::NcclCommunicator nccl(world.comm());
-    dilated_bench::TimedCommunicator comm(nccl);
-    const int P = comm.size();
-    const std::int64_t N = a.seq > 0 ? a.seq : a.seq_per_rank * P;
-    const dilated::AttentionConfig cfg = make_config(a, N);
-    const dilated::ProblemShape g{a.batch, N, a.heads, a.dim};
-    dilated::dist::SeqParallelPlan<Exec> plan(
-        cfg, g, comm, a.zigzag ? dilated::dist::Layout::Zigzag : dilated::dist::Layout::Contiguous);
-    const auto s = plan.local_shape();
-    using V4 = Kokkos::View<T****, Kokkos::LayoutRight, Exec::memory_space>;
-    using VL = Kokkos::View<T***, Kokkos::LayoutRight, Exec::memory_space>;
-    auto make4 = [&](const char* n) {
-      return V4(std::string(n), static_cast<std::size_t>(s.batch),
-                static_cast<std::size_t>(s.seq_len), static_cast<std::size_t>(s.heads),
-                static_cast<std::size_t>(s.head_dim));
-    };
-    V4 q = make4("q"), k = make4("k"), v = make4("v"), out = make4("out"), dout = make4("dout");
-    V4 dq, dk, dv;
-    if (a.backward) dq = make4("dq"), dk = make4("dk"), dv = make4("dv");
-    VL lse("lse", s.batch, s.heads, s.seq_len);
-    {  // fresh random inputs, different on every rank
-      auto h = Kokkos::create_mirror_view(q);
-      std::mt19937 gen(1234 + 7 * comm.rank());
-      std::uniform_real_distribution<float> u(-1, 1);
-      for (V4 t : {q, k, v, dout}) {
-        for (std::size_t i = 0; i < h.span(); ++i) h.data()[i] = u(gen);
-        Kokkos::deep_copy(t, h);
-      }
-    }
-    auto barrier = [&] {
-      Kokkos::fence();
-      const std::int64_t x = 0;
-      std::int64_t lo, hi;
-      comm.allreduce_min_max(&x, &lo, &hi, 1);
-    };
-    auto max_i64 = [&](std::int64_t x) {
-      std::int64_t lo, hi;
-      comm.allreduce_min_max(&x, &lo, &hi, 1);
-      return hi;
-    };
-    // Seconds travel as microseconds (the only collective is int64 min/max).
-    auto max_over_ranks = [&](double x) {
-      return max_i64(static_cast<std::int64_t>(x * 1e6)) * 1e-6;
-    };
-    auto sum_over_ranks = [&](double x) {  // one rank's value at a time
-      double total = 0;
-      for (int r = 0; r < P; ++r)
-        total += max_i64(comm.rank() == r ? static_cast<std::int64_t>(x * 1e6) : 0) * 1e-6;
-      return total;
-    };
-    // Replay buffers: device memory, sized once from the first call's steps.
-    T* replay_a = nullptr;
-    T* replay_b = nullptr;
-    std::size_t replay_bytes = 0;
-    auto replay = [&]() {
-      const std::size_t need = comm.largest_transfer();
-      if (need > replay_bytes) {
-        cudaFree(replay_a);
-        cudaFree(replay_b);
-        cudaMalloc(&replay_a, need);
-        cudaMalloc(&replay_b, need);
-        replay_bytes = need;
-      }
-      return comm.replay(replay_a, replay_b, barrier);
-    };
-
-    double fwd = 1e30, fwd_wait = 0, fwd_alone = 0, bwd = 1e30, bwd_wait = 0, bwd_alone = 0;
-    std::size_t fwd_bytes = 0, bwd_bytes = 0;
-    for (int it = 0; it <= a.iters; ++it) {  // iteration 0 warms up
-      comm.reset();
-      barrier();
-      double t0 = now_s();
-      plan.forward(q, k, v, out, lse);  // fences before returning
-      const double tf = max_over_ranks(now_s() - t0);
-      const double wf = comm.wait_s;
-      const std::size_t bf = comm.bytes;
-      const double af = replay();
-      double tb = 0, wb = 0, ab = 0;
-      std::size_t bb = 0;
-      if (a.backward) {
-        comm.reset();
-        barrier();
-        t0 = now_s();
-        plan.backward(q, k, v, out, lse, dout, dq, dk, dv);
-        tb = max_over_ranks(now_s() - t0);
-        wb = comm.wait_s;
-        bb = comm.bytes;
-        ab = replay();
-      }
-      if (it == 0) continue;
-      if (tf < fwd) fwd = tf, fwd_wait = wf, fwd_alone = af, fwd_bytes = bf;
-      if (a.backward && tb < bwd) bwd = tb, bwd_wait = wb, bwd_alone = ab, bwd_bytes = bb;
-    }
-    cudaFree(replay_a);
-    cudaFree(replay_b);
-    const double fw = sum_over_ranks(fwd_wait) / P, fa = sum_over_ranks(fwd_alone) / P;
-    const double bw = a.backward ? sum_over_ranks(bwd_wait) / P : 0;
-    const double ba = a.backward ? sum_over_ranks(bwd_alone) / P : 0;
-    const double fb = static_cast<double>(max_i64(static_cast<std::int64_t>(fwd_bytes)));
-    const double bbytes = static_cast<double>(max_i64(static_cast<std::int64_t>(bwd_bytes)));
-    const double ff = dilated::forward_flops(cfg, g), bflops = dilated::backward_flops(cfg, g);
-    const double tokens = static_cast<double>(a.batch * N);
-    if (comm.rank() == 0) {
-      std::printf(
-          "{\"label\": \"%s\", \"ranks\": %d, \"seq\": %lld, \"seq_per_rank\": %lld, \"batch\": "
-          "%lld, \"heads\": %lld, \"dim\": %lld, \"branches\": \"%s\", \"causal\": %s, "
-          "\"zigzag\": %s, \"dtype\": \"float\", \"backend\": \"%s\",\n"
-          " \"forward_s\": %.6f, \"forward_tokens_per_s\": %.1f, \"forward_tflops_per_gpu\": "
-          "%.4f, \"forward_bytes_sent_max_rank\": %.0f, \"forward_exposed_comm_s\": %.6f, "
-          "\"forward_comm_alone_s\": %.6f, \"forward_hidden_fraction\": %.3f",
-          a.label.c_str(), P, static_cast<long long>(N), static_cast<long long>(N / P),
-          static_cast<long long>(a.batch), static_cast<long long>(a.heads),
-          static_cast<long long>(a.dim), a.branches.c_str(), a.causal ? "true" : "false",
-          a.zigzag ? "true" : "false", Exec::name(), fwd, tokens / fwd, ff / fwd / P * 1e-12, fb,
-          fw, fa, hidden_fraction(fw, fa));
-      if (a.backward)
-        std::printf(
-            ",\n \"backward_s\": %.6f, \"backward_tokens_per_s\": %.1f, "
-            "\"backward_tflops_per_gpu\": %.4f, \"backward_bytes_sent_max_rank\": %.0f, "
-            "\"backward_exposed_comm_s\": %.6f, \"backward_comm_alone_s\": %.6f, "
-            "\"backward_hidden_fraction\": %.3f, \"fwd_bwd_tflops_per_gpu\": %.4f",
-            bwd, tokens / bwd, bflops / bwd / P * 1e-12, bbytes, bw, ba, hidden_fraction(bw, ba),
-            (ff + bflops) / (fwd + bwd) / P * 1e-12);
-      std::printf("}\n");
-      std::fflush(stdout);
+    if (a.dtype == "float") {
+      run<float>(a, world);
+    } else if (a.dtype == "bf16") {
+#if DILATED_AUTO_PLAN_HAS_FA3 && KOKKOS_VERSION >= 40000
+      run<Kokkos::Experimental::bhalf_t>(a, world);
+#else
+      throw std::runtime_error("--dtype bf16 needs a build with cuda_fa3 and a CUDA Kokkos 4");
+#endif
+    } else {
+      throw std::runtime_error("--dtype must be float or bf16, not " + a.dtype);
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "[rank %d] %s\n", world.rank(), e.what());

@@ -95,7 +95,35 @@ class Plan {
   void backward(Tensor q, Tensor k, Tensor v, Tensor out, LseTensor lse, Tensor dout,
                 MutableTensor dq, MutableTensor dk, MutableTensor dv, cudaStream_t stream) const;
 
+  // --- Windowed calls (sequence parallelism; dilated::Plan's semantics) ---
+  // One branch; q, out and lse hold positions [q_begin, q_begin + q_len) of
+  // the plan's sequence (lse: [batch, heads, q_len]), k and v hold
+  // [k_begin, k_begin + k_len). Segments, head offsets and the causal mask
+  // follow global positions. The pair's attention is merged into (out, lse)
+  // by log-sum-exp: from out = 0, lse = -inf, one call per branch and key
+  // window gives forward()'s result. Not for block-sparse plans.
+  // Asynchronous on `stream`; throws dilated::Error before any launch.
+  void forward_window(int branch, std::int64_t q_begin, std::int64_t q_len, Tensor q, MutableTensor out,
+                      LseTensor lse, std::int64_t k_begin, std::int64_t k_len, Tensor k, Tensor v,
+                      cudaStream_t stream) const;
+  // delta[b, h, s] = rowsum(dout * out) over the `rows` rows of a query
+  // window (fp32; LseTensor strides): backward_window's input besides lse.
+  void backward_delta(Tensor out, Tensor dout, std::int64_t rows, LseTensor delta, cudaStream_t stream) const;
+  // Adds the window pair's share of the gradient into dq (rows of the query
+  // window) and dk, dv (rows of the key window); the caller zeroes them once.
+  // lse is forward's final LSE of the queries, delta from backward_delta.
+  // Runs the v1 kernel (the one that takes windows) whatever
+  // backward_kernel_name() says; 16-bit gradients are read, added to in
+  // fp32 and rounded once per call.
+  void backward_window(int branch, std::int64_t q_begin, std::int64_t q_len, Tensor q, Tensor dout, LseTensor lse,
+                       LseTensor delta, MutableTensor dq, std::int64_t k_begin, std::int64_t k_len, Tensor k,
+                       Tensor v, MutableTensor dk, MutableTensor dv, cudaStream_t stream) const;
+
  private:
+  // Throws unless a windowed call on this branch and these windows can run.
+  void check_window_call(int branch, std::int64_t q_begin, std::int64_t q_len, std::int64_t k_begin,
+                         std::int64_t k_len) const;
+
   AttentionConfig config_;
   ProblemShape shape_;
   DType dtype_;

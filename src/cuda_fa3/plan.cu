@@ -4,6 +4,7 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -83,6 +84,74 @@ void check_tensor(const char* name, const Tn& t, const ProblemShape& s) {
   (void)s;
 }
 
+// Which positions the query-side (q, out, lse) and key-side (k, v) tensors
+// of a launch hold; forward() uses the whole sequence for both.
+struct Window {
+  std::int64_t q_begin, q_len, k_begin, k_len;
+};
+
+// Encodes one TMA descriptor per residue of a window tensor of `rows` rows.
+// A residue with no row in the window (rows < r) is never loaded from (no
+// kept position lies there) but is still prefetched: it gets phase 0's.
+template <class Tn>
+void encode_window_maps(CUtensorMap* maps, DType dtype, const Tn& t, const ProblemShape& s, std::int64_t rows,
+                        std::int64_t r, int box_rows) {
+  for (std::int64_t phase = 0; phase < r; ++phase) {
+    if (phase >= rows) {
+      maps[phase] = maps[0];
+      continue;
+    }
+    details::encode_dilated_map(&maps[phase], dtype, t.data, t, s.batch, rows, s.heads, s.head_dim, r, phase,
+                                box_rows);
+  }
+}
+
+// One branch on one window pair, merged into (out, lse) when args.p.merge.
+template <class T>
+void launch_branch(const details::ForwardParams& base, const PatternParams& pat, const ProblemShape& s,
+                   DType dtype, int i, const Window& w, bool merge, const Tensor& q, const Tensor& k,
+                   const Tensor& v, cudaStream_t stream) {
+  details::ForwardArgs args{};
+  args.p = base;
+  args.p.branch = i;
+  args.p.merge = merge;
+  args.p.q_window_begin = w.q_begin;
+  args.p.q_window_len = w.q_len;
+  args.p.k_window_begin = w.k_begin;
+  args.p.k_window_len = w.k_len;
+  args.p.windowed = !(w.q_begin == 0 && w.q_len == s.seq_len && w.k_begin == 0 && w.k_len == s.seq_len);
+  // Only the segments both windows touch (all of them for the whole sequence).
+  const std::int64_t seg = pat.segment_length[i];
+  const std::int64_t first = std::max(w.q_begin, w.k_begin) / seg;
+  const std::int64_t last = std::min(w.q_begin + w.q_len, w.k_begin + w.k_len) - 1;
+  if (last < first * seg) return;  // no shared segment
+  args.p.first_segment = first;
+  args.p.num_segments = last / seg - first + 1;
+  const int block_m = 128;
+  // Tile-size heuristic: 176 keys per block for long non-causal head_dim
+  // 128 rows (>= 8192 keys, where the ragged last block costs < 2%).
+  const bool wide = s.head_dim == 128 && !base.causal && pat.max_kept_in_window(i, w.k_len) >= 8192 &&
+                    !pat.block_sparse.enabled();  // block-sparse: 128-key blocks only
+  const int block_n = wide ? 176 : s.head_dim <= 128 ? 128 : 64;
+  args.p.tiles_per_segment = (pat.max_kept_in_window(i, w.q_len) + block_m - 1) / block_m;
+  const std::int64_t r = pat.dilation[i];
+  encode_window_maps(args.q, dtype, q, s, w.q_len, r, block_m);
+  encode_window_maps(args.k, dtype, k, s, w.k_len, r, block_n);
+  encode_window_maps(args.v, dtype, v, s, w.k_len, r, block_n);
+  const std::int64_t tiles = s.batch * s.heads * args.p.num_segments * args.p.tiles_per_segment;
+  if (tiles <= 0) return;
+  args.p.total_tiles = tiles;
+  switch (s.head_dim) {
+    case 64: details::launch_forward_branch<T, 64, 128>(args, tiles, stream); break;
+    case 128:
+      if (wide) details::launch_forward_branch<T, 128, 176>(args, tiles, stream);
+      else details::launch_forward_branch<T, 128, 128>(args, tiles, stream);
+      break;
+    case 256: details::launch_forward_branch<T, 256, 64>(args, tiles, stream); break;
+    default: break;  // excluded by query_support
+  }
+}
+
 template <class T>
 void run_branches(const details::ForwardParams& base, const PatternParams& pat,
                   const ProblemShape& s, DType dtype, const Tensor& q, const Tensor& k,
@@ -95,45 +164,40 @@ void run_branches(const details::ForwardParams& base, const PatternParams& pat,
   const bool first_covers_all = pat.head_mode == 0 && pat.dilation[0] == 1 &&
                                 (!block_sparse || pat.block_sparse.rows_all_attend);
   if (!first_covers_all) details::launch_fill_empty<T>(base, s.head_dim, stream);
+  const Window whole{0, s.seq_len, 0, s.seq_len};
   for (int i = 0; i < pat.num_branches; ++i) {
-    details::ForwardArgs args{};
-    args.p = base;
-    args.p.branch = i;
     // Block-sparse (one branch): a tile with any visible block gives every
     // one of its rows a key (blocks are 128-multiples, so a causally clipped
     // run still starts at or before the tile's first row), so its rows are
     // written outright; the fill above covers the skipped tiles. No merge read.
-    args.p.merge = i > 0 || (!first_covers_all && !block_sparse);
-    args.p.num_segments = pat.num_segments(i);
-    const int block_m = 128;
-    // Tile-size heuristic: 176 keys per block for long non-causal head_dim
-    // 128 rows (>= 8192 keys, where the ragged last block costs < 2%).
-    const bool wide = s.head_dim == 128 && !base.causal && pat.max_kept_count(i) >= 8192 &&
-                      !pat.block_sparse.enabled();  // block-sparse: 128-key blocks only
-    const int block_n = wide ? 176 : s.head_dim <= 128 ? 128 : 64;
-    args.p.tiles_per_segment = (pat.max_kept_count(i) + block_m - 1) / block_m;
-    const std::int64_t r = pat.dilation[i];
-    for (std::int64_t phase = 0; phase < r; ++phase) {
-      details::encode_dilated_map(&args.q[phase], dtype, q.data, q, s.batch, s.seq_len, s.heads,
-                                  s.head_dim, r, phase, block_m);
-      details::encode_dilated_map(&args.k[phase], dtype, k.data, k, s.batch, s.seq_len, s.heads,
-                                  s.head_dim, r, phase, block_n);
-      details::encode_dilated_map(&args.v[phase], dtype, v.data, v, s.batch, s.seq_len, s.heads,
-                                  s.head_dim, r, phase, block_n);
-    }
-    const std::int64_t tiles = s.batch * s.heads * args.p.num_segments * args.p.tiles_per_segment;
-    if (tiles <= 0) continue;
-    args.p.total_tiles = tiles;
-    switch (s.head_dim) {
-      case 64: details::launch_forward_branch<T, 64, 128>(args, tiles, stream); break;
-      case 128:
-        if (wide) details::launch_forward_branch<T, 128, 176>(args, tiles, stream);
-        else details::launch_forward_branch<T, 128, 128>(args, tiles, stream);
-        break;
-      case 256: details::launch_forward_branch<T, 256, 64>(args, tiles, stream); break;
-      default: break;  // excluded by query_support
-    }
+    const bool merge = i > 0 || (!first_covers_all && !block_sparse);
+    launch_branch<T>(base, pat, s, dtype, i, whole, merge, q, k, v, stream);
   }
+}
+
+// The forward's launch parameters shared by all branches and windows.
+details::ForwardParams forward_base(const AttentionConfig& config, const ProblemShape& shape,
+                                    const PatternParams& pattern, const MutableTensor& out,
+                                    const LseTensor& lse) {
+  details::ForwardParams base{};
+  base.pattern = pattern;
+  base.batch = int(shape.batch);
+  base.heads = int(shape.heads);
+  base.seq_len = shape.seq_len;
+  base.scale_log2 = float(effective_softmax_scale(config, shape.head_dim) * 1.4426950408889634);
+  base.output_scale = float(pattern.output_scale());
+  base.causal = config.causal;
+  base.dropout = make_dropout(config.dropout_p, config.dropout_seed);
+  base.keep_scale = float(base.dropout.keep_scale);
+  base.out = out.data;
+  base.out_stride_b = out.stride_b;
+  base.out_stride_s = out.stride_s;
+  base.out_stride_h = out.stride_h;
+  base.lse = lse.data;
+  base.lse_stride_b = lse.stride_b;
+  base.lse_stride_h = lse.stride_h;
+  base.lse_stride_s = lse.stride_s;
+  return base;
 }
 
 }  // namespace
@@ -149,31 +213,82 @@ void Plan::forward(Tensor q, Tensor k, Tensor v, MutableTensor out, LseTensor ls
   if (out.data == q.data || out.data == k.data || out.data == v.data)
     throw Error("cuda.aliasing", "cuda_fa3: out must not alias q, k or v");
 
-  details::ForwardParams base{};
-  base.pattern = pattern_;
-  base.batch = int(shape_.batch);
-  base.heads = int(shape_.heads);
-  base.seq_len = shape_.seq_len;
-  base.scale_log2 = float(effective_softmax_scale(config_, shape_.head_dim) * 1.4426950408889634);
-  base.output_scale = float(pattern_.output_scale());
-  base.causal = config_.causal;
-  base.dropout = make_dropout(config_.dropout_p, config_.dropout_seed);
-  base.keep_scale = float(base.dropout.keep_scale);
-  base.out = out.data;
-  base.out_stride_b = out.stride_b;
-  base.out_stride_s = out.stride_s;
-  base.out_stride_h = out.stride_h;
-  base.lse = lse.data;
-  base.lse_stride_b = lse.stride_b;
-  base.lse_stride_h = lse.stride_h;
-  base.lse_stride_s = lse.stride_s;
+  const details::ForwardParams base = forward_base(config_, shape_, pattern_, out, lse);
   if (dtype_ == DType::bf16)
     run_branches<__nv_bfloat16>(base, pattern_, shape_, dtype_, q, k, v, stream);
   else
     run_branches<__half>(base, pattern_, shape_, dtype_, q, k, v, stream);
 }
 
+void Plan::check_window_call(int branch, std::int64_t q_begin, std::int64_t q_len, std::int64_t k_begin,
+                             std::int64_t k_len) const {
+  if (!support_.ok) throw Error("cuda.unsupported", "cuda_fa3 cannot run this problem: " + support_.reason);
+  if (config_.block_sparse)
+    throw Error("window.block_sparse",
+                "windowed calls (sequence parallelism) do not support block-sparse plans; "
+                "call forward/backward on the whole sequence");
+  if (branch < 0 || branch >= pattern_.num_branches)
+    throw Error("window.branch", "branch " + std::to_string(branch) + " is not one of the config's " +
+                                     std::to_string(pattern_.num_branches) + " branches");
+  if (shape_.seq_len >= (std::int64_t(1) << 31))  // the kernels' window arithmetic is 32-bit
+    throw Error("cuda.unsupported", "cuda_fa3 windowed calls need a sequence shorter than 2^31");
+  const std::int64_t begins[2] = {q_begin, k_begin}, lens[2] = {q_len, k_len};
+  for (int i = 0; i < 2; ++i)
+    if (begins[i] < 0 || lens[i] < 1 || begins[i] > shape_.seq_len - lens[i])
+      throw Error("window.range", std::string(i == 0 ? "the query" : "the key") + " window [" +
+                                      std::to_string(begins[i]) + ", " + std::to_string(begins[i] + lens[i]) +
+                                      ") is outside the plan's sequence [0, " +
+                                      std::to_string(shape_.seq_len) + ")");
+}
+
+void Plan::forward_window(int branch, std::int64_t q_begin, std::int64_t q_len, Tensor q, MutableTensor out,
+                          LseTensor lse, std::int64_t k_begin, std::int64_t k_len, Tensor k, Tensor v,
+                          cudaStream_t stream) const {
+  check_window_call(branch, q_begin, q_len, k_begin, k_len);
+  check_tensor("q", q, shape_);
+  check_tensor("k", k, shape_);
+  check_tensor("v", v, shape_);
+  check_tensor("out", out, shape_);
+  if (!lse.data) throw Error("cuda.tensor_layout", "cuda_fa3: lse is null");
+  if (out.data == q.data || out.data == k.data || out.data == v.data)
+    throw Error("cuda.aliasing", "cuda_fa3: out must not alias q, k or v");
+  const details::ForwardParams base = forward_base(config_, shape_, pattern_, out, lse);
+  const Window w{q_begin, q_len, k_begin, k_len};
+  if (dtype_ == DType::bf16)
+    launch_branch<__nv_bfloat16>(base, pattern_, shape_, dtype_, branch, w, true, q, k, v, stream);
+  else
+    launch_branch<__half>(base, pattern_, shape_, dtype_, branch, w, true, q, k, v, stream);
+}
+
 namespace {
+
+// The backward's launch parameters shared by all branches and windows;
+// `delta` (any strides) is rowsum(dout * out) of the query rows.
+details::BackwardParams backward_base(const AttentionConfig& config, const ProblemShape& s,
+                                      const PatternParams& pat, const LseTensor& lse, const LseTensor& delta) {
+  details::BackwardParams base{};
+  base.pattern = pat;
+  base.batch = int(s.batch);
+  base.heads = int(s.heads);
+  base.head_dim = int(s.head_dim);
+  base.seq_len = s.seq_len;
+  const double scale = effective_softmax_scale(config, s.head_dim);
+  base.scale = float(scale);
+  base.scale_log2 = float(scale * 1.4426950408889634);
+  base.output_scale = float(pat.output_scale());
+  base.causal = config.causal;
+  base.dropout = make_dropout(config.dropout_p, config.dropout_seed);
+  base.keep_scale = float(base.dropout.keep_scale);
+  base.lse = lse.data;
+  base.lse_stride_b = lse.stride_b;
+  base.lse_stride_h = lse.stride_h;
+  base.lse_stride_s = lse.stride_s;
+  base.delta = delta.data;
+  base.delta_stride_b = delta.stride_b;
+  base.delta_stride_h = delta.stride_h;
+  base.delta_stride_s = delta.stride_s;
+  return base;
+}
 
 // v2's per-branch launch: the FA3-style kernel (backward2_kernel.cuh).
 template <class T>
@@ -255,25 +370,10 @@ void run_backward(const Plan& plan, const PatternParams& pat, DType dtype, const
   }
   try {
     check(cudaMemsetAsync(acc, 0, acc_count * sizeof(float), stream), "memset");
-    details::launch_delta<T>(dout, out, delta, s.batch, s.seq_len, s.heads, s.head_dim, stream);
-    details::BackwardParams base{};
-    base.pattern = pat;
-    base.batch = int(s.batch);
-    base.heads = int(s.heads);
-    base.head_dim = int(s.head_dim);
-    base.seq_len = s.seq_len;
-    const double scale = effective_softmax_scale(plan.config(), s.head_dim);
-    base.scale = float(scale);
-    base.scale_log2 = float(scale * 1.4426950408889634);
-    base.output_scale = float(pat.output_scale());
-    base.causal = plan.config().causal;
-    base.dropout = make_dropout(plan.config().dropout_p, plan.config().dropout_seed);
-    base.keep_scale = float(base.dropout.keep_scale);
-    base.lse = lse.data;
-    base.lse_stride_b = lse.stride_b;
-    base.lse_stride_h = lse.stride_h;
-    base.lse_stride_s = lse.stride_s;
-    base.delta = delta;
+    const LseTensor delta_t{delta, s.heads * s.seq_len, s.seq_len, 1};  // dense [b, h, s]
+    details::launch_delta<T>(dout, out, delta_t, s.batch, s.seq_len, s.heads, s.head_dim, stream);
+    details::BackwardParams base = backward_base(plan.config(), s, pat, lse, delta_t);
+    base.q_window_len = base.k_window_len = s.seq_len;  // the whole sequence
     base.dq = acc;
     base.dk = direct ? nullptr : acc + n;
     base.dv = direct ? nullptr : acc + 2 * n;
@@ -286,7 +386,7 @@ void run_backward(const Plan& plan, const PatternParams& pat, DType dtype, const
       args.p = base;
       args.p.branch = i;
       args.p.num_segments = pat.num_segments(i);
-      args.p.tiles_per_segment = (pat.max_kept_count(i) + 63) / 64;
+      args.p.tiles_per_segment = (pat.max_kept_count(i) + 63) / 64;  // (first_segment 0)
       const std::int64_t r = pat.dilation[i];
       for (std::int64_t phase = 0; phase < r; ++phase) {
         details::encode_dilated_map(&args.q[phase], dtype, q.data, q, s.batch, s.seq_len, s.heads, s.head_dim, r, phase, 64);
@@ -366,6 +466,111 @@ void Plan::backward(Tensor q, Tensor k, Tensor v, Tensor out, LseTensor lse, Ten
     run_backward<__nv_bfloat16>(*this, pattern_, dtype_, q, k, v, out, lse, dout, dq, dk, dv, stream);
   else
     run_backward<__half>(*this, pattern_, dtype_, q, k, v, out, lse, dout, dq, dk, dv, stream);
+}
+
+namespace {
+
+// One branch of the backward on a window pair, by v1 (the kernel that
+// takes windows), added into the caller's dq, dk, dv through fp32
+// accumulators of the windows' sizes.
+template <class T>
+void run_backward_window(const Plan& plan, const PatternParams& pat, DType dtype, int i, const Window& w,
+                         const Tensor& q, const Tensor& dout, const LseTensor& lse, const LseTensor& delta,
+                         const MutableTensor& dq, const Tensor& k, const Tensor& v, const MutableTensor& dk,
+                         const MutableTensor& dv, cudaStream_t stream) {
+  const ProblemShape& s = plan.shape();
+  const std::int64_t seg = pat.segment_length[i];
+  const std::int64_t first = std::max(w.q_begin, w.k_begin) / seg;
+  const std::int64_t last = std::min(w.q_begin + w.q_len, w.k_begin + w.k_len) - 1;
+  if (last < first * seg) return;  // no shared segment: nothing to add
+  details::BackwardArgs args{};
+  args.p = backward_base(plan.config(), s, pat, lse, delta);
+  args.p.branch = i;
+  args.p.q_window_begin = w.q_begin;
+  args.p.q_window_len = w.q_len;
+  args.p.k_window_begin = w.k_begin;
+  args.p.k_window_len = w.k_len;
+  args.p.windowed = true;
+  args.p.first_segment = first;
+  args.p.num_segments = last / seg - first + 1;
+  args.p.tiles_per_segment = (pat.max_kept_in_window(i, w.k_len) + 63) / 64;
+  const std::int64_t r = pat.dilation[i];
+  encode_window_maps(args.q, dtype, q, s, w.q_len, r, 64);
+  encode_window_maps(args.dout, dtype, dout, s, w.q_len, r, 64);
+  encode_window_maps(args.k, dtype, k, s, w.k_len, r, 64);
+  encode_window_maps(args.v, dtype, v, s, w.k_len, r, 64);
+  const std::int64_t tiles = s.batch * s.heads * args.p.num_segments * args.p.tiles_per_segment;
+  const std::int64_t nq = s.batch * w.q_len * s.heads * s.head_dim, nk = s.batch * w.k_len * s.heads * s.head_dim;
+  float* acc = nullptr;
+  auto check = [](cudaError_t e, const char* what) {
+    if (e != cudaSuccess)
+      throw Error("cuda.runtime", std::string("cuda_fa3 backward_window: ") + what + ": " + cudaGetErrorString(e));
+  };
+  check(cudaMallocAsync(reinterpret_cast<void**>(&acc), std::size_t(nq + 2 * nk) * sizeof(float), stream),
+        "workspace");
+  try {
+    check(cudaMemsetAsync(acc, 0, std::size_t(nq + 2 * nk) * sizeof(float), stream), "memset");
+    args.p.dq = acc;
+    args.p.dk = acc + nq;
+    args.p.dv = acc + nq + nk;
+    switch (s.head_dim) {
+      case 64: details::launch_backward_branch<T, 64>(args, tiles, stream); break;
+      case 128: details::launch_backward_branch<T, 128>(args, tiles, stream); break;
+      default: details::launch_backward_branch<T, 256>(args, tiles, stream); break;
+    }
+    details::launch_store_gradient<T>(acc, dq, s.batch, w.q_len, s.heads, s.head_dim, stream, true);
+    details::launch_store_gradient<T>(acc + nq, dk, s.batch, w.k_len, s.heads, s.head_dim, stream, true);
+    details::launch_store_gradient<T>(acc + nq + nk, dv, s.batch, w.k_len, s.heads, s.head_dim, stream, true);
+  } catch (...) {
+    cudaFreeAsync(acc, stream);
+    throw;
+  }
+  cudaFreeAsync(acc, stream);
+}
+
+}  // namespace
+
+void Plan::backward_delta(Tensor out, Tensor dout, std::int64_t rows, LseTensor delta, cudaStream_t stream) const {
+  if (!backward_support_.ok)
+    throw Error("cuda.unsupported", "cuda_fa3 cannot run this backward: " + backward_support_.reason);
+  check_tensor("out", out, shape_);
+  check_tensor("dout", dout, shape_);
+  if (!delta.data) throw Error("cuda.tensor_layout", "cuda_fa3: delta is null");
+  if (rows < 1) throw Error("window.range", "cuda_fa3: backward_delta needs at least one row");
+  if (dtype_ == DType::bf16)
+    details::launch_delta<__nv_bfloat16>(dout, out, delta, shape_.batch, rows, shape_.heads, shape_.head_dim, stream);
+  else
+    details::launch_delta<__half>(dout, out, delta, shape_.batch, rows, shape_.heads, shape_.head_dim, stream);
+}
+
+void Plan::backward_window(int branch, std::int64_t q_begin, std::int64_t q_len, Tensor q, Tensor dout,
+                           LseTensor lse, LseTensor delta, MutableTensor dq, std::int64_t k_begin,
+                           std::int64_t k_len, Tensor k, Tensor v, MutableTensor dk, MutableTensor dv,
+                           cudaStream_t stream) const {
+  check_window_call(branch, q_begin, q_len, k_begin, k_len);
+  if (!backward_support_.ok)
+    throw Error("cuda.unsupported", "cuda_fa3 cannot run this backward: " + backward_support_.reason);
+  check_tensor("q", q, shape_);
+  check_tensor("dout", dout, shape_);
+  check_tensor("k", k, shape_);
+  check_tensor("v", v, shape_);
+  check_tensor("dq", dq, shape_);
+  check_tensor("dk", dk, shape_);
+  check_tensor("dv", dv, shape_);
+  if (!lse.data || !delta.data) throw Error("cuda.tensor_layout", "cuda_fa3: lse or delta is null");
+  const void* inputs[] = {q.data, k.data, v.data, dout.data};
+  for (const void* g : {static_cast<const void*>(dq.data), static_cast<const void*>(dk.data),
+                        static_cast<const void*>(dv.data)})
+    for (const void* in : inputs)
+      if (g == in) throw Error("cuda.aliasing", "cuda_fa3: gradients must not alias q, k, v or dout");
+  if (dq.data == dk.data || dq.data == dv.data || dk.data == dv.data)
+    throw Error("cuda.aliasing", "cuda_fa3: dq, dk and dv must be distinct");
+  const Window w{q_begin, q_len, k_begin, k_len};
+  if (dtype_ == DType::bf16)
+    run_backward_window<__nv_bfloat16>(*this, pattern_, dtype_, branch, w, q, dout, lse, delta, dq, k, v, dk, dv,
+                                       stream);
+  else
+    run_backward_window<__half>(*this, pattern_, dtype_, branch, w, q, dout, lse, delta, dq, k, v, dk, dv, stream);
 }
 
 }  // namespace dilated::cuda_fa3

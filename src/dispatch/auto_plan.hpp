@@ -24,6 +24,7 @@
 #include "dilated/error.hpp"
 #include "dilated/plan.hpp"
 #include "dilated/view_adapter.hpp"
+#include "memory/kokkos_workspace.hpp"
 
 #if DILATED_ENABLE_CUDA && defined(KOKKOS_ENABLE_CUDA)
 #include "cuda_fa3/fa3.hpp"
@@ -60,7 +61,13 @@ class AutoPlan {
                 "AutoPlan: T must be float, double, or (with cuda_fa3 on Kokkos::Cuda) half_t / bhalf_t");
 
  public:
-  AutoPlan(AttentionConfig config, ProblemShape shape) : config_(std::move(config)), shape_(shape) {
+  // `workspace`: as for Plan (where temporaries come from; null: the
+  // process-wide pool of ExecSpace's memory space).
+  AutoPlan(AttentionConfig config, ProblemShape shape, memory::MemoryResource* workspace = nullptr)
+      : config_(std::move(config)), shape_(shape),
+        workspace_(workspace ? workspace
+                             : &memory::workspace_stack<typename ExecSpace::memory_space>()
+                                    .resource()) {
     validate(config_, shape_);
     if constexpr (kHalf) {
 #if DILATED_AUTO_PLAN_HAS_FA3
@@ -75,7 +82,7 @@ class AutoPlan {
       reason_ = fa3_->support().reason;
 #endif
     } else {
-      portable_ = std::make_unique<Plan<ExecSpace>>(config_, shape_);
+      portable_ = std::make_unique<Plan<ExecSpace>>(config_, shape_, workspace_);
       backend_ = Backend::portable;
 #if DILATED_AUTO_PLAN_HAS_FA3
       reason_ = std::is_same<ExecSpace, Kokkos::Cuda>::value
@@ -94,6 +101,9 @@ class AutoPlan {
   const char* backend_name() const { return to_string(backend_); }
   // Why this backend runs (and, for the portable path, why cuda_fa3 does not).
   const std::string& reason() const { return reason_; }
+  const AttentionConfig& config() const { return config_; }
+  const ProblemShape& shape() const { return shape_; }
+  memory::MemoryResource& workspace_resource() const { return *workspace_; }
 
   template <class Q, class K, class V, class O, class L>
   void forward(const Q& q, const K& k, const V& v, const O& out, const L& lse) const {
@@ -119,6 +129,67 @@ class AutoPlan {
 #endif
     } else {
       portable_->backward(q, k, v, out, lse, dout, dq, dk, dv);
+    }
+  }
+
+  // --- Windowed calls (sequence parallelism), Plan's semantics ------------
+  // One branch: q, out, lse hold positions [q_begin, q_begin + q.extent(1)),
+  // k, v hold [k_begin, k_begin + k.extent(1)); the pair's attention is
+  // merged into (out, lse) by log-sum-exp. Asynchronous on `space`. This is
+  // what dist::SeqParallelPlan computes 16-bit Views with (through
+  // dispatch/window_plan.hpp), so a sharded layer of bf16/fp16 runs cuda_fa3.
+  template <class Q, class K, class V, class O, class L>
+  void forward_window(const ExecSpace& space, int branch, std::int64_t q_begin, const Q& q,
+                      const O& out, const L& lse, std::int64_t k_begin, const K& k,
+                      const V& v) const {
+    if constexpr (kHalf) {
+#if DILATED_AUTO_PLAN_HAS_FA3
+      check_window_views(q, out, lse, k, v);
+      fa3_->forward_window(branch, q_begin, std::int64_t(q.extent(1)), tensor(q), mutable_tensor(out),
+                           lse_tensor(lse), k_begin, std::int64_t(k.extent(1)), tensor(k), tensor(v),
+                           space.cuda_stream());
+#endif
+    } else {
+      portable_->forward_window(space, branch, q_begin, q, out, lse, k_begin, k, v);
+    }
+  }
+
+  // delta = rowsum(dout * out) of a query window ([batch, heads, rows], float).
+  template <class O, class DO, class DL>
+  void backward_delta(const ExecSpace& space, const O& out, const DO& dout, const DL& delta) const {
+    if constexpr (kHalf) {
+#if DILATED_AUTO_PLAN_HAS_FA3
+      ProblemShape ws = shape_;
+      ws.seq_len = std::int64_t(out.extent(1));
+      details::check_bshd("out", details::make_ref(out), ws);
+      details::check_bshd("dout", details::make_ref(dout), ws);
+      details::check_lse("delta", details::make_ref(delta), ws);
+      fa3_->backward_delta(tensor(out), tensor(dout), ws.seq_len, lse_tensor(delta), space.cuda_stream());
+#endif
+    } else {
+      portable_->backward_delta(space, out, dout, delta);
+    }
+  }
+
+  // Adds the window pair's share of the gradient into dq, dk, dv (Plan's
+  // backward_window; cuda_fa3 runs its v1 kernel for windows).
+  template <class Q, class K, class V, class DO, class L, class DL, class DQ, class DK, class DV>
+  void backward_window(const ExecSpace& space, int branch, std::int64_t q_begin, const Q& q,
+                       const DO& dout, const L& lse, const DL& delta, const DQ& dq,
+                       std::int64_t k_begin, const K& k, const V& v, const DK& dk,
+                       const DV& dv) const {
+    if constexpr (kHalf) {
+#if DILATED_AUTO_PLAN_HAS_FA3
+      check_window_views(q, dq, lse, k, v);
+      check_window_views(dout, dq, delta, dk, dv);
+      fa3_->backward_window(branch, q_begin, std::int64_t(q.extent(1)), tensor(q), tensor(dout),
+                            lse_tensor(lse), lse_tensor(delta), mutable_tensor(dq), k_begin,
+                            std::int64_t(k.extent(1)), tensor(k), tensor(v), mutable_tensor(dk),
+                            mutable_tensor(dv), space.cuda_stream());
+#endif
+    } else {
+      portable_->backward_window(space, branch, q_begin, q, dout, lse, delta, dq, k_begin, k, v, dk,
+                                 dv);
     }
   }
 
@@ -158,12 +229,30 @@ class AutoPlan {
     details::check_bshd("tensor", details::make_ref(d), shape_);
     details::check_lse("lse", details::make_ref(lse), shape_);
   }
+  // A windowed call's Views: [batch, rows, heads, head_dim] with the plan's
+  // batch, heads and head_dim; lse [batch, heads, query rows]. The window
+  // ranges themselves are cuda_fa3's to check.
+  template <class Q, class O, class L, class K, class V>
+  void check_window_views(const Q& q, const O& out, const L& lse, const K& k, const V& v) const {
+    static_assert(details::view_rank<Q>() == 4 && details::view_rank<O>() == 4 && details::view_rank<K>() == 4 &&
+                      details::view_rank<V>() == 4 && details::view_rank<L>() == 3,
+                  "tensors must be rank-4 Views and lse a rank-3 View");
+    ProblemShape qs = shape_, ks = shape_;
+    qs.seq_len = std::int64_t(q.extent(1));
+    ks.seq_len = std::int64_t(k.extent(1));
+    details::check_bshd("q", details::make_ref(q), qs);
+    details::check_bshd("out", details::make_ref(out), qs);
+    details::check_lse("lse", details::make_ref(lse), qs);
+    details::check_bshd("k", details::make_ref(k), ks);
+    details::check_bshd("v", details::make_ref(v), ks);
+  }
   std::unique_ptr<cuda_fa3::Plan> fa3_;
 #endif
   AttentionConfig config_;
   ProblemShape shape_;
   Backend backend_ = Backend::portable;
   std::string reason_;
+  memory::MemoryResource* workspace_;  // not owned
   std::unique_ptr<Plan<ExecSpace>> portable_;
 };
 

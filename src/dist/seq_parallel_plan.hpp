@@ -15,7 +15,9 @@
 // backward returns the K/V gradients along the same ring with the blocks'
 // gradient accumulators (a reverse pass: every rank's contribution reaches
 // the owner). Causal attention compares global positions and skips blocks
-// that are fully masked. Kernels are the core's (Plan's windowed calls).
+// that are fully masked. Kernels are the core's windowed calls: the portable
+// Plan's for float/double, cuda_fa3's for bf16/fp16 on Kokkos::Cuda
+// (dispatch/window_plan.hpp).
 //
 // Every call is collective and validated collectively first (see
 // agreement.hpp): a bad input on any rank raises the same dilated::Error on
@@ -29,6 +31,7 @@
 #include <utility>
 
 #include "dilated/plan.hpp"
+#include "dispatch/window_plan.hpp"
 #include "dist/agreement.hpp"
 #include "dist/communicator.hpp"
 #include "dist/shard_layout.hpp"
@@ -113,6 +116,10 @@ class SeqParallelPlan {
     s.seq_len = layout_.local_len();
     return s;
   }
+  // Which kernels compute tensors of type T, and why (cuda_fa3 for
+  // bf16/fp16 Views on Kokkos::Cuda where it supports the problem).
+  template <class T>
+  std::string compute_backend() const { return plan_.template backend<T>(); }
   // The global positions this rank's shard rows hold.
   std::vector<ShardWindow> local_windows() const { return layout_.windows(comm_->rank()); }
 
@@ -217,7 +224,9 @@ class SeqParallelPlan {
   AttentionConfig config_;
   ProblemShape global_;
   ShardLayout layout_;
-  Plan<ExecSpace> plan_;
+  // The windowed calls: the portable kernels for float/double Views,
+  // cuda_fa3 for 16-bit Views on Kokkos::Cuda (dispatch/window_plan.hpp).
+  WindowPlan<ExecSpace> plan_;
   bool overlap_return_ = true;
 };
 

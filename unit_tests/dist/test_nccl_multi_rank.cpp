@@ -11,6 +11,7 @@
 #include <cuda_runtime.h>
 
 #include "../test_harness.hpp"
+#include "dispatch/auto_plan.hpp"
 #include "dist/nccl_communicator.hpp"
 #include "dist/seq_parallel_plan.hpp"
 #include "dist_cases.hpp"
@@ -173,6 +174,92 @@ TEST(NcclMultiRank, LargeShardsMatchSingleGpu) {
   std::uint64_t seed = 81000;
   for (const DistCase& c : large_cases(g_world->size())) check_case<float>(c, seed += 10, true);
 }
+
+#if DILATED_AUTO_PLAN_HAS_FA3 && KOKKOS_VERSION >= 40000 && defined(KOKKOS_ENABLE_CUDA)
+// bf16 shards compute with cuda_fa3 on every rank (dispatch/window_plan.hpp:
+// the windowed cuda_fa3 calls) and match the single-GPU cuda_fa3 plan
+// (AutoPlan<Cuda, bf16>) on the gathered sequence. Tolerances (scaled_error:
+// max |diff| / max |want|) are the sum of both sides' bf16 error bounds
+// against float64 (test_fa3_window / test_fa3_forward / test_fa3_backward):
+// out 3e-2 + 2e-2, grad 5e-2 + 4e-2; lse 2 x 2e-3 relative, taken as 5e-3
+// scaled. A missing ring step or window pair moves results by far more.
+// from_view for 16-bit Views (Kokkos' half types convert to double through float).
+template <class View4>
+std::vector<double> from_view16(const View4& v) {
+  auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);
+  std::vector<double> out;
+  out.reserve(h.size());
+  for (std::size_t b = 0; b < h.extent(0); ++b)
+    for (std::size_t p = 0; p < h.extent(1); ++p)
+      for (std::size_t hh = 0; hh < h.extent(2); ++hh)
+        for (std::size_t x = 0; x < h.extent(3); ++x)
+          out.push_back(static_cast<double>(static_cast<float>(h(b, p, hh, x))));
+  return out;
+}
+
+void check_case_fa3(const DistCase& c, std::uint64_t seed) {
+  using T = Kokkos::Experimental::bhalf_t;
+  using B = Backend<Exec, T>;
+  const int rank = g_world->rank(), P = g_world->size();
+  SCOPED_TRACE(std::string(c.what) + ": " + case_name(c.config, c.shape) +
+               (c.layout == Layout::Zigzag ? " zigzag" : " contiguous") + ", bf16, rank " +
+               std::to_string(rank) + " of " + std::to_string(P));
+  const ProblemShape& g = c.shape;
+  const auto qg = random_vector(numel(g), seed), kg = random_vector(numel(g), seed + 1),
+             vg = random_vector(numel(g), seed + 2), dog = random_vector(numel(g), seed + 3);
+  dilated::dist::NcclCommunicator comm(g_world->comm());
+  dilated::dist::SeqParallelPlan<Exec> plan(c.config, g, comm, c.layout);
+  EXPECT_EQ(plan.compute_backend<T>().rfind("cuda_fa3", 0), 0u) << plan.compute_backend<T>();
+  const ProblemShape s = plan.local_shape();
+  const auto wins = plan.local_windows();
+  const std::int64_t l = s.seq_len;
+  auto q = to_view<B>(shard_of(qg, g, wins, l), s);
+  auto k = to_view<B>(shard_of(kg, g, wins, l), s);
+  auto v = to_view<B>(shard_of(vg, g, wins, l), s);
+  auto dout = to_view<B>(shard_of(dog, g, wins, l), s);
+  Outputs<T> o(s);
+  plan.forward(q, k, v, o.out, o.lse);
+  plan.backward(q, k, v, o.out, o.lse, dout, o.dq, o.dk, o.dv);
+
+  dilated::AutoPlan<Exec, T> single(c.config, g);
+  ASSERT_EQ(single.backend(), dilated::Backend::cuda_fa3);
+  auto qa = to_view<B>(qg, g), ka = to_view<B>(kg, g), va = to_view<B>(vg, g), doa = to_view<B>(dog, g);
+  Outputs<T> r(g);
+  single.forward(qa, ka, va, r.out, r.lse);
+  single.backward(qa, ka, va, r.out, r.lse, doa, r.dq, r.dk, r.dv);
+  Kokkos::fence();
+  const double tol_out = 5e-2, tol_lse = 5e-3, tol_grad = 9e-2;
+  EXPECT_LE(scaled_error(from_view16(o.out), shard_of(from_view16(r.out), g, wins, l)), tol_out) << "out";
+  EXPECT_LE(scaled_error(lse_from_view(o.lse), lse_shard_of(lse_from_view(r.lse), g, wins, l)), tol_lse)
+      << "lse";
+  EXPECT_LE(scaled_error(from_view16(o.dq), shard_of(from_view16(r.dq), g, wins, l)), tol_grad) << "dq";
+  EXPECT_LE(scaled_error(from_view16(o.dk), shard_of(from_view16(r.dk), g, wins, l)), tol_grad) << "dk";
+  EXPECT_LE(scaled_error(from_view16(o.dv), shard_of(from_view16(r.dv), g, wins, l)), tol_grad) << "dv";
+}
+
+TEST(NcclMultiRank, Bf16ShardsRunCudaFa3AndMatchSingleGpu) {
+  SKIP_WITHOUT_GPU();
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, g_world->device()) != cudaSuccess || prop.major != 9)
+    GTEST_SKIP() << "cuda_fa3 needs a compute capability 9.x GPU";
+  std::uint64_t seed = 91000;
+  for (const DistCase& c : large_cases(g_world->size())) check_case_fa3(c, seed += 10);
+}
+
+// Two small cases (shards of 256 rows) of the above: quick enough for
+// compute-sanitizer over several ranks (perf_tests/run_multi_gpu.sh bf16).
+TEST(NcclMultiRank, Bf16SmallShardsRunCudaFa3) {
+  SKIP_WITHOUT_GPU();
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, g_world->device()) != cudaSuccess || prop.major != 9)
+    GTEST_SKIP() << "cuda_fa3 needs a compute capability 9.x GPU";
+  const std::int64_t N = 256 * g_world->size();
+  check_case_fa3({make_config({{64, 1}, {256, 2}, {N, 4}}, false), {1, N, 2, 64}, Layout::Contiguous,
+                  "small LongNet, local + all-rank branches"},
+                 92000);
+  check_case_fa3({make_config({{N, 1}}, true), {1, N, 2, 128}, Layout::Zigzag, "small zigzag causal"}, 92010);
+}
+#endif
 
 // The cases above must include cross-rank branches (else the ring is idle).
 TEST(NcclMultiRank, CasesIncludeCrossRankBranches) {

@@ -59,36 +59,74 @@ struct KeyTile {
   int phase;
   std::int64_t map_row0;
   int q_block_begin, q_blocks;
+  // Windowed calls (v1 only; v2 reads the whole-sequence fields above, to
+  // which these reduce there): sparse query rows [q_base, q_end) of the
+  // query window, in blocks from q_base; keys end at k_end; Q/dO and K/V
+  // have their own descriptors (block_walk.cuh, window_map_row).
+  std::int64_t q_base, q_end, k_end;
+  int q_phase, k_phase;
+  std::int64_t q_map_row0, k_map_row0;
   bool active;
   Spans spans;  // block-sparse: the query runs that visit this key tile (pattern.hpp)
 };
 
 // kBlockSparse (compile time, so other kernels reusing this keep their code):
-// the query blocks come from the block-sparse rule.
-template <class Shape, bool kBlockSparse = false>
+// the query blocks come from the block-sparse rule. kWindows: the kernel
+// takes windowed launches (v1; v2 decodes the whole sequence only).
+template <class Shape, bool kBlockSparse = false, bool kWindows = false>
 __device__ __forceinline__ KeyTile decode_key_tile(const BackwardParams& p, std::int64_t idx) {
   KeyTile t{};
   const std::int64_t kt = idx % p.tiles_per_segment;
   const std::int64_t g = idx / p.tiles_per_segment;
   t.segment = g % p.num_segments;
+  if constexpr (kWindows) t.segment += p.first_segment;
   t.h = int((g / p.num_segments) % p.heads);
   t.b = int(g / (p.num_segments * p.heads));
   const int i = p.branch;
   const std::int64_t o = p.pattern.offset(t.h, i);
   t.kept = p.pattern.kept_count(i, t.segment, o);
-  t.k_begin = kt * Shape::kBlockN;
-  t.active = p.pattern.active(t.h, i) && t.k_begin < t.kept;
-  if (!t.active) return t;
-  t.first = p.pattern.position(i, t.segment, o, 0);
   const std::int64_t r = p.pattern.dilation[i];
-  t.phase = int(t.first % r);
-  t.map_row0 = t.first / r;
-  const std::int64_t q0 = query_range_begin(p.causal, 0, t.k_begin);
-  t.q_block_begin = int(q0 / Shape::kBlockM);
-  t.q_blocks = int((t.kept + Shape::kBlockM - 1) / Shape::kBlockM) - t.q_block_begin;
+  if (!(kWindows && p.windowed)) {
+    // The whole sequence (v2's only case; v1's plain backward): exactly the
+    // arithmetic before windows existed (anything more made ptxas spill in v2).
+    t.k_begin = kt * Shape::kBlockN;
+    t.active = p.pattern.active(t.h, i) && t.k_begin < t.kept;
+    if (!t.active) return t;
+    t.first = p.pattern.position(i, t.segment, o, 0);
+    t.phase = int(t.first % r);
+    t.map_row0 = t.first / r;
+    const std::int64_t q0 = query_range_begin(p.causal, 0, t.k_begin);
+    t.q_block_begin = int(q0 / Shape::kBlockM);
+    t.q_blocks = int((t.kept + Shape::kBlockM - 1) / Shape::kBlockM) - t.q_block_begin;
+    if constexpr (kWindows) {  // v1 reads the windowed fields
+      t.q_base = 0;
+      t.q_end = t.k_end = t.kept;
+      t.q_phase = t.k_phase = t.phase;
+      t.q_map_row0 = t.k_map_row0 = t.map_row0;
+    }
+  } else {
+    // Sparse rows inside the windows, by block_walk.cuh's 32-bit helpers.
+    std::int64_t k0 = 0;
+    window_rows(p.pattern, i, t.segment, o, p.q_window_begin, p.q_window_len, &t.q_base, &t.q_end);
+    window_rows(p.pattern, i, t.segment, o, p.k_window_begin, p.k_window_len, &k0, &t.k_end);
+    t.k_begin = k0 + kt * Shape::kBlockN;
+    t.active = p.pattern.active(t.h, i) && t.k_begin < t.k_end && t.q_base < t.q_end;
+    if (!t.active) return t;
+    t.first = p.pattern.position(i, t.segment, o, 0);
+    window_map_row(t.first, p.q_window_begin, r, &t.q_phase, &t.q_map_row0);
+    window_map_row(t.first, p.k_window_begin, r, &t.k_phase, &t.k_map_row0);
+    const std::int64_t q0 = query_range_begin(p.causal, t.q_base, t.k_begin);
+    if (q0 >= t.q_end) {  // causal: every query of the window comes before the keys
+      t.active = false;
+      return t;
+    }
+    t.q_block_begin = int((q0 - t.q_base) / Shape::kBlockM);
+    t.q_blocks = int((t.q_end - t.q_base + Shape::kBlockM - 1) / Shape::kBlockM) - t.q_block_begin;
+  }
   if constexpr (kBlockSparse) {
     // One branch over the whole sequence; the 64-key tile lies in one key
     // block (block_k % 128 == 0, plan.cu), so it has one list of query runs.
+    // (No windowed calls: plan.cu refuses them, so q_base = 0.)
     t.spans = query_spans(p.pattern, p.causal, t.h, 0, t.kept, t.k_begin);
     t.q_block_begin = 0;
     t.q_blocks = count_blocks<Shape::kBlockM>(t.spans);
@@ -115,7 +153,7 @@ __global__ void __launch_bounds__(128, 1) backward_kernel(const __grid_constant_
   const int col0 = blockIdx.y * kC;    // first of them
   const int panel0 = col0 / 64;
   const BackwardParams& p = args.p;
-  const KeyTile t = decode_key_tile<Shape, kBlockSparse>(p, blockIdx.x);
+  const KeyTile t = decode_key_tile<Shape, kBlockSparse, true>(p, blockIdx.x);
   if (!t.active || t.q_blocks <= 0) return;
 
   extern __shared__ char smem_raw[];
@@ -124,15 +162,15 @@ __global__ void __launch_bounds__(128, 1) backward_kernel(const __grid_constant_
   auto* kv_full = reinterpret_cast<std::uint64_t*>(smem + Shape::kOffsetBarriers);
   std::uint64_t* qdo_full = kv_full + 1;  // [2]
   const int thread = threadIdx.x, warp = thread / 32, lane = thread % 32;
-  const CUtensorMap* qmap = &args.q[t.phase];
-  const CUtensorMap* dmap = &args.dout[t.phase];
+  const CUtensorMap* qmap = &args.q[t.q_phase];
+  const CUtensorMap* dmap = &args.dout[t.q_phase];
 
   // Query blocks of the key tile (block_walk.cuh): thread 0 walks them one
   // step ahead for the loads, every thread walks them for the step's rows.
   BlockWalk<Shape::kBlockM, kBlockSparse> issue_walk(t.spans), step_walk(t.spans);
   auto issue_q_block = [&](int step) {  // thread 0 only
     const int stage = step % 2;
-    const std::int64_t row = t.map_row0 + issue_walk.next(t.q_block_begin + step);
+    const std::int64_t row = t.q_map_row0 + t.q_base + issue_walk.next(t.q_block_begin + step);
     mbar_arrive_expect_tx(&qdo_full[stage], 2 * Shape::kTileBytes);
     load_rows<Shape>(qmap, smem + Shape::kOffsetQ + stage * Shape::kTileBytes, &qdo_full[stage], row, t.h, t.b);
     load_rows<Shape>(dmap, smem + Shape::kOffsetDO + stage * Shape::kTileBytes, &qdo_full[stage], row, t.h, t.b);
@@ -143,8 +181,8 @@ __global__ void __launch_bounds__(128, 1) backward_kernel(const __grid_constant_
     mbar_init(&qdo_full[1], 1);
     fence_barrier_init();
     mbar_arrive_expect_tx(kv_full, 2 * Shape::kTileBytes);
-    load_rows<Shape>(&args.k[t.phase], smem + Shape::kOffsetK, kv_full, t.map_row0 + t.k_begin, t.h, t.b);
-    load_rows<Shape>(&args.v[t.phase], smem + Shape::kOffsetV, kv_full, t.map_row0 + t.k_begin, t.h, t.b);
+    load_rows<Shape>(&args.k[t.k_phase], smem + Shape::kOffsetK, kv_full, t.k_map_row0 + t.k_begin, t.h, t.b);
+    load_rows<Shape>(&args.v[t.k_phase], smem + Shape::kOffsetV, kv_full, t.k_map_row0 + t.k_begin, t.h, t.b);
     issue_q_block(0);
   }
   __syncthreads();
@@ -159,7 +197,7 @@ __global__ void __launch_bounds__(128, 1) backward_kernel(const __grid_constant_
   std::uint32_t a[4][4];
   const float kLog2e = 1.4426950408889634f;
   const std::int64_t lse_base = t.b * p.lse_stride_b + t.h * p.lse_stride_h;
-  const std::int64_t delta_base = (std::int64_t(t.b) * p.heads + t.h) * p.seq_len;
+  const std::int64_t delta_base = t.b * p.delta_stride_b + t.h * p.delta_stride_h;
   const std::int64_t r = p.pattern.dilation[p.branch];
   char* ds_smem = smem + Shape::kOffsetDS;
 
@@ -170,7 +208,7 @@ __global__ void __launch_bounds__(128, 1) backward_kernel(const __grid_constant_
     const char* do_smem = smem + Shape::kOffsetDO + stage * Shape::kTileBytes;
     mbar_wait(&qdo_full[stage], (step / 2) & 1);
     if (thread == 0 && step + 1 < t.q_blocks) issue_q_block(step + 1);  // other stage is free
-    const std::int64_t q_begin = step_walk.next(t.q_block_begin + step);
+    const std::int64_t q_begin = t.q_base + step_walk.next(t.q_block_begin + step);
 
     // S^T = K Q^T and dP^T = V dO^T, both K-major products over head_dim.
     wgmma_fence();
@@ -195,12 +233,13 @@ __global__ void __launch_bounds__(128, 1) backward_kernel(const __grid_constant_
 #pragma unroll
       for (int c = 0; c < 2; ++c) {
         const std::int64_t q = q_begin + 8 * j + 2 * (lane % 4) + c;
-        const bool ok = q < t.kept;
-        const std::int64_t pos = t.first + (ok ? q : 0) * r;
+        const bool ok = q < t.q_end;
+        // Row of the query window (q_base: a row that exists, for the rows past the end).
+        const std::int64_t pos = t.first + (ok ? q : t.q_base) * r - p.q_window_begin;
         const float l = __ldg(p.lse + lse_base + pos * p.lse_stride_s);
         qvalid[2 * j + c] = ok && l != -INFINITY;
         lse2[2 * j + c] = l * kLog2e;
-        dlt[2 * j + c] = __ldg(p.delta + delta_base + pos);
+        dlt[2 * j + c] = __ldg(p.delta + delta_base + pos * p.delta_stride_s);
       }
     }
     wgmma_wait<0>();
@@ -216,7 +255,7 @@ __global__ void __launch_bounds__(128, 1) backward_kernel(const __grid_constant_
         for (int c = 0; c < 2; ++c) {
           const int col = 2 * j + c, idx = 4 * j + 2 * rr + c;
           const std::int64_t q = q_begin + 8 * j + 2 * (lane % 4) + c;
-          const bool visible = qvalid[col] && keys[rr] < t.kept && (!p.causal || keys[rr] <= q);
+          const bool visible = qvalid[col] && keys[rr] < t.k_end && (!p.causal || keys[rr] <= q);
           const float pr = visible ? fast_exp2(fmaf(s[idx], p.scale_log2, -lse2[col])) : 0.f;
           // Dropout (the forward's mask): dV sees P*M/(1-p); dP = dP~ * M/(1-p).
           float keep = 1.f;
@@ -299,9 +338,9 @@ __global__ void __launch_bounds__(128, 1) backward_kernel(const __grid_constant_
       const bool odd = lane & 1;
       const int rr = odd ? 1 : 0;
       const std::int64_t q = q_begin + row_in_block[rr];
-      const bool ok = q < t.kept;
-      const std::int64_t pos = t.first + (ok ? q : 0) * r;
-      float* row = p.dq + ((std::int64_t(t.b) * p.seq_len + pos) * p.heads + t.h) * kD + col0;
+      const bool ok = q < t.q_end;
+      const std::int64_t pos = t.first + (ok ? q : t.q_base) * r - p.q_window_begin;
+      float* row = p.dq + ((std::int64_t(t.b) * p.q_window_len + pos) * p.heads + t.h) * kD + col0;
 #pragma unroll
       for (int j = 0; j < kC / 8; ++j) {
         const float r0x = p.scale * dq[4 * j], r0y = p.scale * dq[4 * j + 1];
@@ -319,9 +358,9 @@ __global__ void __launch_bounds__(128, 1) backward_kernel(const __grid_constant_
   // read-add-write accumulates over the branches (they run one after another).
 #pragma unroll
   for (int rr = 0; rr < 2; ++rr) {
-    if (keys[rr] >= t.kept) continue;
-    const std::int64_t pos = t.first + keys[rr] * r;
-    const std::int64_t off = ((std::int64_t(t.b) * p.seq_len + pos) * p.heads + t.h) * kD + col0;
+    if (keys[rr] >= t.k_end) continue;
+    const std::int64_t pos = t.first + keys[rr] * r - p.k_window_begin;
+    const std::int64_t off = ((std::int64_t(t.b) * p.k_window_len + pos) * p.heads + t.h) * kD + col0;
 #pragma unroll
     for (int j = 0; j < kC / 8; ++j) {
       float2* gk = reinterpret_cast<float2*>(p.dk + off + 8 * j + 2 * (lane % 4));

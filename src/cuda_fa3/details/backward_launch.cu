@@ -25,7 +25,7 @@ __device__ float to_float(T x) {
 
 // One warp per (b, s, h) row: delta = sum_d dO * O, in fp32.
 template <class T>
-__global__ void delta_kernel(Tensor dout, Tensor out, float* delta, std::int64_t batch, std::int64_t seq,
+__global__ void delta_kernel(Tensor dout, Tensor out, LseTensor delta, std::int64_t batch, std::int64_t seq,
                              std::int64_t heads, std::int64_t dim) {
   const std::int64_t row = (std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
   const int lane = threadIdx.x % 32;
@@ -37,25 +37,27 @@ __global__ void delta_kernel(Tensor dout, Tensor out, float* delta, std::int64_t
   for (std::int64_t x = lane; x < dim; x += 32) acc += to_float(d[x]) * to_float(o[x]);
 #pragma unroll
   for (int m = 16; m > 0; m /= 2) acc += __shfl_xor_sync(0xffffffffu, acc, m);
-  if (lane == 0) delta[(b * heads + h) * seq + s] = acc;
+  if (lane == 0) delta.data[b * delta.stride_b + h * delta.stride_h + s * delta.stride_s] = acc;
 }
 
+// add: dst += src (windowed calls add into the caller's gradients).
 template <class T>
 __global__ void store_kernel(const float* src, MutableTensor dst, std::int64_t batch, std::int64_t seq,
-                             std::int64_t heads, std::int64_t dim) {
+                             std::int64_t heads, std::int64_t dim, bool add) {
   const std::int64_t n = batch * seq * heads * dim;
   for (std::int64_t i = std::int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
        i += std::int64_t(gridDim.x) * blockDim.x) {
     const std::int64_t x = i % dim, row = i / dim;
     const std::int64_t h = row % heads, s = (row / heads) % seq, b = row / (heads * seq);
-    static_cast<T*>(dst.data)[b * dst.stride_b + s * dst.stride_s + h * dst.stride_h + x] = T(src[i]);
+    T& d = static_cast<T*>(dst.data)[b * dst.stride_b + s * dst.stride_s + h * dst.stride_h + x];
+    d = T(add ? float(d) + src[i] : src[i]);
   }
 }
 }  // namespace
 
 template <class T>
-void launch_delta(const Tensor& dout, const Tensor& out, float* delta, std::int64_t batch, std::int64_t seq,
-                  std::int64_t heads, std::int64_t dim, cudaStream_t stream) {
+void launch_delta(const Tensor& dout, const Tensor& out, const LseTensor& delta, std::int64_t batch,
+                  std::int64_t seq, std::int64_t heads, std::int64_t dim, cudaStream_t stream) {
   const std::int64_t rows = batch * seq * heads;
   delta_kernel<T><<<unsigned((rows * 32 + 255) / 256), 256, 0, stream>>>(dout, out, delta, batch, seq, heads, dim);
   check(cudaGetLastError(), "delta kernel launch");
@@ -84,19 +86,19 @@ void launch_backward_branch(const BackwardArgs& args, std::int64_t tiles, cudaSt
 
 template <class T>
 void launch_store_gradient(const float* src, const MutableTensor& dst, std::int64_t batch, std::int64_t seq,
-                           std::int64_t heads, std::int64_t dim, cudaStream_t stream) {
-  store_kernel<T><<<8192, 256, 0, stream>>>(src, dst, batch, seq, heads, dim);
+                           std::int64_t heads, std::int64_t dim, cudaStream_t stream, bool add) {
+  store_kernel<T><<<8192, 256, 0, stream>>>(src, dst, batch, seq, heads, dim, add);
   check(cudaGetLastError(), "gradient store launch");
 }
 
 #define DILATED_FA3_BWD(T)                                                                               \
-  template void launch_delta<T>(const Tensor&, const Tensor&, float*, std::int64_t, std::int64_t,        \
-                                std::int64_t, std::int64_t, cudaStream_t);                               \
+  template void launch_delta<T>(const Tensor&, const Tensor&, const LseTensor&, std::int64_t,            \
+                                std::int64_t, std::int64_t, std::int64_t, cudaStream_t);                 \
   template void launch_backward_branch<T, 64>(const BackwardArgs&, std::int64_t, cudaStream_t);          \
   template void launch_backward_branch<T, 128>(const BackwardArgs&, std::int64_t, cudaStream_t);         \
   template void launch_backward_branch<T, 256>(const BackwardArgs&, std::int64_t, cudaStream_t);         \
   template void launch_store_gradient<T>(const float*, const MutableTensor&, std::int64_t, std::int64_t, \
-                                         std::int64_t, std::int64_t, cudaStream_t);
+                                         std::int64_t, std::int64_t, cudaStream_t, bool);
 DILATED_FA3_BWD(__nv_bfloat16)
 DILATED_FA3_BWD(__half)
 #undef DILATED_FA3_BWD

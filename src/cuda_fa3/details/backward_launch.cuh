@@ -9,16 +9,18 @@
 
 namespace dilated::cuda_fa3::details {
 
+// delta[b, h, s] (fp32, any strides) = rowsum(dout * out).
 template <class T>
-void launch_delta(const Tensor& dout, const Tensor& out, float* delta, std::int64_t batch,
+void launch_delta(const Tensor& dout, const Tensor& out, const LseTensor& delta, std::int64_t batch,
                   std::int64_t seq, std::int64_t heads, std::int64_t dim, cudaStream_t stream);
 
 template <class T, int HeadDim>
 void launch_backward_branch(const BackwardArgs& args, std::int64_t tiles, cudaStream_t stream);
 
-// dst (16-bit, user strides) = src (dense fp32 [b, s, h, d]).
+// dst (16-bit, user strides) = src (dense fp32 [b, s, h, d]); add: dst += src.
 template <class T>
 void launch_store_gradient(const float* src, const MutableTensor& dst, std::int64_t batch,
-                           std::int64_t seq, std::int64_t heads, std::int64_t dim, cudaStream_t stream);
+                           std::int64_t seq, std::int64_t heads, std::int64_t dim, cudaStream_t stream,
+                           bool add = false);
 
 }  // namespace dilated::cuda_fa3::details

@@ -19,8 +19,15 @@ struct BackwardParams {
   int heads = 0;
   int head_dim = 0;
   std::int64_t seq_len = 0;
-  std::int64_t num_segments = 0;
+  std::int64_t num_segments = 0;       // of this branch that the launch visits
+  std::int64_t first_segment = 0;      // the first of them
   std::int64_t tiles_per_segment = 0;  // key tiles of kBlockN sparse rows
+  // Windows of the sequence the query-side (q, dout, lse, delta, dq) and
+  // key-side (k, v, dk, dv) tensors hold; backward() passes [0, seq_len).
+  // Windowed calls run v1 only (v2 assumes the whole sequence).
+  std::int64_t q_window_begin = 0, q_window_len = 0;
+  std::int64_t k_window_begin = 0, k_window_len = 0;
+  bool windowed = false;  // false: the whole sequence (q/k windows = [0, seq_len))
   float scale = 0.f;                   // softmax scale
   float scale_log2 = 0.f;              // softmax scale * log2(e)
   float output_scale = 1.f;            // c in out = c * softmax(S) V
@@ -30,8 +37,9 @@ struct BackwardParams {
   // [b, h, s] merged LSE of the forward, and delta, both fp32.
   const float* lse = nullptr;
   std::int64_t lse_stride_b = 0, lse_stride_h = 0, lse_stride_s = 0;
-  const float* delta = nullptr;  // dense [b, h, s]
-  // Dense [b, s, h, d] fp32 accumulators.
+  const float* delta = nullptr;  // dense [b, h, s] (v2); v1 reads it through the strides
+  std::int64_t delta_stride_b = 0, delta_stride_h = 0, delta_stride_s = 0;
+  // Dense [b, s, h, d] fp32 accumulators (s: the window's rows for v1).
   float* dq = nullptr;
   float* dk = nullptr;
   float* dv = nullptr;

@@ -48,4 +48,34 @@ __device__ __forceinline__ int count_blocks(const Spans& spans) {
   return int(n);
 }
 
+// Windowed calls (sequence parallelism), in 32-bit arithmetic: plan.cu
+// admits them only for sequences shorter than 2^31 (TMA row coordinates are
+// 32-bit anyway), and 64-bit divisions here made ptxas spill in every
+// forward and backward variant (the producers run on 24 registers).
+//
+// The sparse rows [*j0, *j1) of (branch i, segment s, offset o) whose
+// positions lie in the window [begin, begin + len) (pattern.hpp's
+// window_range).
+__device__ __forceinline__ void window_rows(const PatternParams& p, int i, std::int64_t s, std::int64_t o,
+                                            std::int64_t begin, std::int64_t len, std::int64_t* j0,
+                                            std::int64_t* j1) {
+  const int kept = int(p.kept_count(i, s, o)), r = int(p.dilation[i]);
+  const int base = int(p.segment_begin(i, s) + o);
+  const int b = int(begin) - base, e = int(begin + len) - base;
+  const int first = b <= 0 ? 0 : (b + r - 1) / r, end = e <= 0 ? 0 : (e + r - 1) / r;
+  *j0 = first < kept ? first : kept;
+  *j1 = end < kept ? end : kept;
+}
+
+// Which descriptor and row hold sparse row 0 of a (segment, offset) whose
+// first position is `first`, in a window tensor starting at position `begin`
+// (floor division: sparse row 0 may lie before the window).
+__device__ __forceinline__ void window_map_row(std::int64_t first, std::int64_t begin, std::int64_t r,
+                                               int* phase, std::int64_t* row0) {
+  const int local = int(first - begin), r32 = int(r);
+  const int ph = ((local % r32) + r32) % r32;
+  *phase = ph;
+  *row0 = (local - ph) / r32;
+}
+
 }  // namespace dilated::cuda_fa3::details

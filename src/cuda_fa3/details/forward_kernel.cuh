@@ -46,18 +46,17 @@ __device__ __forceinline__ void load_tile(const CUtensorMap* map, char* dst, std
 template <class Shape, bool kBlockSparse>
 __device__ void produce(const ForwardArgs& args, const QueryTile& t, char* smem, Barriers bar,
                         std::uint32_t it, std::uint32_t tile_iter) {
-  const int phase = t.phase;
-  const CUtensorMap* qmap = &args.q[phase];
-  const CUtensorMap* kmap = &args.k[phase];
-  const CUtensorMap* vmap = &args.v[phase];
+  const CUtensorMap* qmap = &args.q[t.q_phase];
+  const CUtensorMap* kmap = &args.k[t.k_phase];
+  const CUtensorMap* vmap = &args.v[t.k_phase];
   if (tile_iter > 0) mbar_wait(bar.q_empty, (tile_iter - 1) & 1);
   mbar_arrive_expect_tx(bar.q_full, Shape::kTileBytesQ);
-  load_tile<Shape>(qmap, smem, bar.q_full, Shape::kPanelBytesQ, t.map_row0 + t.q_begin, t.h, t.b);
+  load_tile<Shape>(qmap, smem, bar.q_full, Shape::kPanelBytesQ, t.q_map_row0 + t.q_begin, t.h, t.b);
   BlockWalk<Shape::kBlockN, kBlockSparse> walk(t.spans);  // block_walk.cuh
   for (int kb = 0; kb < t.key_blocks; ++kb, ++it) {
     const int stage = it % Shape::kStages;
     const std::uint32_t round = it / Shape::kStages;
-    const std::int64_t row = t.map_row0 + walk.next(kb);
+    const std::int64_t row = t.k_map_row0 + t.k_begin + walk.next(kb);
     if (round > 0) mbar_wait(&bar.k_empty[stage], (round - 1) & 1);
     mbar_arrive_expect_tx(&bar.k_full[stage], Shape::kTileBytesKV);
     load_tile<Shape>(kmap, smem + Shape::kOffsetK + stage * Shape::kTileBytesKV, &bar.k_full[stage],
@@ -131,9 +130,9 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
   };
   BlockWalk<kN, kBlockSparse> walk(t.spans);  // softmax_step(kb) runs once per kb, in order
   auto softmax_step = [&](int kb) {
-    const std::int64_t key_begin = walk.next(kb);
-    if (needs_mask<kN>(key_begin, t.kept, t.q_begin + 64 * wg, p.causal))
-      apply_mask<kN>(s, key_begin, t.kept, rows, p.causal, lane);
+    const std::int64_t key_begin = t.k_begin + walk.next(kb);  // k_begin: 0 unless windowed
+    if (needs_mask<kN>(key_begin, t.k_end, t.q_begin + 64 * wg, p.causal))
+      apply_mask<kN>(s, key_begin, t.k_end, rows, p.causal, lane);
     softmax.update(s, correction, p.scale_log2);
     if constexpr (kDropout)  // after the row sums: the LSE is that of the undropped softmax
       apply_dropout<kN>(s, p.dropout, p.keep_scale, t.b, t.h, p.branch, t.first,
@@ -196,8 +195,8 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
   std::int64_t position[2];
   bool valid[2];
   for (int i = 0; i < 2; ++i) {
-    valid[i] = rows[i] < t.kept;
-    position[i] = t.first + rows[i] * r;
+    valid[i] = rows[i] < t.q_end;
+    position[i] = t.first + rows[i] * r - p.q_window_begin;  // row of the out/lse window
   }
   store_rows<T, kD>(p, t.b, t.h, position, valid, o, lse, lane);
 }

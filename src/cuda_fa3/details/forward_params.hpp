@@ -23,7 +23,14 @@ struct ForwardParams {
   int batch = 0;
   int heads = 0;
   std::int64_t seq_len = 0;
-  std::int64_t num_segments = 0;   // of this branch
+  std::int64_t num_segments = 0;   // of this branch that the launch visits
+  std::int64_t first_segment = 0;  // the first of them
+  // Windows of the sequence the Q/out/lse and K/V tensors hold (windowed
+  // calls, sequence parallelism; forward() passes [0, seq_len) for both).
+  // Masks and segments follow global positions; rows index the tensors.
+  std::int64_t q_window_begin = 0, q_window_len = 0;
+  std::int64_t k_window_begin = 0, k_window_len = 0;
+  bool windowed = false;  // false: the whole sequence (the windows above are unused)
   std::int64_t tiles_per_segment = 0;  // query tiles of kBlockM sparse rows
   std::int64_t total_tiles = 0;        // batch * heads * segments * tiles_per_segment
   float scale_log2 = 0.f;          // softmax scale * log2(e): scores go through exp2

@@ -1,5 +1,6 @@
 // cuda_fa3/details/mask.cuh - masks the scores of one key block: keys past the
-// segment's kept rows, and (causal) keys after the query. Only the blocks that
+// segment's kept rows (or the key window's end, `key_end`, in sparse rows),
+// and (causal) keys after the query. Only the blocks that
 // straddle a boundary pay for it; the caller checks `needs_mask` first.
 #pragma once
 
@@ -9,15 +10,15 @@
 namespace dilated::cuda_fa3::details {
 
 template <int BlockN>
-__device__ __forceinline__ bool needs_mask(std::int64_t key_begin, std::int64_t kept,
+__device__ __forceinline__ bool needs_mask(std::int64_t key_begin, std::int64_t key_end,
                                            std::int64_t q_begin, bool causal) {
-  return key_begin + BlockN > kept || (causal && key_begin + BlockN - 1 > q_begin);
+  return key_begin + BlockN > key_end || (causal && key_begin + BlockN - 1 > q_begin);
 }
 
 // rows[r]: sparse query index of the thread's row r; lane: the thread's lane.
 template <int BlockN>
 __device__ __forceinline__ void apply_mask(float (&s)[BlockN / 2], std::int64_t key_begin,
-                                           std::int64_t kept, const std::int64_t (&rows)[2],
+                                           std::int64_t key_end, const std::int64_t (&rows)[2],
                                            bool causal, int lane) {
 #pragma unroll
   for (int j = 0; j < BlockN / 8; ++j) {
@@ -26,7 +27,7 @@ __device__ __forceinline__ void apply_mask(float (&s)[BlockN / 2], std::int64_t 
       const std::int64_t key = key_begin + 8 * j + 2 * (lane % 4) + c;
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        const bool visible = key < kept && (!causal || key <= rows[r]);
+        const bool visible = key < key_end && (!causal || key <= rows[r]);
         if (!visible) s[4 * j + 2 * r + c] = -INFINITY;
       }
     }

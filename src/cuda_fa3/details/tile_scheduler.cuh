@@ -16,11 +16,16 @@ struct QueryTile {
   std::int64_t segment;
   std::int64_t q_begin;      // first sparse query row of the tile
   std::int64_t q_count;      // rows of the tile that exist (<= kBlockM)
-  std::int64_t kept;         // sparse rows of this (segment, offset)
+  std::int64_t q_end;        // sparse query rows of this (segment, offset) in the query window end here
+  std::int64_t k_begin;      // sparse key rows in the key window: [k_begin, k_end)
+  std::int64_t k_end;
   std::int64_t first;        // original position of sparse row 0
-  int phase;                 // first % r: which TMA descriptor
-  std::int64_t map_row0;     // row of sparse index 0 in that descriptor
-  int key_blocks;            // key blocks to visit
+  // Q (and out) and K/V are separate windows of the sequence, each with its
+  // own TMA descriptors: sparse row j is row map_row0 + j of descriptor
+  // `phase` (row (first - window begin) % r of the window tensor + j r).
+  int q_phase, k_phase;
+  std::int64_t q_map_row0, k_map_row0;
+  int key_blocks;            // key blocks to visit (from k_begin)
   bool active;               // false: nothing to do (inactive head, ragged tail, no blocks)
   Spans spans;               // block-sparse: the key runs the tile visits (pattern.hpp)
 };
@@ -40,29 +45,51 @@ __device__ __forceinline__ QueryTile decode_tile(const ForwardParams& p, std::in
     qt = idx % p.tiles_per_segment;
     g = idx / p.tiles_per_segment;
   }
-  t.segment = g % p.num_segments;
+  t.segment = p.first_segment + g % p.num_segments;
   t.h = int((g / p.num_segments) % p.heads);
   t.b = int(g / (std::int64_t(p.num_segments) * p.heads));
   const int i = p.branch;
   t.active = p.pattern.active(t.h, i);
   const std::int64_t o = p.pattern.offset(t.h, i);
-  t.kept = p.pattern.kept_count(i, t.segment, o);
-  t.q_begin = qt * BlockM;
-  if (!t.active || t.q_begin >= t.kept) {
+  // Sparse rows of this (segment, offset) inside the query and key windows.
+  // Whole-sequence launches keep the earlier arithmetic ([0, kept) for both,
+  // one descriptor row for Q and K); windowed ones use window_rows (32-bit:
+  // with 64-bit divisions ptxas spilled 100-260 bytes in every forward
+  // variant, CUDA 13.0; this form has none).
+  const std::int64_t r = p.pattern.dilation[i];
+  std::int64_t q0 = 0;
+  if (!p.windowed) {
+    t.k_begin = 0;
+    t.q_end = t.k_end = p.pattern.kept_count(i, t.segment, o);
+  } else {
+    window_rows(p.pattern, i, t.segment, o, p.q_window_begin, p.q_window_len, &q0, &t.q_end);
+    window_rows(p.pattern, i, t.segment, o, p.k_window_begin, p.k_window_len, &t.k_begin, &t.k_end);
+  }
+  t.q_begin = q0 + qt * BlockM;
+  if (!t.active || t.q_begin >= t.q_end || t.k_begin >= t.k_end) {
     t.active = false;
     return t;
   }
-  t.q_count = t.kept - t.q_begin < BlockM ? t.kept - t.q_begin : BlockM;
+  t.q_count = t.q_end - t.q_begin < BlockM ? t.q_end - t.q_begin : BlockM;
   t.first = p.pattern.position(i, t.segment, o, 0);
-  const std::int64_t r = p.pattern.dilation[i];
-  t.phase = int(t.first % r);
-  t.map_row0 = t.first / r;
-  const std::int64_t keys = key_range_end(p.causal, t.kept, t.q_begin, t.q_count);
+  if (!p.windowed) {
+    t.q_phase = t.k_phase = int(t.first % r);
+    t.q_map_row0 = t.k_map_row0 = t.first / r;
+  } else {
+    window_map_row(t.first, p.q_window_begin, r, &t.q_phase, &t.q_map_row0);
+    window_map_row(t.first, p.k_window_begin, r, &t.k_phase, &t.k_map_row0);
+  }
+  const std::int64_t keys = key_range_end(p.causal, t.k_end, t.q_begin, t.q_count) - t.k_begin;
+  if (keys <= 0) {  // causal: every key of the window comes after the tile's queries
+    t.active = false;
+    return t;
+  }
   t.key_blocks = int((keys + BlockN - 1) / BlockN);
   if (p.pattern.block_sparse.enabled()) {
-    // One branch over the whole sequence (sparse index = position); the tile
+    // One branch over the whole sequence (sparse index = position, no
+    // windowed calls: plan.cu refuses them); the tile
     // lies in one query block because block_q % BlockM == 0 (plan.cu).
-    t.spans = key_spans(p.pattern, p.causal, t.h, 0, t.kept, t.q_begin, t.q_count);
+    t.spans = key_spans(p.pattern, p.causal, t.h, 0, t.k_end, t.q_begin, t.q_count);
     t.key_blocks = count_blocks<BlockN>(t.spans);
     if (t.key_blocks == 0) t.active = false;  // rows left as filled: out 0, lse -inf
   }
