@@ -2,7 +2,8 @@
 // enabled backend. float/double tensors run the portable kernels with
 // results identical to dilated::Plan's; on a CUDA build of Kokkos with
 // cuda_fa3, 16-bit tensors run cuda_fa3 (checked against the float64
-// reference on the H100) and unsupported problems are refused with the reason.
+// reference on the H100), and problems it does not support fall back to the
+// portable kernels' 16-bit storage, with cuda_fa3's reason.
 #include "test_harness.hpp"
 
 #include "dispatch/auto_plan.hpp"
@@ -55,7 +56,7 @@ TEST(AutoPlan, Bf16ViewsRunCudaFa3OnHopper) {
   cudaGetDevice(&dev);
   cudaGetDeviceProperties(&prop, dev);
   if (prop.major != 9) {
-    EXPECT_THROW((dilated::AutoPlan<Kokkos::Cuda, bf16>(c, s)), dilated::Error);
+    EXPECT_EQ((dilated::AutoPlan<Kokkos::Cuda, bf16>(c, s).backend()), dilated::Backend::portable);
     return;
   }
   dilated::AutoPlan<Kokkos::Cuda, bf16> plan(c, s);
@@ -85,15 +86,48 @@ TEST(AutoPlan, Bf16ViewsRunCudaFa3OnHopper) {
   for (std::size_t i = 0; i < want.size(); ++i) worst = std::max(worst, std::abs(double(float(ho.data()[i])) - want[i]));
   EXPECT_LE(worst, 2e-2);  // bf16 output tolerance (see unit_tests/cuda_fa3)
 
-  // Problems cuda_fa3 cannot run are refused with its reason.
-  try {
-    dilated::AutoPlan<Kokkos::Cuda, bf16> refused(c, {1, 512, 2, 96});
-    ADD_FAILURE() << "head_dim 96 with bf16 should have no backend";
-  } catch (const dilated::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("head_dim 96"), std::string::npos) << e.what();
-  }
+  // Problems cuda_fa3 cannot run fall back to the portable kernels, with its reason.
+  dilated::AutoPlan<Kokkos::Cuda, bf16> fallback(c, {1, 512, 2, 96});
+  EXPECT_EQ(fallback.backend(), dilated::Backend::portable);
+  EXPECT_NE(fallback.reason().find("head_dim 96"), std::string::npos) << fallback.reason();
 }
 #endif
+
+// 16-bit tensors on every backend where the portable kernels store them:
+// whichever backend AutoPlan picks runs; when it is the portable one, the
+// result is bitwise Plan's (and on host spaces it always is).
+template <class B>
+class AutoPlan16Test : public ::testing::Test {};
+using Storage16Backends = typename ToTypes<
+    typename Cat<SerialBackends16, OpenMPBackends16, CudaBackends16>::type>::type;
+TYPED_TEST_SUITE(AutoPlan16Test, Storage16Backends);
+
+TYPED_TEST(AutoPlan16Test, FallsBackToThePortableKernelsBitwiseLikePlan) {
+  using B = TypeParam;
+  using T = typename B::value;
+  const ProblemShape s{1, 96, 2, 24};  // head_dim 24: not a cuda_fa3 size
+  const AttentionConfig c = make_config({{32, 1}, {96, 3}}, true);
+  auto q = to_view<B>(random_vector(numel(s), 31), s);
+  auto k = to_view<B>(random_vector(numel(s), 32), s);
+  auto v = to_view<B>(random_vector(numel(s), 33), s);
+  typename B::View4 out_auto("oa", 1, 96, 2, 24), out_plan("op", 1, 96, 2, 24);
+  typename B::ViewL lse_auto("la", 1, 2, 96), lse_plan("lp", 1, 2, 96);
+  poison(out_auto);
+  poison(out_plan);
+  dilated::AutoPlan<typename B::exec, T> autoplan(c, s);
+  EXPECT_FALSE(autoplan.reason().empty());
+  if (dilated::details::is_host_space<typename B::exec>()) {
+    EXPECT_EQ(autoplan.backend(), dilated::Backend::portable) << autoplan.reason();
+  }
+  if (autoplan.backend() != dilated::Backend::portable) return;
+  EXPECT_NE(autoplan.reason().find("16-bit storage"), std::string::npos) << autoplan.reason();
+  autoplan.forward(q, k, v, out_auto, lse_auto);
+  dilated::Plan<typename B::exec>(c, s).forward(q, k, v, out_plan, lse_plan);
+  Kokkos::fence();
+  const auto a = from_view(out_auto), p = from_view(out_plan);
+  ASSERT_EQ(a.size(), p.size());
+  for (std::size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], p[i]) << "element " << i;
+}
 
 }  // namespace
 }  // namespace dtest

@@ -9,9 +9,12 @@
 // The choice is made at run time (the device's compute capability, the head
 // dim, dropout, ...) among the backends this build and this Kokkos contain:
 //   * T = float/double: the portable kernels (cuda_fa3 runs 16-bit tensors).
-//   * T = Kokkos half_t/bhalf_t on Kokkos::Cuda: cuda_fa3 when it supports the
-//     problem on this device; otherwise the constructor throws dilated::Error
-//     with cuda_fa3's reason (the portable kernels have no 16-bit storage yet).
+//   * T = Kokkos half_t/bhalf_t: cuda_fa3 on Kokkos::Cuda when it supports the
+//     problem on this device; otherwise the portable kernels (16-bit storage,
+//     float accumulation) wherever this Kokkos makes the type a real 16-bit
+//     type (details/storage_types.hpp: CUDA builds, device and host spaces),
+//     with cuda_fa3's reason in reason(); otherwise the constructor throws
+//     dilated::Error.
 // This header sits above both kernel families; neither includes it.
 #pragma once
 
@@ -56,9 +59,17 @@ struct is_half_type<Kokkos::Experimental::bhalf_t> : std::true_type {};
 
 template <class ExecSpace, class T>
 class AutoPlan {
-  static constexpr bool kHalf = details::is_half_type<std::remove_cv_t<T>>::value;
+  // kPortable16: the portable kernels store T (a real 16-bit type here).
+  static constexpr bool kPortable16 = details::is_half_storage<std::remove_cv_t<T>>::value;
+  static constexpr bool kHalf = details::is_half_type<std::remove_cv_t<T>>::value || kPortable16;
+#if DILATED_AUTO_PLAN_HAS_FA3
+  // kFa3: cuda_fa3 may run this (half_t / bhalf_t on Kokkos::Cuda).
+  static constexpr bool kFa3 = details::is_half_type<std::remove_cv_t<T>>::value &&
+                               std::is_same<ExecSpace, Kokkos::Cuda>::value;
+#endif
   static_assert(kHalf || std::is_same<T, float>::value || std::is_same<T, double>::value,
-                "AutoPlan: T must be float, double, or (with cuda_fa3 on Kokkos::Cuda) half_t / bhalf_t");
+                "AutoPlan: T must be float, double, or half_t / bhalf_t (cuda_fa3 on Kokkos::Cuda, "
+                "or the portable kernels where Kokkos makes them real 16-bit types)");
 
  public:
   // `workspace`: as for Plan (where temporaries come from; null: the
@@ -70,17 +81,33 @@ class AutoPlan {
                                     .resource()) {
     validate(config_, shape_);
     if constexpr (kHalf) {
+      std::string fa3_reason = "cuda_fa3 runs on Kokkos::Cuda only";
 #if DILATED_AUTO_PLAN_HAS_FA3
-      static_assert(std::is_same<ExecSpace, Kokkos::Cuda>::value,
-                    "AutoPlan: 16-bit tensors run on Kokkos::Cuda (cuda_fa3) only");
-      fa3_ = std::make_unique<cuda_fa3::Plan>(config_, shape_, dtype());
-      if (!fa3_->support().ok)
-        throw Error("dispatch.no_backend",
-                    "no backend runs this problem with 16-bit tensors: " + fa3_->support().reason +
-                        "; the portable kernels take float or double");
-      backend_ = Backend::cuda_fa3;
-      reason_ = fa3_->support().reason;
+      if constexpr (kFa3) {
+        fa3_ = std::make_unique<cuda_fa3::Plan>(config_, shape_, dtype());
+        if (fa3_->support().ok) {
+          backend_ = Backend::cuda_fa3;
+          reason_ = fa3_->support().reason;
+          return;
+        }
+        fa3_reason = fa3_->support().reason;
+        fa3_.reset();
+      }
+#elif DILATED_ENABLE_CUDA
+      fa3_reason = "this Kokkos has no CUDA backend for cuda_fa3";
+#else
+      fa3_reason = "built without cuda_fa3 (DILATED_ENABLE_CUDA=OFF)";
 #endif
+      if constexpr (kPortable16) {
+        portable_ = std::make_unique<Plan<ExecSpace>>(config_, shape_, workspace_);
+        backend_ = Backend::portable;
+        reason_ = "portable Kokkos kernels (16-bit storage, float accumulation): " + fa3_reason;
+      } else {
+        throw Error("dispatch.no_backend",
+                    "no backend runs this problem with 16-bit tensors: " + fa3_reason +
+                        "; the portable kernels take 16-bit tensors only where Kokkos makes "
+                        "half_t/bhalf_t real types");
+      }
     } else {
       portable_ = std::make_unique<Plan<ExecSpace>>(config_, shape_, workspace_);
       backend_ = Backend::portable;
@@ -107,29 +134,33 @@ class AutoPlan {
 
   template <class Q, class K, class V, class O, class L>
   void forward(const Q& q, const K& k, const V& v, const O& out, const L& lse) const {
-    if constexpr (kHalf) {
 #if DILATED_AUTO_PLAN_HAS_FA3
-      check_views(q, k, v, out, lse);
-      fa3_->forward(tensor(q), tensor(k), tensor(v), mutable_tensor(out), lse_tensor(lse), stream());
-#endif
-    } else {
-      portable_->forward(q, k, v, out, lse);
+    if constexpr (kFa3) {
+      if (fa3_) {
+        check_views(q, k, v, out, lse);
+        fa3_->forward(tensor(q), tensor(k), tensor(v), mutable_tensor(out), lse_tensor(lse), stream());
+        return;
+      }
     }
+#endif
+    if constexpr (!kHalf || kPortable16) portable_->forward(q, k, v, out, lse);
   }
 
   template <class Q, class K, class V, class O, class L, class DO, class DQ, class DK, class DV>
   void backward(const Q& q, const K& k, const V& v, const O& out, const L& lse, const DO& dout,
                 const DQ& dq, const DK& dk, const DV& dv) const {
-    if constexpr (kHalf) {
 #if DILATED_AUTO_PLAN_HAS_FA3
-      check_views(q, k, v, out, lse);
-      check_views(dout, dq, dk, dv, lse);
-      fa3_->backward(tensor(q), tensor(k), tensor(v), tensor(out), lse_tensor(lse), tensor(dout),
-                     mutable_tensor(dq), mutable_tensor(dk), mutable_tensor(dv), stream());
-#endif
-    } else {
-      portable_->backward(q, k, v, out, lse, dout, dq, dk, dv);
+    if constexpr (kFa3) {
+      if (fa3_) {
+        check_views(q, k, v, out, lse);
+        check_views(dout, dq, dk, dv, lse);
+        fa3_->backward(tensor(q), tensor(k), tensor(v), tensor(out), lse_tensor(lse), tensor(dout),
+                       mutable_tensor(dq), mutable_tensor(dk), mutable_tensor(dv), stream());
+        return;
+      }
     }
+#endif
+    if constexpr (!kHalf || kPortable16) portable_->backward(q, k, v, out, lse, dout, dq, dk, dv);
   }
 
   // --- Windowed calls (sequence parallelism), Plan's semantics ------------
@@ -142,33 +173,39 @@ class AutoPlan {
   void forward_window(const ExecSpace& space, int branch, std::int64_t q_begin, const Q& q,
                       const O& out, const L& lse, std::int64_t k_begin, const K& k,
                       const V& v) const {
-    if constexpr (kHalf) {
 #if DILATED_AUTO_PLAN_HAS_FA3
-      check_window_views(q, out, lse, k, v);
-      fa3_->forward_window(branch, q_begin, std::int64_t(q.extent(1)), tensor(q), mutable_tensor(out),
-                           lse_tensor(lse), k_begin, std::int64_t(k.extent(1)), tensor(k), tensor(v),
-                           space.cuda_stream());
-#endif
-    } else {
-      portable_->forward_window(space, branch, q_begin, q, out, lse, k_begin, k, v);
+    if constexpr (kHalf && std::is_same<ExecSpace, Kokkos::Cuda>::value) {
+      if (fa3_) {
+        check_window_views(q, out, lse, k, v);
+        fa3_->forward_window(branch, q_begin, std::int64_t(q.extent(1)), tensor(q), mutable_tensor(out),
+                             lse_tensor(lse), k_begin, std::int64_t(k.extent(1)), tensor(k), tensor(v),
+                             space.cuda_stream());
+        return;
+      }
     }
+#endif
+    if constexpr (!kHalf) portable_->forward_window(space, branch, q_begin, q, out, lse, k_begin, k, v);
+    else no_16bit_windows();
   }
 
   // delta = rowsum(dout * out) of a query window ([batch, heads, rows], float).
   template <class O, class DO, class DL>
   void backward_delta(const ExecSpace& space, const O& out, const DO& dout, const DL& delta) const {
-    if constexpr (kHalf) {
 #if DILATED_AUTO_PLAN_HAS_FA3
-      ProblemShape ws = shape_;
-      ws.seq_len = std::int64_t(out.extent(1));
-      details::check_bshd("out", details::make_ref(out), ws);
-      details::check_bshd("dout", details::make_ref(dout), ws);
-      details::check_lse("delta", details::make_ref(delta), ws);
-      fa3_->backward_delta(tensor(out), tensor(dout), ws.seq_len, lse_tensor(delta), space.cuda_stream());
-#endif
-    } else {
-      portable_->backward_delta(space, out, dout, delta);
+    if constexpr (kHalf && std::is_same<ExecSpace, Kokkos::Cuda>::value) {
+      if (fa3_) {
+        ProblemShape ws = shape_;
+        ws.seq_len = std::int64_t(out.extent(1));
+        details::check_bshd("out", details::make_ref(out), ws);
+        details::check_bshd("dout", details::make_ref(dout), ws);
+        details::check_lse("delta", details::make_ref(delta), ws);
+        fa3_->backward_delta(tensor(out), tensor(dout), ws.seq_len, lse_tensor(delta), space.cuda_stream());
+        return;
+      }
     }
+#endif
+    if constexpr (!kHalf) portable_->backward_delta(space, out, dout, delta);
+    else no_16bit_windows();
   }
 
   // Adds the window pair's share of the gradient into dq, dk, dv (Plan's
@@ -178,22 +215,32 @@ class AutoPlan {
                        const DO& dout, const L& lse, const DL& delta, const DQ& dq,
                        std::int64_t k_begin, const K& k, const V& v, const DK& dk,
                        const DV& dv) const {
-    if constexpr (kHalf) {
 #if DILATED_AUTO_PLAN_HAS_FA3
-      check_window_views(q, dq, lse, k, v);
-      check_window_views(dout, dq, delta, dk, dv);
-      fa3_->backward_window(branch, q_begin, std::int64_t(q.extent(1)), tensor(q), tensor(dout),
-                            lse_tensor(lse), lse_tensor(delta), mutable_tensor(dq), k_begin,
-                            std::int64_t(k.extent(1)), tensor(k), tensor(v), mutable_tensor(dk),
-                            mutable_tensor(dv), space.cuda_stream());
+    if constexpr (kHalf && std::is_same<ExecSpace, Kokkos::Cuda>::value) {
+      if (fa3_) {
+        check_window_views(q, dq, lse, k, v);
+        check_window_views(dout, dq, delta, dk, dv);
+        fa3_->backward_window(branch, q_begin, std::int64_t(q.extent(1)), tensor(q), tensor(dout),
+                              lse_tensor(lse), lse_tensor(delta), mutable_tensor(dq), k_begin,
+                              std::int64_t(k.extent(1)), tensor(k), tensor(v), mutable_tensor(dk),
+                              mutable_tensor(dv), space.cuda_stream());
+        return;
+      }
+    }
 #endif
-    } else {
+    if constexpr (!kHalf)
       portable_->backward_window(space, branch, q_begin, q, dout, lse, delta, dq, k_begin, k, v, dk,
                                  dv);
-    }
+    else no_16bit_windows();
   }
 
  private:
+  // The portable kernels' windowed calls take float/double only (Plan).
+  [[noreturn]] void no_16bit_windows() const {
+    throw Error("dispatch.no_backend",
+                "windowed calls with 16-bit tensors run on cuda_fa3 only, which does not run "
+                "here: " + reason_);
+  }
 #if DILATED_AUTO_PLAN_HAS_FA3
   static cuda_fa3::DType dtype() {
     return std::is_same<std::remove_cv_t<T>, Kokkos::Experimental::half_t>::value ? cuda_fa3::DType::fp16
