@@ -16,6 +16,7 @@
 #include "cuda_fa3/details/forward_launch.cuh"
 #include "cuda_fa3/details/tensor_maps.hpp"
 #include "cuda_fa3/details/tile_shape.hpp"
+#include "cuda_fa3/details/workspace.hpp"
 #include "cuda_fa3/fa3.hpp"
 #include "dilated/error.hpp"
 
@@ -357,17 +358,13 @@ void run_backward(const Plan& plan, const PatternParams& pat, DType dtype, const
   // CTA, which writes dK/dV in 16-bit itself; only dQ needs an accumulator.
   const bool direct = v2 && pat.num_branches == 1 && pat.dilation[0] == 1;
   const std::size_t acc_count = direct ? n : 3 * n;
-  float *acc = nullptr, *delta = nullptr;
   auto check = [](cudaError_t e, const char* what) {
     if (e != cudaSuccess)
       throw Error("cuda.runtime", std::string("cuda_fa3 backward: ") + what + ": " + cudaGetErrorString(e));
   };
-  check(cudaMallocAsync(reinterpret_cast<void**>(&acc), acc_count * sizeof(float), stream), "workspace");
-  const cudaError_t e = cudaMallocAsync(reinterpret_cast<void**>(&delta), rows * sizeof(float), stream);
-  if (e != cudaSuccess) {
-    cudaFreeAsync(acc, stream);
-    check(e, "workspace");
-  }
+  // The accumulators and delta in one block of the backward's pool (workspace.hpp).
+  float* acc = static_cast<float*>(details::workspace_alloc((acc_count + rows) * sizeof(float), stream));
+  float* delta = acc + acc_count;
   try {
     check(cudaMemsetAsync(acc, 0, acc_count * sizeof(float), stream), "memset");
     const LseTensor delta_t{delta, s.heads * s.seq_len, s.seq_len, 1};  // dense [b, h, s]
@@ -408,12 +405,10 @@ void run_backward(const Plan& plan, const PatternParams& pat, DType dtype, const
       details::launch_store_gradient<T>(acc + 2 * n, dv, s.batch, s.seq_len, s.heads, s.head_dim, stream);
     }
   } catch (...) {
-    cudaFreeAsync(acc, stream);
-    cudaFreeAsync(delta, stream);
+    details::workspace_free(acc, stream);
     throw;
   }
-  cudaFreeAsync(acc, stream);
-  cudaFreeAsync(delta, stream);
+  details::workspace_free(acc, stream);
 }
 
 }  // namespace
@@ -470,6 +465,55 @@ void Plan::backward(Tensor q, Tensor k, Tensor v, Tensor out, LseTensor lse, Ten
 
 namespace {
 
+// The window [w.q_begin, w.q_begin + w.q_len), the same for keys and made
+// of whole segments of branch i, as a sequence of its own: its pattern is the
+// plan's with seq_len = the window's length (segments, offsets and causal
+// order are the same, counted from the window's start; no dropout, which
+// v1 handles, so no global positions are needed). v2/v2p into fp32
+// accumulators (no direct 16-bit dK/dV: the call adds), delta copied dense
+// (v2 reads [b, h, s]), then added into the caller's 16-bit gradients.
+template <class T>
+void run_backward_window_v2(const Plan& plan, const PatternParams& pat, DType dtype, int i, const Window& w,
+                            bool pipelined, const Tensor& q, const Tensor& dout, const LseTensor& lse,
+                            const LseTensor& delta, const MutableTensor& dq, const Tensor& k, const Tensor& v,
+                            const MutableTensor& dk, const MutableTensor& dv, cudaStream_t stream) {
+  ProblemShape sub = plan.shape();
+  sub.seq_len = w.q_len;
+  PatternParams sp = pat;
+  sp.seq_len = w.q_len;
+  const std::int64_t n = sub.batch * sub.seq_len * sub.heads * sub.head_dim;
+  const std::int64_t rows = sub.batch * sub.heads * sub.seq_len;
+  auto check = [](cudaError_t e, const char* what) {
+    if (e != cudaSuccess)
+      throw Error("cuda.runtime", std::string("cuda_fa3 backward_window: ") + what + ": " + cudaGetErrorString(e));
+  };
+  float* acc = static_cast<float*>(details::workspace_alloc(std::size_t(3 * n + rows) * sizeof(float), stream));
+  try {
+    float* dense_delta = acc + 3 * n;
+    check(cudaMemsetAsync(acc, 0, std::size_t(3 * n) * sizeof(float), stream), "memset");
+    for (std::int64_t b = 0; b < sub.batch; ++b)
+      check(cudaMemcpy2DAsync(dense_delta + b * sub.heads * sub.seq_len, std::size_t(sub.seq_len) * sizeof(float),
+                              delta.data + b * delta.stride_b, std::size_t(delta.stride_h) * sizeof(float),
+                              std::size_t(sub.seq_len) * sizeof(float), std::size_t(sub.heads),
+                              cudaMemcpyDeviceToDevice, stream),
+            "delta copy");
+    details::BackwardParams base =
+        backward_base(plan.config(), sub, sp, lse, LseTensor{dense_delta, sub.heads * sub.seq_len, sub.seq_len, 1});
+    base.q_window_len = base.k_window_len = sub.seq_len;
+    base.dq = acc;
+    base.dk = acc + n;
+    base.dv = acc + 2 * n;
+    launch_v2_branch<T>(base, sp, sub, dtype, i, /*direct=*/false, pipelined, q, k, v, dout, dk, dv, acc, stream);
+    details::launch_store_gradient<T>(acc, dq, sub.batch, sub.seq_len, sub.heads, sub.head_dim, stream, true);
+    details::launch_store_gradient<T>(acc + n, dk, sub.batch, sub.seq_len, sub.heads, sub.head_dim, stream, true);
+    details::launch_store_gradient<T>(acc + 2 * n, dv, sub.batch, sub.seq_len, sub.heads, sub.head_dim, stream, true);
+  } catch (...) {
+    details::workspace_free(acc, stream);
+    throw;
+  }
+  details::workspace_free(acc, stream);
+}
+
 // One branch of the backward on a window pair, by v1 (the kernel that
 // takes windows), added into the caller's dq, dk, dv through fp32
 // accumulators of the windows' sizes.
@@ -483,6 +527,19 @@ void run_backward_window(const Plan& plan, const PatternParams& pat, DType dtype
   const std::int64_t first = std::max(w.q_begin, w.k_begin) / seg;
   const std::int64_t last = std::min(w.q_begin + w.q_len, w.k_begin + w.k_len) - 1;
   if (last < first * seg) return;  // no shared segment: nothing to add
+  // One window of whole segments for queries and keys alike (src/dist's
+  // local branches): the whole-sequence backward of that window, so the v2
+  // family runs it where it covers the problem (v1 takes any window pair, at
+  // about half v2p's rate).
+  const std::int64_t end = w.q_begin + w.q_len;
+  const bool same_whole_segments = w.q_begin == w.k_begin && w.q_len == w.k_len && w.q_begin % seg == 0 &&
+                                   (end % seg == 0 || end == s.seq_len) && delta.stride_s == 1;
+  const char* kernel_name = plan.backward_kernel_name();
+  if (same_whole_segments && std::strcmp(kernel_name, "v1") != 0) {
+    run_backward_window_v2<T>(plan, pat, dtype, i, w, std::strcmp(kernel_name, "v2p") == 0, q, dout, lse, delta,
+                              dq, k, v, dk, dv, stream);
+    return;
+  }
   details::BackwardArgs args{};
   args.p = backward_base(plan.config(), s, pat, lse, delta);
   args.p.branch = i;
@@ -501,13 +558,11 @@ void run_backward_window(const Plan& plan, const PatternParams& pat, DType dtype
   encode_window_maps(args.v, dtype, v, s, w.k_len, r, 64);
   const std::int64_t tiles = s.batch * s.heads * args.p.num_segments * args.p.tiles_per_segment;
   const std::int64_t nq = s.batch * w.q_len * s.heads * s.head_dim, nk = s.batch * w.k_len * s.heads * s.head_dim;
-  float* acc = nullptr;
   auto check = [](cudaError_t e, const char* what) {
     if (e != cudaSuccess)
       throw Error("cuda.runtime", std::string("cuda_fa3 backward_window: ") + what + ": " + cudaGetErrorString(e));
   };
-  check(cudaMallocAsync(reinterpret_cast<void**>(&acc), std::size_t(nq + 2 * nk) * sizeof(float), stream),
-        "workspace");
+  float* acc = static_cast<float*>(details::workspace_alloc(std::size_t(nq + 2 * nk) * sizeof(float), stream));
   try {
     check(cudaMemsetAsync(acc, 0, std::size_t(nq + 2 * nk) * sizeof(float), stream), "memset");
     args.p.dq = acc;
@@ -522,10 +577,10 @@ void run_backward_window(const Plan& plan, const PatternParams& pat, DType dtype
     details::launch_store_gradient<T>(acc + nq, dk, s.batch, w.k_len, s.heads, s.head_dim, stream, true);
     details::launch_store_gradient<T>(acc + nq + nk, dv, s.batch, w.k_len, s.heads, s.head_dim, stream, true);
   } catch (...) {
-    cudaFreeAsync(acc, stream);
+    details::workspace_free(acc, stream);
     throw;
   }
-  cudaFreeAsync(acc, stream);
+  details::workspace_free(acc, stream);
 }
 
 }  // namespace

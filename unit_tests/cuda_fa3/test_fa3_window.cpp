@@ -8,7 +8,9 @@
 // windows that start inside segments and inside query tiles, query rows that
 // see none of a key window's keys (causal), and key windows that start after
 // the queries. Cases: dense, causal, LongNet (several branches, w % r != 0),
-// head groups, dropout; d64 and d128 (d256 once); bf16 and fp16.
+// head groups, dropout; d64 and d128 (d256 once); bf16 and fp16. Cases with
+// equal query and key cuts on segment boundaries take the backward's v2-family
+// path (plan.cu, run_backward_window_v2).
 //
 // Outputs are poisoned where the call must write (gradients start at zero, as
 // the caller's accumulators do; out/lse start at the merge identity).
@@ -62,6 +64,19 @@ std::vector<WindowCase> cases() {
     // Windows smaller than the dilation (empty residues) and than a tile.
     cs.push_back({{"r16_small_windows_d64" + tag, make({{128, 1}, {512, 16}}, causal), {1, 1024, 17, 64}},
                   {0.004, 0.5}, {0.009, 0.012, 0.9}});
+  }
+  // Equal query and key windows of whole segments (src/dist's local branches):
+  // the backward runs the v2 family on the window as a sequence of its own;
+  // "mixed" adds a branch longer than the windows (v1 on window pairs).
+  for (bool causal : {false, true}) {
+    const std::string tag = causal ? "_causal" : "";
+    cs.push_back({{"aligned_longnet_d128" + tag, make({{256, 1}, {512, 2}, {1024, 4}}, causal), {1, 2048, 4, 128}},
+                  {0.5},
+                  {0.5}});
+    cs.push_back({{"aligned_dense_d64" + tag, make({{512, 1}}, causal), {2, 1536, 2, 64}}, {0.3334, 0.6667},
+                  {0.3334, 0.6667}});
+    cs.push_back({{"aligned_mixed_d128" + tag, make({{256, 1}, {2048, 4}}, causal), {1, 2048, 4, 128}}, {0.5},
+                  {0.5}});
   }
   cs.push_back({{"longnet_d256", make({{64, 1}, {128, 2}, {256, 4}}, true), {1, 512, 3, 256}}, {0.5}, {0.3}});
   AttentionConfig drop = make({{256, 1}, {512, 2}, {1024, 4}}, true);
