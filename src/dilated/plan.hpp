@@ -351,10 +351,10 @@ class Plan {
       // Every branch (and, in the fused kernel, every key tile) adds into the
       // gradients: accumulate them in float and round once.
       const memory::Workspace grad_block = float_workspace(space, 3);
-      details::BackwardTensors<T, float> tf;
-      tf.q = t.q, tf.k = t.k, tf.v = t.v, tf.dout = t.dout, tf.lse = t.lse, tf.delta = t.delta;
-      tf.dq = float_tensor(grad_block, 0), tf.dk = float_tensor(grad_block, 1);
-      tf.dv = float_tensor(grad_block, 2);
+      const details::BackwardTensors<T, float> tf{t.q, t.k, t.v, t.dout, t.lse, t.delta,
+                                                  float_tensor(grad_block, 0),
+                                                  float_tensor(grad_block, 1),
+                                                  float_tensor(grad_block, 2)};
       details::zero_tensor<ExecSpace, float>(space, tf.dq);
       details::zero_tensor<ExecSpace, float>(space, tf.dk);
       details::zero_tensor<ExecSpace, float>(space, tf.dv);
