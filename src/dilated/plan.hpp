@@ -431,9 +431,10 @@ class Plan {
   }
 
   // One branch of the forward on one window pair, merged into (out, lse).
-  // Kokkos::Cuda with float tensors runs the GPU-shaped kernel
-  // (forward_kernel_gpu.hpp) where it applies; everything else, and every
-  // call under DILATED_PORTABLE_GPU_FORWARD=classic, ForwardBranchKernel.
+  // Kokkos::Cuda with float tensors runs a GPU-shaped kernel
+  // (forward_kernel_gpu_launch.hpp, variant gpu_forward_) where it applies;
+  // everything else, and every call under DILATED_PORTABLE_GPU_FORWARD=classic,
+  // ForwardBranchKernel.
   // outr: T, or the float accumulator of a 16-bit forward (see forward()).
   template <class T, class QR, class KR, class VR, class O, class LR>
   void launch_forward_branch(const ExecSpace& space, const char* label, const QR& qr,

@@ -1,10 +1,11 @@
 // dilated/details/forward_kernel_gpu.hpp - the forward pass of one branch,
 // shaped for GPUs (Kokkos' CUDA backend), float storage and accumulation.
 //
-// Compiled only when Kokkos has CUDA; Plan::forward picks it for
-// Plan<Kokkos::Cuda> with float tensors and head_dim <= 128 unless
-// DILATED_PORTABLE_GPU_FORWARD=classic (then ForwardBranchKernel runs, as it
-// does on host backends, for double and for larger head_dim).
+// Compiled only when Kokkos has CUDA. Plan<Kokkos::Cuda> runs, for float
+// tensors and head_dim <= 128, this kernel or its software-pipelined
+// successor (forward_kernel_gpu_pipelined.hpp, the default) as
+// DILATED_PORTABLE_GPU_FORWARD selects (gpu_forward_variant.hpp); "classic",
+// double and larger head_dim run ForwardBranchKernel, as host backends do.
 //
 // Flash-attention-2 style SIMT schedule. A team of 128 threads owns a tile
 // of kGpuTileQ = 64 queries (sparse indices of one segment of the branch, as

@@ -17,6 +17,16 @@
 // - Softmax in base 2: scores are scaled by scale * log2(e) and exponentiated
 //   with exp2f (one MUFU.EX2 plus range handling, instead of fast_exp's
 //   polynomial); m is kept in base 2 and converted at the LSE merge.
+// - Fewer integer instructions per FMA: Q/K staged as 4-row x 4-dim blocks
+//   (one float4 store per transposed dim), rows addressed as a tile's first
+//   row plus j * dilation * stride, and the swizzle offsets of the S and PV
+//   loops computed once per group of 8 dims / 4 keys.
+// On the H100 (LongNet d128 fp32, 1M tokens; perf_tests/results/
+// h100-portable-2026-11-27b-gpu-forward/): 256-thread teams 22.5 TFLOP/s,
+// 128-thread teams 21.0 (ForwardBranchKernelGpu: 20.2 / 17.6). Nsight Compute
+// on the 128-thread kernel: the top stall moved from global loads (long
+// scoreboard) to shared-memory loads (short scoreboard) - with 255 registers
+// it runs 2 warps per scheduler, which 256-thread teams double.
 // MINB: teams per SM that __launch_bounds__ must allow.
 #pragma once
 
@@ -42,14 +52,22 @@ struct ForwardBranchKernelGpuPipelined {
   static constexpr int DN = DMAX / 16;
   static constexpr int QM = kGpuTileQ * 16 / NT;  // queries per thread
   static constexpr int QG = QM / 4;
-  // Unroll factors of the S and PV loops (256-thread teams: 128 registers,
-  // of which the prefetch buffer takes 16).
-  static constexpr int kSUnroll = NT == 256 ? 2 : 8;
-  static constexpr int kPVUnroll = NT == 256 ? 2 : 4;
+  // Unroll factors of the S loop (groups of 8 dims) and the PV loop (groups
+  // of 4 keys), on top of the unrolled group.
+#ifndef DILATED_GPU_PIPE_S_UNROLL
+#define DILATED_GPU_PIPE_S_UNROLL 2
+#endif
+#ifndef DILATED_GPU_PIPE_PV_UNROLL
+#define DILATED_GPU_PIPE_PV_UNROLL 2
+#endif
+  static constexpr int kSUnroll = DILATED_GPU_PIPE_S_UNROLL;
+  static constexpr int kPVUnroll = DILATED_GPU_PIPE_PV_UNROLL;
   static constexpr int VC = kGpuRegion * 2 / DMAX < kGpuTileK ? kGpuRegion * 2 / DMAX : kGpuTileK;
   static constexpr int NL = kGpuRegion * 2 / 4 / NT;  // float4 loads per thread and stage
   static constexpr int VF = VC * (DMAX / 4);          // float4 of one V chunk (<= NL * NT)
   static_assert(VF <= NL * NT, "a V chunk fits one stage");
+  static_assert(kGpuTileQ == 64 && kGpuTileK == 64 && kGpuChunk == 32,
+                "S stages: 2 x 128 blocks of 4 x 4");
   using Base = ForwardBranchKernelGpu<DMAX, NT>;
   using member_type = typename Kokkos::TeamPolicy<Kokkos::Cuda,
                                                   Kokkos::LaunchBounds<NT, MINB>>::member_type;
@@ -137,28 +155,47 @@ struct ForwardBranchKernelGpuPipelined {
     const std::int64_t qxs = q.stride[3], kxs = k.stride[3], vxs = v.stride[3];
     const auto pos = [&](std::int64_t j) { return p.pattern.position(br, c.s, off, j); };
 
-    // Global -> registers for the stage at `cu`.
+    // Rows are linear in the sparse index (position = base + j * r): one
+    // row pointer per tile and a step, instead of the full index arithmetic
+    // per loaded row.
+    // (Computed where used: kept live across the loop they cost spills.)
+    const auto step = [&](std::int64_t stride) { return p.pattern.dilation[br] * stride; };
+    // An S stage moves 2 x 128 blocks of 4 rows x 4 dims (Q blocks, then K
+    // blocks): thread `rank` owns blocks rank + t NT, t < NL / 4. Block b:
+    // rows 4 r .. 4 r + 3, dims 4 g .. 4 g + 3 of the chunk (r = (b & 127) >> 3,
+    // g = b & 7); lanes 8 apart in g read 128 contiguous bytes of a row, and the
+    // transposed tile takes each dim as one float4 store (swizzled column r ^ g,
+    // conflict-free across the 8 g of a store phase).
     GpuFloat4 buf[NL];
     const auto load_stage = [&](const Cursor& cu) {
       if (cu.st < ns) {
-        const std::int64_t d0 = static_cast<std::int64_t>(cu.st) * kGpuChunk;
+        const std::int64_t x0 = static_cast<std::int64_t>(cu.st) * kGpuChunk;
+        const float* const qrow0 = &q(c.b, p.q_row(pos(q0)), c.h, 0);
+        const float* const krow0 = &k(c.b, p.k_row(pos(cu.k0)), c.h, 0);
         DILATED_GPU_UNROLL
-        for (int i = 0; i < NL / 2; ++i) {
-          const int f = rank + i * NT, j = f >> 3, g = f & 7;
-          const GpuFloat4 z{0.f, 0.f, 0.f, 0.f};
-          buf[i] = j < qn ? load4(&q(c.b, p.q_row(pos(q0 + j)), c.h, 0), d0 + 4 * g, qxs) : z;
-          buf[NL / 2 + i] =
-              j < cu.kn ? load4(&k(c.b, p.k_row(pos(cu.k0 + j)), c.h, 0), d0 + 4 * g, kxs) : z;
+        for (int t = 0; t < NL / 4; ++t) {
+          const int blk = rank + t * NT, r = (blk & 127) >> 3, g = blk & 7;
+          const bool is_k = blk >= 128;
+          const float* const row0 = is_k ? krow0 : qrow0;
+          const std::int64_t rstep = step(is_k ? k.stride[1] : q.stride[1]);
+          const std::int64_t xs = is_k ? kxs : qxs;
+          const std::int64_t n = is_k ? cu.kn : qn;
+          DILATED_GPU_UNROLL
+          for (int cc = 0; cc < 4; ++cc) {
+            const int j = 4 * r + cc;
+            buf[4 * t + cc] = j < n ? load4(row0 + j * rstep, x0 + 4 * g, xs)
+                                    : GpuFloat4{0.f, 0.f, 0.f, 0.f};
+          }
         }
       } else {
         const int j0 = (cu.st - ns) * VC;
         const int jn = cu.kn - j0 < VC ? cu.kn - j0 : VC;
+        const float* const vrow0 = &v(c.b, p.k_row(pos(cu.k0 + j0)), c.h, 0);
         DILATED_GPU_UNROLL
         for (int i = 0; i < NL; ++i) {
           const int f = rank + i * NT, jj = f / (DMAX / 4), g = f % (DMAX / 4);
           buf[i] = GpuFloat4{0.f, 0.f, 0.f, 0.f};
-          if (f < VF && jj < jn)
-            buf[i] = load4(&v(c.b, p.k_row(pos(cu.k0 + j0 + jj)), c.h, 0), 4 * g, vxs);
+          if (f < VF && jj < jn) buf[i] = load4(vrow0 + jj * step(v.stride[1]), 4 * g, vxs);
         }
       }
     };
@@ -166,17 +203,16 @@ struct ForwardBranchKernelGpuPipelined {
     const auto store_stage = [&](const Cursor& cu) {
       if (cu.st < ns) {
         DILATED_GPU_UNROLL
-        for (int i = 0; i < NL / 2; ++i) {
-          const int f = rank + i * NT, j = f >> 3, g = f & 7;
-          const float eq[4] = {buf[i].x, buf[i].y, buf[i].z, buf[i].w};
-          const float ek[4] = {buf[NL / 2 + i].x, buf[NL / 2 + i].y, buf[NL / 2 + i].z,
-                               buf[NL / 2 + i].w};
-          DILATED_GPU_UNROLL
-          for (int cc = 0; cc < 4; ++cc) {
-            const int dd = 4 * g + cc;
-            qs[dd * kGpuTileQ + gpu_swz(dd, j)] = eq[cc];
-            ks[dd * kGpuTileK + gpu_swz(dd, j)] = ek[cc];
-          }
+        for (int t = 0; t < NL / 4; ++t) {
+          const int blk = rank + t * NT, r = (blk & 127) >> 3, g = blk & 7;
+          float* const dst = (blk >= 128 ? ks : qs) + 4 * g * kGpuTileQ + ((r ^ g) << 2);
+          const GpuFloat4* const e = buf + 4 * t;
+          *reinterpret_cast<GpuFloat4*>(dst) = GpuFloat4{e[0].x, e[1].x, e[2].x, e[3].x};
+          *reinterpret_cast<GpuFloat4*>(dst + kGpuTileQ) = GpuFloat4{e[0].y, e[1].y, e[2].y, e[3].y};
+          *reinterpret_cast<GpuFloat4*>(dst + 2 * kGpuTileQ) =
+              GpuFloat4{e[0].z, e[1].z, e[2].z, e[3].z};
+          *reinterpret_cast<GpuFloat4*>(dst + 3 * kGpuTileQ) =
+              GpuFloat4{e[0].w, e[1].w, e[2].w, e[3].w};
         }
         if (cu.st == 0 && rank <= kGpuTileK) {
           if (rank < kGpuTileK) vbad[rank] = 0.f; else *vany = 0.f;
@@ -226,24 +262,39 @@ struct ForwardBranchKernelGpuPipelined {
             DILATED_GPU_UNROLL
             for (int b = 0; b < 4; ++b) s[a][b] = 0.f;
         }
+        // dd = 8 i + c: the swizzle's (dd >> 2) is 2 i + (c >> 2), so each
+        // group of 8 dims needs two offsets per float4 read, computed once
+        // (per-dd XOR arithmetic cost as many issue slots as the loads).
 #if defined(__CUDA_ARCH__)
 #pragma unroll(kSUnroll)
 #endif
-        for (int dd = 0; dd < kGpuChunk; ++dd) {
-          const float* qr = qs + dd * kGpuTileQ;
-          float qv[QM];
+        for (int i = 0; i < kGpuChunk / 8; ++i) {
+          const float* qb = qs + 8 * i * kGpuTileQ;
+          const float* kb = ks + 8 * i * kGpuTileK;
+          int oq[QG][2], ok[2];
           DILATED_GPU_UNROLL
-          for (int u = 0; u < QG; ++u) {
-            const GpuFloat4 t = *reinterpret_cast<const GpuFloat4*>(qr + gpu_swz4(dd, QG * ty + u));
-            qv[4 * u] = t.x, qv[4 * u + 1] = t.y, qv[4 * u + 2] = t.z, qv[4 * u + 3] = t.w;
-          }
-          const GpuFloat4 kk =
-              *reinterpret_cast<const GpuFloat4*>(ks + dd * kGpuTileK + gpu_swz4(dd, tx));
-          const float kv[4] = {kk.x, kk.y, kk.z, kk.w};
-          DILATED_GPU_UNROLL
-          for (int a = 0; a < QM; ++a)
+          for (int h = 0; h < 2; ++h) {
             DILATED_GPU_UNROLL
-            for (int b = 0; b < 4; ++b) s[a][b] += qv[a] * kv[b];
+            for (int u = 0; u < QG; ++u) oq[u][h] = ((QG * ty + u) ^ (2 * i + h)) << 2;
+            ok[h] = (tx ^ (2 * i + h)) << 2;
+          }
+          DILATED_GPU_UNROLL
+          for (int cc = 0; cc < 8; ++cc) {
+            const int h = cc >> 2;
+            float qv[QM];
+            DILATED_GPU_UNROLL
+            for (int u = 0; u < QG; ++u) {
+              const GpuFloat4 t =
+                  *reinterpret_cast<const GpuFloat4*>(qb + cc * kGpuTileQ + oq[u][h]);
+              qv[4 * u] = t.x, qv[4 * u + 1] = t.y, qv[4 * u + 2] = t.z, qv[4 * u + 3] = t.w;
+            }
+            const GpuFloat4 kk = *reinterpret_cast<const GpuFloat4*>(kb + cc * kGpuTileK + ok[h]);
+            const float kv[4] = {kk.x, kk.y, kk.z, kk.w};
+            DILATED_GPU_UNROLL
+            for (int a = 0; a < QM; ++a)
+              DILATED_GPU_UNROLL
+              for (int b = 0; b < 4; ++b) s[a][b] += qv[a] * kv[b];
+          }
         }
         if (cur.st == ns - 1) {
           // ---- online softmax, base 2 (row max over the 16 lanes of the row) ----
@@ -312,35 +363,45 @@ struct ForwardBranchKernelGpuPipelined {
         // ---- O += P V over one chunk of VC keys ----
         const int j0 = (cur.st - ns) * VC;
         const int jn = kn - j0 < VC ? kn - j0 : VC;
+        // Keys in groups of 4 (j0 is a multiple of 4): one swizzle offset per
+        // group. A ragged last group reads P^T rows and V rows past kn, which
+        // hold P = 0 (masked scores) and V = 0 (staged zeros): they add 0.
 #if defined(__CUDA_ARCH__)
 #pragma unroll(kPVUnroll)
 #endif
-        for (int jj = 0; jj < jn; ++jj) {
-          const int j = j0 + jj;
-          const float* prow = pt + j * kGpuTileQ;
-          float pv[QM];
+        for (int jg = 0; jg < jn; jg += 4) {
+          int op[QG];
           DILATED_GPU_UNROLL
-          for (int u = 0; u < QG; ++u) {
-            const GpuFloat4 t = *reinterpret_cast<const GpuFloat4*>(prow + gpu_swz4(j, QG * ty + u));
-            pv[4 * u] = t.x, pv[4 * u + 1] = t.y, pv[4 * u + 2] = t.z, pv[4 * u + 3] = t.w;
-          }
-          float vv[DN];
-          const float* vrow = vs + jj * DMAX;
-          if constexpr (DN % 4 == 0) {
+          for (int u = 0; u < QG; ++u) op[u] = ((QG * ty + u) ^ ((j0 + jg) >> 2)) << 2;
+          const float* pb = pt + (j0 + jg) * kGpuTileQ;
+          const float* vb = vs + jg * DMAX;
+          DILATED_GPU_UNROLL
+          for (int cc = 0; cc < 4; ++cc) {
+            float pv[QM];
             DILATED_GPU_UNROLL
-            for (int e = 0; e < DN; e += 4) {
+            for (int u = 0; u < QG; ++u) {
               const GpuFloat4 t =
-                  *reinterpret_cast<const GpuFloat4*>(vrow + Base::dim_of(tx, e));
-              vv[e] = t.x, vv[e + 1] = t.y, vv[e + 2] = t.z, vv[e + 3] = t.w;
+                  *reinterpret_cast<const GpuFloat4*>(pb + cc * kGpuTileQ + op[u]);
+              pv[4 * u] = t.x, pv[4 * u + 1] = t.y, pv[4 * u + 2] = t.z, pv[4 * u + 3] = t.w;
             }
-          } else {
+            float vv[DN];
+            const float* vrow = vb + cc * DMAX;
+            if constexpr (DN % 4 == 0) {
+              DILATED_GPU_UNROLL
+              for (int e = 0; e < DN; e += 4) {
+                const GpuFloat4 t =
+                    *reinterpret_cast<const GpuFloat4*>(vrow + Base::dim_of(tx, e));
+                vv[e] = t.x, vv[e + 1] = t.y, vv[e + 2] = t.z, vv[e + 3] = t.w;
+              }
+            } else {
+              DILATED_GPU_UNROLL
+              for (int e = 0; e < DN; ++e) vv[e] = vrow[Base::dim_of(tx, e)];
+            }
             DILATED_GPU_UNROLL
-            for (int e = 0; e < DN; ++e) vv[e] = vrow[Base::dim_of(tx, e)];
+            for (int a = 0; a < QM; ++a)
+              DILATED_GPU_UNROLL
+              for (int e = 0; e < DN; ++e) o[a][e] += pv[a] * vv[e];
           }
-          DILATED_GPU_UNROLL
-          for (int a = 0; a < QM; ++a)
-            DILATED_GPU_UNROLL
-            for (int e = 0; e < DN; ++e) o[a][e] += pv[a] * vv[e];
         }
         if (cur.st == cur.nst - 1 && *vany != 0.f) {  // non-finite V: visible pairs only
           DILATED_GPU_UNROLL

@@ -11,13 +11,17 @@ namespace details {
 
 enum class GpuForwardVariant {
   kClassic,     // "classic": ForwardBranchKernel, the host-shaped kernel
-  kSimt128,     // "gpu128" / "gpu": forward_kernel_gpu.hpp, 128-thread teams
+  kSimt128,     // "gpu128": forward_kernel_gpu.hpp, 128-thread teams
   kSimt256,     // "gpu256": the same, 256-thread teams
   kPipe128,     // "pipe128": forward_kernel_gpu_pipelined.hpp, 128 threads, 2 teams/SM
   kPipe256,     // "pipe256": the same, 256-thread teams
 };
 
-constexpr GpuForwardVariant kDefaultGpuForward = GpuForwardVariant::kSimt128;
+// pipe256: fastest on the H100 (2026-11-27, LongNet d128 fp32 at 1M tokens:
+// 22.5 TFLOP/s vs pipe128 21.0, gpu256 20.2, gpu128 17.6;
+// perf_tests/results/h100-portable-2026-11-27b-gpu-forward/), Kokkos-CUDA
+// suites pass, compute-sanitizer racecheck and memcheck clean.
+constexpr GpuForwardVariant kDefaultGpuForward = GpuForwardVariant::kPipe256;
 
 // `name` from DILATED_PORTABLE_GPU_FORWARD (null: unset); unknown names give
 // the default.
@@ -28,7 +32,7 @@ inline GpuForwardVariant parse_gpu_forward_variant(const char* name) {
     GpuForwardVariant v;
   };
   static constexpr Entry kNames[] = {
-      {"classic", GpuForwardVariant::kClassic},     {"gpu", GpuForwardVariant::kSimt128},
+      {"classic", GpuForwardVariant::kClassic},     {"gpu", kDefaultGpuForward},
       {"gpu128", GpuForwardVariant::kSimt128},      {"gpu256", GpuForwardVariant::kSimt256},
       {"pipe128", GpuForwardVariant::kPipe128},     {"pipe256", GpuForwardVariant::kPipe256},
   };
