@@ -16,7 +16,9 @@
 # windowed cuda_fa3 calls (dispatch/window_plan.hpp), sized for H100 rates,
 # and compute-sanitizer memcheck and racecheck over a 2-rank bf16 run (BIN
 # built with DILATED_ENABLE_CUDA too). SANITIZE=0 skips compute-sanitizer.
-# NCCL_NVLS_ENABLE=0 throughout (launch_ranks.sh).
+# NCCL_NVLS_ENABLE=0 throughout (launch_ranks.sh). BENCH_ARGS are added to
+# every bench_seq_parallel_nccl call (e.g. --phases: the backward's time per
+# phase, one extra fenced call per point; a table of them follows).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bin=$(cd "$1" && pwd)
@@ -68,7 +70,7 @@ bench() {  # bench P LABEL ARGS...
   local p=$1 label=$2
   shift 2
   DILATED_LAUNCH_TIMEOUT=600 $launch "$p" "$bin/bench_seq_parallel_nccl" --label "$label" "$@" \
-    > "$out/bench.tmp" 2> "$out/bench.err"
+    ${BENCH_ARGS:-} > "$out/bench.tmp" 2> "$out/bench.err"
   local rc=$?
   python3 - "$out/bench.tmp" "$series" <<'PY'
 import json, sys
@@ -143,10 +145,16 @@ for label in dict.fromkeys(r["label"] for r in recs):
     lines.append(f"\n{label}: {rs[0]['branches']}, causal={rs[0]['causal']}, "
                  f"zigzag={rs[0]['zigzag']}, H={rs[0]['heads']}, d={rs[0]['dim']}, "
                  f"{rs[0]['dtype']} on {rs[0]['backend']}")
+    # Weak series: two efficiencies. By FLOP rate per GPU vs one GPU, and by
+    # time (ideal weak scaling: the same time per call at every size). They
+    # differ when a series' work per GPU is not constant (LongNet's global
+    # branch: (N/r)^2 pairs in all, so less per GPU as GPUs are added; causal
+    # dense: more). Strong series: speed-up / GPUs.
+    eff_head = "efficiency (FLOP rate) | efficiency (time)" if weak else "efficiency (speed-up / GPUs)"
     lines.append("| GPUs | N | fwd s | bwd s | fwd+bwd tokens/s | fwd+bwd TFLOP/s/GPU | "
-                 "efficiency | fwd comm exposed/alone ms (hidden) | "
+                 + eff_head + " | fwd comm exposed/alone ms (hidden) | "
                  "bwd comm exposed/alone ms (hidden) | bwd MB sent/rank |")
-    lines.append("|---|---|---|---|---|---|---|---|---|---|")
+    lines.append("|---|---|---|---|---|---|---|" + ("---|" if weak else "") + "---|---|---|")
     for r in rs:
         t = r["forward_s"] + r.get("backward_s", 0)
         tok = r["seq"] * r["batch"] / t
@@ -157,7 +165,10 @@ for label in dict.fromkeys(r["label"] for r in recs):
             btok = base["seq"] * base["batch"] / bt
             brate = base.get("fwd_bwd_tflops_per_gpu", base["forward_tflops_per_gpu"])
             # weak: FLOP rate per GPU vs one GPU; strong: speed-up / GPUs
-            eff = f"{rate / brate:.3f}" if weak else f"{tok / btok / r['ranks']:.3f}"
+            eff = (f"{rate / brate:.3f} | {bt / t:.3f}" if weak
+                   else f"{tok / btok / r['ranks']:.3f}")
+        elif weak:
+            eff = " | "
         lines.append(f"| {r['ranks']} | {r['seq']} | {r['forward_s']:.4f} | "
                      f"{r.get('backward_s', 0):.4f} | {tok:.4g} | {rate:.4f} | {eff} | "
                      f"{1e3 * r['forward_exposed_comm_s']:.2f}/{1e3 * r['forward_comm_alone_s']:.2f}"
@@ -166,6 +177,18 @@ for label in dict.fromkeys(r["label"] for r in recs):
                      f"{1e3 * r.get('backward_comm_alone_s', 0):.2f}"
                      f" ({r.get('backward_hidden_fraction', 0):.2f}) | "
                      f"{r.get('backward_bytes_sent_max_rank', 0) / 1e6:.1f} |")
+phased = [r for r in recs if "backward_phases_ms_max_rank" in r]
+if phased:
+    names = list(phased[0]["backward_phases_ms_max_rank"])
+    lines.append("\nbackward by phase (one extra call with a fence at every phase boundary, "
+                 "ms, max over ranks per phase):")
+    lines.append("| series | GPUs | bwd ms | fenced call ms | " + " | ".join(names) + " |")
+    lines.append("|---|---|---|---|" + "---|" * len(names))
+    for r in phased:
+        ph = r["backward_phases_ms_max_rank"]
+        lines.append(f"| {r['label']} | {r['ranks']} | {1e3 * r['backward_s']:.1f} | "
+                     f"{1e3 * r['backward_phased_s']:.1f} | "
+                     + " | ".join(f"{ph[n]:.1f}" for n in names) + " |")
 text = "\n".join(lines) + "\n"
 open(sys.argv[2], "w").write(text)
 print(text)

@@ -22,6 +22,7 @@
 
 #include <Kokkos_Core.hpp>
 #include <cstdio>
+#include <cstdlib>
 #include <random>
 #include <sstream>
 #include <string>
@@ -43,6 +44,7 @@ struct Args {
   std::int64_t seq = 0, seq_per_rank = 0, heads = 16, dim = 128, batch = 1;
   std::string branches = "N:1", label, dtype = "float";
   bool causal = false, zigzag = false, backward = true;
+  bool phases = false;  // one extra backward with a fence at every phase boundary
   int iters = 3;
 };
 
@@ -66,6 +68,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--causal") a.causal = true;
     else if (k == "--zigzag") a.zigzag = true;
     else if (k == "--no-backward") a.backward = false;
+    else if (k == "--phases") a.phases = true;
     else if (k.rfind("--kokkos", 0) != 0) throw std::runtime_error("unknown option " + k);
   }
   return a;
@@ -102,6 +105,10 @@ void run(const Args& a, dtest::NcclWorld& world) {
   const dilated::ProblemShape g{a.batch, N, a.heads, a.dim};
   dilated::dist::SeqParallelPlan<Exec> plan(
       cfg, g, comm, a.zigzag ? dilated::dist::Layout::Zigzag : dilated::dist::Layout::Contiguous);
+  // A/B of the per-step zeroing: DILATED_DIST_ZERO_WHOLE=1 zeroes whole-shard
+  // dK/dV blocks at every ring step (the earlier code) instead of the kept rows.
+  const char* zero_whole = std::getenv("DILATED_DIST_ZERO_WHOLE");
+  plan.set_zero_whole_blocks(zero_whole && std::string(zero_whole) == "1");
   const auto s = plan.local_shape();
   // "portable/Cuda" or "cuda_fa3" (the text before the reason).
   std::string backend = plan.template compute_backend<T>();
@@ -192,6 +199,31 @@ void run(const Args& a, dtest::NcclWorld& world) {
   }
   cudaFree(replay_a);
   cudaFree(replay_b);
+  // --phases: one more backward, timed phase by phase (fences between phases,
+  // so nothing overlaps: the sum exceeds the call). Max over ranks per phase.
+  static const char* const kPhases[] = {"delta",        "zero_grads", "pack_kv",       "compute_own",
+                                        "wait_kv",      "return_wait_add", "zero_block", "unpack_kv",
+                                        "compute_ring", "wait_acc",   "acc_add_pack",  "compute_local"};
+  std::string phases_json;
+  if (a.phases && a.backward) {
+    dilated::dist::PhaseTimer timer;
+    plan.set_phase_timer(&timer);
+    barrier();
+    const double t0 = now_s();
+    plan.backward(q, k, v, out, lse, dout, dq, dk, dv);
+    const double total = max_over_ranks(now_s() - t0);
+    plan.set_phase_timer(nullptr);
+    phases_json = ",\n \"backward_phased_s\": " + std::to_string(total) + ", \"backward_phases_ms_max_rank\": {";
+    double known = 0;
+    for (const char* name : kPhases) {
+      const auto it = timer.seconds().find(name);
+      const double x = max_over_ranks(it == timer.seconds().end() ? 0.0 : it->second);
+      known += it == timer.seconds().end() ? 0.0 : it->second;
+      phases_json += std::string(name == kPhases[0] ? "" : ", ") + "\"" + name + "\": " + std::to_string(1e3 * x);
+    }
+    // This rank's phases add up to its call; a gap means a phase without a mark.
+    phases_json += "}, \"backward_phases_sum_rank0_ms\": " + std::to_string(1e3 * known);
+  }
   const double fw = sum_over_ranks(fwd_wait) / P, fa = sum_over_ranks(fwd_alone) / P;
   const double bw = a.backward ? sum_over_ranks(bwd_wait) / P : 0;
   const double ba = a.backward ? sum_over_ranks(bwd_alone) / P : 0;
@@ -220,7 +252,7 @@ void run(const Args& a, dtest::NcclWorld& world) {
           "\"backward_hidden_fraction\": %.3f, \"fwd_bwd_tflops_per_gpu\": %.4f",
           bwd, tokens / bwd, bflops / bwd / P * 1e-12, bbytes, bw, ba, hidden_fraction(bw, ba),
           (ff + bflops) / (fwd + bwd) / P * 1e-12);
-    std::printf("}\n");
+    std::printf("%s}\n", phases_json.c_str());
     std::fflush(stdout);
   }
 }

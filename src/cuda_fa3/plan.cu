@@ -14,6 +14,7 @@
 #include "cuda_fa3/details/backward_launch.cuh"
 #include "cuda_fa3/details/block_sparse_device.hpp"
 #include "cuda_fa3/details/forward_launch.cuh"
+#include "cuda_fa3/details/kept_rows.cuh"
 #include "cuda_fa3/details/tensor_maps.hpp"
 #include "cuda_fa3/details/tile_shape.hpp"
 #include "cuda_fa3/details/workspace.hpp"
@@ -564,7 +565,16 @@ void run_backward_window(const Plan& plan, const PatternParams& pat, DType dtype
   };
   float* acc = static_cast<float*>(details::workspace_alloc(std::size_t(nq + 2 * nk) * sizeof(float), stream));
   try {
-    check(cudaMemsetAsync(acc, 0, std::size_t(nq + 2 * nk) * sizeof(float), stream), "memset");
+    // Only the kept rows (1/r of the window) are written by the kernel, so
+    // only they are zeroed and added back (kept_rows.cuh).
+    const bool kept = details::kept_rows_enabled();
+    if (kept) {
+      details::launch_zero_kept(acc, pat, i, w.q_begin, s.batch, w.q_len, s.heads, s.head_dim, stream);
+      details::launch_zero_kept(acc + nq, pat, i, w.k_begin, s.batch, w.k_len, s.heads, s.head_dim, stream);
+      details::launch_zero_kept(acc + nq + nk, pat, i, w.k_begin, s.batch, w.k_len, s.heads, s.head_dim, stream);
+    } else {
+      check(cudaMemsetAsync(acc, 0, std::size_t(nq + 2 * nk) * sizeof(float), stream), "memset");
+    }
     args.p.dq = acc;
     args.p.dk = acc + nq;
     args.p.dv = acc + nq + nk;
@@ -573,9 +583,16 @@ void run_backward_window(const Plan& plan, const PatternParams& pat, DType dtype
       case 128: details::launch_backward_branch<T, 128>(args, tiles, stream); break;
       default: details::launch_backward_branch<T, 256>(args, tiles, stream); break;
     }
-    details::launch_store_gradient<T>(acc, dq, s.batch, w.q_len, s.heads, s.head_dim, stream, true);
-    details::launch_store_gradient<T>(acc + nq, dk, s.batch, w.k_len, s.heads, s.head_dim, stream, true);
-    details::launch_store_gradient<T>(acc + nq + nk, dv, s.batch, w.k_len, s.heads, s.head_dim, stream, true);
+    if (kept) {
+      details::launch_add_kept<T>(acc, dq, pat, i, w.q_begin, s.batch, w.q_len, s.heads, s.head_dim, stream);
+      details::launch_add_kept<T>(acc + nq, dk, pat, i, w.k_begin, s.batch, w.k_len, s.heads, s.head_dim, stream);
+      details::launch_add_kept<T>(acc + nq + nk, dv, pat, i, w.k_begin, s.batch, w.k_len, s.heads, s.head_dim,
+                                  stream);
+    } else {
+      details::launch_store_gradient<T>(acc, dq, s.batch, w.q_len, s.heads, s.head_dim, stream, true);
+      details::launch_store_gradient<T>(acc + nq, dk, s.batch, w.k_len, s.heads, s.head_dim, stream, true);
+      details::launch_store_gradient<T>(acc + nq + nk, dv, s.batch, w.k_len, s.heads, s.head_dim, stream, true);
+    }
   } catch (...) {
     details::workspace_free(acc, stream);
     throw;

@@ -81,11 +81,17 @@ void SeqParallelPlan<ExecSpace>::backward(const ExecSpace& space, const Q& q, co
   });
   // --- nothing above writes; everything below may ---
   const ProblemShape s = local_shape();
+  if (timer_) {
+    space.fence();
+    timer_->start();
+  }
   const auto delta_block =
       memory::pooled_view<Acc***>(space, plan_.workspace_resource(), s.batch, s.heads, s.seq_len);
   const auto& delta = delta_block.view;
   plan_.backward_delta(space, out, dout, delta);
+  mark(space, "delta");
   for (const auto& g : grads) dilated::details::zero_tensor<ExecSpace, T>(space, g);
+  mark(space, "zero_grads");
   const auto mine = local_windows();
   // Each cross-rank branch ends by starting its final accumulator return
   // (`pending`), which the compute after it hides: the next cross-rank
@@ -124,6 +130,7 @@ void SeqParallelPlan<ExecSpace>::backward(const ExecSpace& space, const Q& q, co
                             details::lse_rows(delta, w), details::shard_rows(dq, w), w.begin,
                             details::shard_rows(k, w), details::shard_rows(v, w),
                             details::shard_rows(dk, w), details::shard_rows(dv, w));
+    mark(space, "compute_local");
   };
   if (overlap_return_) {
     for (int br = 0; br < layout_.num_branches(); ++br)
@@ -134,6 +141,7 @@ void SeqParallelPlan<ExecSpace>::backward(const ExecSpace& space, const Q& q, co
     for (int br = 0; br < layout_.num_branches(); ++br) run_branch(br);
   }
   finish_return(space, dk, dv, pending);
+  mark(space, "return_wait_add");
   space.fence();
 }
 
@@ -219,11 +227,15 @@ void SeqParallelPlan<ExecSpace>::backward_cross_rank(const ExecSpace& space, int
   pack_rows<ExecSpace, T>(space, own, dilated::details::make_ref(v), kv[0].data() + e);
   publish(space);
   comm_->start_exchange(kv[0].data(), bytes, ring.next(), kv[1].data(), bytes, ring.prev());
+  mark(space, "pack_kv");
   compute(early, mine, k, v, dk, dv);
+  mark(space, "compute_own");
   int cur = 0;
   for (int t = 1; t < ring.size; ++t) {
     comm_->wait();  // kv[cur ^ 1]: K/V of source(t); acc_out (step t-1) packed and published
+    mark(space, "wait_kv");
     if (t == 1) finish_return(space, dk, dv, pending);  // the previous branch's, arrived too
+    mark(space, "return_wait_add");
     cur ^= 1;
     const int src = ring.source(t);
     const SparseRows theirs = rows_of(br, src);
@@ -235,16 +247,28 @@ void SeqParallelPlan<ExecSpace>::backward_cross_rank(const ExecSpace& space, int
                  // block of the previous rank, t = 1, has no travelling sum yet)
       comm_->start_exchange(acc_out.data(), bytes, ring.next(), acc_in.data(), bytes,
                             ring.prev());
-    dilated::details::zero_tensor<ExecSpace, T>(space, dilated::details::make_ref(dkc));
-    dilated::details::zero_tensor<ExecSpace, T>(space, dilated::details::make_ref(dvc));
+    // The windowed backward adds into the kept rows only, and only they are
+    // packed: the other rows of dkc, dvc are never read, so only the kept
+    // rows (1/r) need zeros (the whole blocks were zeroed before: A/B switch).
+    if (zero_whole_blocks_) {
+      dilated::details::zero_tensor<ExecSpace, T>(space, dilated::details::make_ref(dkc));
+      dilated::details::zero_tensor<ExecSpace, T>(space, dilated::details::make_ref(dvc));
+    } else {
+      zero_rows<ExecSpace, T>(space, theirs, dilated::details::make_ref(dkc));
+      zero_rows<ExecSpace, T>(space, theirs, dilated::details::make_ref(dvc));
+    }
+    mark(space, "zero_block");
     if (any_unmasked(mine, layout_.windows(src))) {
       unpack_rows<ExecSpace, T>(space, theirs, kv[cur].data(), dilated::details::make_ref(kc),
                                 false);
       unpack_rows<ExecSpace, T>(space, theirs, kv[cur].data() + e,
                                 dilated::details::make_ref(vc), false);
+      mark(space, "unpack_kv");
       compute(mine, layout_.windows(src), kc, vc, dkc, dvc);
+      mark(space, "compute_ring");
     }
     comm_->wait();  // acc_in: the sum of the ranks before, for this block
+    mark(space, "wait_acc");
     if (t >= 2) {
       unpack_rows<ExecSpace, T>(space, theirs, acc_in.data(), dilated::details::make_ref(dkc),
                                 true);
@@ -254,6 +278,7 @@ void SeqParallelPlan<ExecSpace>::backward_cross_rank(const ExecSpace& space, int
     pack_rows<ExecSpace, T>(space, theirs, dilated::details::make_ref(dkc), acc_out.data());
     pack_rows<ExecSpace, T>(space, theirs, dilated::details::make_ref(dvc), acc_out.data() + e);
     publish(space);
+    mark(space, "acc_add_pack");
   }
   // The last block's sum goes to its owner (the next rank); the own block's
   // arrives from the previous one. Completed by finish_return, later. A ring
@@ -268,6 +293,7 @@ void SeqParallelPlan<ExecSpace>::backward_cross_rank(const ExecSpace& space, int
   finish_return(space, dk, dv, pending);  // (done at t = 1 already)
   comm_->start_exchange(acc_out.data(), bytes, ring.next(), acc_in.data(), bytes, ring.prev());
   compute(late, mine, k, v, dk, dv);  // empty unless split_own: the return travels meanwhile
+  mark(space, "compute_own");
   pending.in = std::move(in_block);
   pending.out = std::move(out_block);
   pending.rows = own;

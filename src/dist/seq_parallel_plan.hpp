@@ -34,6 +34,7 @@
 #include "dispatch/window_plan.hpp"
 #include "dist/agreement.hpp"
 #include "dist/communicator.hpp"
+#include "dist/phase_timer.hpp"
 #include "dist/shard_layout.hpp"
 #include "dist/sparse_rows.hpp"
 #include "memory/kokkos_workspace.hpp"
@@ -105,6 +106,12 @@ class SeqParallelPlan {
   // changed while a call runs.
   void set_overlap_accumulator_return(bool on) { overlap_return_ = on; }
   bool overlap_accumulator_return() const { return overlap_return_; }
+  // For benchmarks: attribute the backward's time to its phases (fences at
+  // every phase boundary; phase_timer.hpp). nullptr (the default) turns it off.
+  void set_phase_timer(PhaseTimer* timer) { timer_ = timer; }
+  // For A/B runs: true zeroes whole-shard dK/dV blocks at every ring step (the
+  // earlier code) instead of only the rows the branch keeps.
+  void set_zero_whole_blocks(bool on) { zero_whole_blocks_ = on; }
 
   const AttentionConfig& config() const { return config_; }
   const ProblemShape& global_shape() const { return global_; }
@@ -205,6 +212,13 @@ class SeqParallelPlan {
   void publish(const ExecSpace& space) const {
     if (!comm_->stream_ordered()) space.fence();
   }
+  // Phase boundary for the optional timer: everything queued so far counts
+  // towards `phase`.
+  void mark(const ExecSpace& space, const char* phase) const {
+    if (!timer_) return;
+    space.fence();
+    timer_->lap(phase);
+  }
 
   template <class Q, class K, class V, class O, class L>
   void forward_cross_rank(const ExecSpace& space, int branch, const Q& q, const K& k, const V& v,
@@ -228,6 +242,8 @@ class SeqParallelPlan {
   // cuda_fa3 for 16-bit Views on Kokkos::Cuda (dispatch/window_plan.hpp).
   WindowPlan<ExecSpace> plan_;
   bool overlap_return_ = true;
+  bool zero_whole_blocks_ = false;
+  PhaseTimer* timer_ = nullptr;
 };
 
 }  // namespace dist

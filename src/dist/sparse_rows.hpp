@@ -116,5 +116,21 @@ void unpack_rows(const ExecSpace& space, const SparseRows& s, const T* buf,
       });
 }
 
+// tensor[b, shard_row(r), h, :] = 0: clears exactly the rows unpack_rows
+// and pack_rows touch (1/r of the shard), e.g. a dK/dV block before the
+// windowed backward adds into it.
+template <class ExecSpace, class T>
+void zero_rows(const ExecSpace& space, const SparseRows& s, const TensorRef<T, 4>& t) {
+  const std::int64_t d = s.head_dim;
+  Kokkos::parallel_for(
+      "dilated::dist::zero_rows",
+      Kokkos::RangePolicy<ExecSpace, Kokkos::IndexType<std::int64_t>>(space, 0, s.rows() * d),
+      KOKKOS_LAMBDA(const std::int64_t i) {
+        std::int64_t b, h;
+        const std::int64_t row = s.shard_row(i / d, &b, &h);
+        if (row >= 0) t(b, row, h, i % d) = T(0);
+      });
+}
+
 }  // namespace dist
 }  // namespace dilated
