@@ -8,6 +8,13 @@
 //   launch_ranks.sh P bench_seq_parallel_nccl [--seq N | --seq-per-rank l]
 //       [--branches w:r,...] [--heads 16] [--dim 128] [--batch 1] [--causal]
 //       [--zigzag] [--iters 3] [--no-backward] [--label text] [--dtype float|bf16]
+//       [--phases]
+//
+// --phases adds one backward with a fence at every phase boundary and prints
+// its time per phase (SeqParallelPlan::set_phase_timer; max over ranks).
+// DILATED_DIST_ZERO_WHOLE=1 zeroes whole dK/dV blocks per ring step (the
+// earlier code; A/B), DILATED_FA3_WINDOW_ACC=whole the same for cuda_fa3's
+// windowed accumulators.
 //
 // --dtype bf16 gives the ranks bf16 Views, which SeqParallelPlan computes
 // with the windowed cuda_fa3 calls (dispatch/window_plan.hpp; H100 rates);
