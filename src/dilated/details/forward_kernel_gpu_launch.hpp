@@ -24,11 +24,11 @@ inline bool gpu_rows_vec4(const Ref& t) {
 }
 
 // Whether the GPU-shaped forward serves this launch (float, head_dim <= 128,
-// its scratch fits level 0; both kernels use the same scratch).
+// its scratch fits level 0; the largest is the SPLIT pipelined kernel's).
 inline bool gpu_forward_applies(std::int64_t head_dim) {
   using Policy = Kokkos::TeamPolicy<Kokkos::Cuda>;
   return head_dim <= kGpuMaxHeadDim &&
-         ForwardBranchKernelGpu<16>::scratch_bytes() <=
+         ForwardBranchKernelGpuPipelined<16, 256, 2, true>::scratch_bytes() <=
              static_cast<std::size_t>(Policy::scratch_size_max(0));
 }
 
@@ -73,6 +73,10 @@ void launch_forward_gpu_dmax(const Kokkos::Cuda& space, const char* label,
       return;
     case GpuForwardVariant::kPipe256:
       launch_forward_gpu_functor<ForwardBranchKernelGpuPipelined<DMAX, 256, 2>, 256, 2>(
+          space, label, q, k, v, out, lse, p);
+      return;
+    case GpuForwardVariant::kPipe256s:
+      launch_forward_gpu_functor<ForwardBranchKernelGpuPipelined<DMAX, 256, 2, true>, 256, 2>(
           space, label, q, k, v, out, lse, p);
       return;
     default:

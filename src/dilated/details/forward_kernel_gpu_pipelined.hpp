@@ -27,7 +27,24 @@
 // on the 128-thread kernel: the top stall moved from global loads (long
 // scoreboard) to shared-memory loads (short scoreboard) - with 255 registers
 // it runs 2 warps per scheduler, which 256-thread teams double.
-// MINB: teams per SM that __launch_bounds__ must allow.
+// MINB: teams per SM that __launch_bounds__ must allow. (ptxas, d = 128:
+// 128-thread teams at MINB = 3 spill 2.3 KB under their 168-register cap;
+// 256-thread teams with both loop unrolls at 1 spill as much as at 2, ~0.3
+// KB - neither was worth a variant.)
+// SPLIT (256 threads): a warp holds 4 query rows x 8 key columns of threads
+// instead of 2 x 16, so a warp's float4 reads of K, V (8 distinct instead of
+// 16: 128 bytes, one shared-memory wavefront instead of two) and of Q, P^T
+// (4 distinct, one wavefront) cost 2 wavefronts per 16 FMAs of S instead of
+// 3, and 3 per 32 FMAs of PV instead of 5 - shared-memory loads are the top
+// stall. A row's 16 threads are then 8 lanes of each of two warps: the row
+// max (per key tile) and the row sum (at the end) combine the two halves
+// through 2 x 64 floats of scratch after a shuffle over 8 lanes. Measured
+// (H100, LongNet d128 fp32 1M x 16, perf_tests/results/
+// h100-portable-2026-11-27c-gpu-forward/): 21.3 TFLOP/s vs pipe256's 22.5,
+// 5% slower - ptxas spills 1.1 KB instead of 0.7 KB under the 128-register
+// cap and the row max adds a barrier per key tile; the stall is the loads'
+// latency more than the shared-memory bandwidth this saves. Kept selectable
+// ("pipe256s") for when registers are freed (e.g. P in registers).
 #pragma once
 
 #include "dilated/details/forward_kernel_gpu.hpp"
@@ -45,13 +62,15 @@ namespace details {
 
 KOKKOS_INLINE_FUNCTION float gpu_exp2(float x) { return ::exp2f(x); }
 
-template <int DMAX, int NT, int MINB>
+template <int DMAX, int NT, int MINB, bool SPLIT = false>
 struct ForwardBranchKernelGpuPipelined {
   static_assert(DMAX % 16 == 0 && DMAX <= kGpuMaxHeadDim, "DMAX: 16, 32, 64 or 128");
   static_assert(NT == 128 || NT == 256, "NT: 128 or 256 threads");
   static constexpr int DN = DMAX / 16;
   static constexpr int QM = kGpuTileQ * 16 / NT;  // queries per thread
   static constexpr int QG = QM / 4;
+  static_assert(!SPLIT || NT == 256, "SPLIT: 256-thread teams (16 x 16 threads in 8 warps)");
+  static constexpr int kRowLanes = SPLIT ? 8 : 16;  // a row's threads in one warp
   // Unroll factors of the S loop (groups of 8 dims) and the PV loop (groups
   // of 4 keys), on top of the unrolled group.
 #ifndef DILATED_GPU_PIPE_S_UNROLL
@@ -79,8 +98,9 @@ struct ForwardBranchKernelGpuPipelined {
   bool vec4 = false;
   std::int64_t league_offset = 0;
 
+  // SPLIT adds the two halves' row max and row sum (2 x 2 x 64 floats).
   KOKKOS_INLINE_FUNCTION static constexpr std::size_t scratch_bytes() {
-    return Base::scratch_bytes();
+    return Base::scratch_bytes() + (SPLIT ? 4 * kGpuTileQ * sizeof(float) : 0);
   }
 
   // Where the team is: span sp (keys [k0, kend) of it left), key tile
@@ -129,7 +149,11 @@ struct ForwardBranchKernelGpuPipelined {
     const std::int64_t d = p.head_dim;
     const int ns = static_cast<int>((d + kGpuChunk - 1) / kGpuChunk);
     const int rank = team.team_rank();
-    const int ty = rank >> 4, tx = rank & 15;
+    // SPLIT: warp w, lane l -> tx = (l & 7) + 8 (w & 1), ty = (l >> 3) + 4 (w >> 1);
+    // hx = w & 1 is the half of the row's key columns.
+    const int hx = SPLIT ? (rank >> 5) & 1 : 0;
+    const int ty = SPLIT ? ((rank >> 3) & 3) | ((rank >> 6) << 2) : rank >> 4;
+    const int tx = SPLIT ? (rank & 7) | (hx << 3) : rank & 15;
 
     float* const smem =
         static_cast<float*>(team.team_scratch(0).get_shmem_aligned(scratch_bytes(), 16));
@@ -139,6 +163,10 @@ struct ForwardBranchKernelGpuPipelined {
     float* const pt = smem + 2 * kGpuRegion;         // [64 keys][64 queries] swizzled P^T
     float* const vbad = pt + kGpuTileK * kGpuTileQ;  // [64] V row has a non-finite element
     float* const vany = vbad + kGpuTileK;            // [1] any of them
+    // SPLIT only: [2][64] row max halves, [2][64] row sum halves (past
+    // Base::scratch_bytes(), 16-byte aligned).
+    float* const rmax = smem + Base::scratch_bytes() / sizeof(float);
+    float* const rsum = rmax + 2 * kGpuTileQ;
 
     // Scores in base 2: exp(x * scale) = exp2(x * scale * log2(e)).
     const float sl2 = static_cast<float>(p.scale * 1.4426950408889634);
@@ -298,7 +326,7 @@ struct ForwardBranchKernelGpuPipelined {
         }
         if (cur.st == ns - 1) {
           // ---- online softmax, base 2 (row max over the 16 lanes of the row) ----
-          float alpha[QM];
+          float alpha[QM], smx[QM];
           DILATED_GPU_UNROLL
           for (int a = 0; a < QM; ++a) {
             const std::int64_t qi = q0 + QM * ty + a;
@@ -312,10 +340,29 @@ struct ForwardBranchKernelGpuPipelined {
               mx = sv > mx ? sv : mx;
             }
             DILATED_GPU_UNROLL
-            for (int mask = 1; mask < 16; mask <<= 1) {
+            for (int mask = 1; mask < kRowLanes; mask <<= 1) {
               const float other = gpu_shfl_xor(mx, mask);
               mx = other > mx ? other : mx;
             }
+            smx[a] = mx;
+          }
+          if constexpr (SPLIT) {
+            // The other half of each row is in warp w ^ 1. The previous
+            // tile's readers of rmax passed this stage's barriers.
+            if ((tx & 7) == 0) {
+              DILATED_GPU_UNROLL
+              for (int a = 0; a < QM; ++a) rmax[hx * kGpuTileQ + QM * ty + a] = smx[a];
+            }
+            team.team_barrier();
+            DILATED_GPU_UNROLL
+            for (int a = 0; a < QM; ++a) {
+              const float m0 = rmax[QM * ty + a], m1 = rmax[kGpuTileQ + QM * ty + a];
+              smx[a] = m1 > m0 ? m1 : m0;
+            }
+          }
+          DILATED_GPU_UNROLL
+          for (int a = 0; a < QM; ++a) {
+            const float mx = smx[a];
             // -inf only if every score so far is -inf: 0 as the reference
             // gives exp2 = 0 instead of NaN.
             const float mref = mx == -INFINITY ? 0.f : mx;
@@ -433,12 +480,18 @@ struct ForwardBranchKernelGpuPipelined {
     DILATED_GPU_UNROLL
     for (int a = 0; a < QM; ++a) {
       DILATED_GPU_UNROLL
-      for (int mask = 1; mask < 16; mask <<= 1) l[a] += gpu_shfl_xor(l[a], mask);
+      for (int mask = 1; mask < kRowLanes; mask <<= 1) l[a] += gpu_shfl_xor(l[a], mask);
+      if (SPLIT && (tx & 7) == 0) rsum[hx * kGpuTileQ + QM * ty + a] = l[a];
       const std::int64_t i = QM * ty + a;
       prow[a] = i < qn ? p.q_row(pos(q0 + i)) : 0;
       lse_old[a] = i < qn ? lse(c.b, c.h, prow[a]) : 0.f;
     }
     team.team_barrier();  // every thread of a row has read its old lse
+    if constexpr (SPLIT) {
+      // Both halves in the same order: every thread of a row gets the same l.
+      DILATED_GPU_UNROLL
+      for (int a = 0; a < QM; ++a) l[a] = rsum[QM * ty + a] + rsum[kGpuTileQ + QM * ty + a];
+    }
     const std::int64_t os = out.stride[3];
     DILATED_GPU_UNROLL
     for (int a = 0; a < QM; ++a) {

@@ -15,6 +15,7 @@ enum class GpuForwardVariant {
   kSimt256,     // "gpu256": the same, 256-thread teams
   kPipe128,     // "pipe128": forward_kernel_gpu_pipelined.hpp, 128 threads, 2 teams/SM
   kPipe256,     // "pipe256": the same, 256-thread teams
+  kPipe256s,    // "pipe256s": pipe256 with 4 x 8 thread warps (SPLIT rows), 5% slower
 };
 
 // pipe256: fastest on the H100 (2026-11-27, LongNet d128 fp32 at 1M tokens:
@@ -35,6 +36,7 @@ inline GpuForwardVariant parse_gpu_forward_variant(const char* name) {
       {"classic", GpuForwardVariant::kClassic},     {"gpu", kDefaultGpuForward},
       {"gpu128", GpuForwardVariant::kSimt128},      {"gpu256", GpuForwardVariant::kSimt256},
       {"pipe128", GpuForwardVariant::kPipe128},     {"pipe256", GpuForwardVariant::kPipe256},
+      {"pipe256s", GpuForwardVariant::kPipe256s},
   };
   for (const Entry& e : kNames)
     if (std::strcmp(name, e.name) == 0) return e.v;
