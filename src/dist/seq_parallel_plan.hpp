@@ -178,6 +178,23 @@ class SeqParallelPlan {
     return config;
   }
 
+  // 16-bit shards compute only through cuda_fa3's windowed calls (the portable
+  // kernels refuse 16-bit windows: each window would round the outputs once
+  // more). Part of the collective check, so a problem cuda_fa3 does not take
+  // (a GPU other than sm_90, an unsupported head_dim) is refused on every rank
+  // before any output is written or any transfer starts, not at the first
+  // window with the ring in flight.
+  template <class T>
+  void check_window_backend() const {
+    if constexpr (dilated::details::is_half_type<std::remove_cv_t<T>>::value) {
+      const std::string backend = plan_.template backend<T>();
+      if (backend.rfind("cuda_fa3", 0) != 0)
+        throw Error("dist.no_16bit_window_backend",
+                    "16-bit shards are computed by cuda_fa3's windowed calls, which this "
+                    "problem cannot use (" + backend + "); pass float Views instead");
+    }
+  }
+
   // Collective verdict on a call's tensors, before anything is written.
   template <class Checks>
   void agree_on_call(int operation, std::int64_t dtype_bytes, Checks&& checks) const {

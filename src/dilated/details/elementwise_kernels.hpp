@@ -34,18 +34,15 @@ void init_forward_outputs(const ExecSpace& space, const TensorRef<T, 4>& out,
 // device backend a thread takes one element, so a warp's stores are contiguous
 // along head_dim (a row per thread strides them by the row length: the
 // gradient zeroing of a 64K-token bf16 backward ran at 95 GB/s that way).
-template <class ExecSpace>
-constexpr bool rows_per_thread() {
-  return Kokkos::SpaceAccessibility<Kokkos::HostSpace,
-                                    typename ExecSpace::memory_space>::accessible;
-}
-
+// is_host_space (kernel_params.hpp) asks where the backend runs, not whether
+// the host can read its memory (CUDA UVM can be the device's memory space).
+//
 // f(b, p, h, x) for every element of a [B, N, H, D] tensor.
 template <class ExecSpace, class F>
 void for_each_element(const ExecSpace& space, const char* name, const std::int64_t (&ext)[4],
                       const F& f) {
   const std::int64_t N = ext[1], H = ext[2], D = ext[3];
-  if constexpr (rows_per_thread<ExecSpace>()) {
+  if constexpr (is_host_space<ExecSpace>()) {
     Kokkos::parallel_for(
         name, row_policy(space, ext[0] * N * H), KOKKOS_LAMBDA(const std::int64_t r) {
           const std::int64_t h = r % H, p = (r / H) % N, b = r / (H * N);
