@@ -96,6 +96,13 @@ struct Spans {
 
 // Trivially copyable description of all branches and the head mode, passed by
 // value into kernels.
+// ceil(a / b) for a >= 0, b > 0 without forming a + b - 1, which overflows
+// for the huge segment lengths or dilations validation lets through (a
+// partial-segment config's w may exceed N; found by fuzz_plan).
+DILATED_INLINE std::int64_t ceil_div_nonneg(std::int64_t a, std::int64_t b) {
+  return a / b + (a % b != 0 ? 1 : 0);
+}
+
 struct PatternParams {
   int num_branches = 0;
   int head_mode = 0;  // 0 = LongNet, 1 = HeadGroups
@@ -128,7 +135,7 @@ struct PatternParams {
     return head_mode == 0 ? 1.0 : 1.0 / num_branches;
   }
   DILATED_INLINE std::int64_t num_segments(int i) const {
-    return (seq_len + segment_length[i] - 1) / segment_length[i];
+    return ceil_div_nonneg(seq_len, segment_length[i]);
   }
   DILATED_INLINE std::int64_t segment_begin(int i, std::int64_t s) const {
     return s * segment_length[i];
@@ -140,12 +147,12 @@ struct PatternParams {
   // Number of positions offset o keeps in segment s of branch i.
   DILATED_INLINE std::int64_t kept_count(int i, std::int64_t s, std::int64_t o) const {
     const std::int64_t len = segment_end(i, s) - segment_begin(i, s);
-    return len > o ? (len - o + dilation[i] - 1) / dilation[i] : 0;
+    return len > o ? ceil_div_nonneg(len - o, dilation[i]) : 0;
   }
   // Upper bound of kept_count over all segments and offsets.
   DILATED_INLINE std::int64_t max_kept_count(int i) const {
     const std::int64_t len = segment_length[i] < seq_len ? segment_length[i] : seq_len;
-    return (len + dilation[i] - 1) / dilation[i];
+    return ceil_div_nonneg(len, dilation[i]);
   }
   // Original position of sparse index j in segment s with offset o.
   DILATED_INLINE std::int64_t position(int i, std::int64_t s, std::int64_t o, std::int64_t j) const {
@@ -159,8 +166,8 @@ struct PatternParams {
                                    std::int64_t end, std::int64_t* j0, std::int64_t* j1) const {
     const std::int64_t base = segment_begin(i, s) + o, r = dilation[i];
     const std::int64_t kept = kept_count(i, s, o);
-    const std::int64_t a = begin <= base ? 0 : (begin - base + r - 1) / r;  // first at >= begin
-    const std::int64_t b = end <= base ? 0 : (end - base + r - 1) / r;      // first at >= end
+    const std::int64_t a = begin <= base ? 0 : ceil_div_nonneg(begin - base, r);  // first >= begin
+    const std::int64_t b = end <= base ? 0 : ceil_div_nonneg(end - base, r);      // first >= end
     *j0 = a < kept ? a : kept;
     *j1 = b < kept ? b : kept;
   }
@@ -169,7 +176,7 @@ struct PatternParams {
   DILATED_INLINE std::int64_t max_kept_in_window(int i, std::int64_t len) const {
     const std::int64_t w = segment_length[i] < seq_len ? segment_length[i] : seq_len;
     const std::int64_t n = len < w ? len : w;
-    return (n + dilation[i] - 1) / dilation[i];
+    return ceil_div_nonneg(n, dilation[i]);
   }
   // Is position p kept by (branch i, offset o)? If so, *seg and *j receive its
   // segment and sparse index.
