@@ -25,6 +25,7 @@
 
 #include "cuda_fa3/details/backward2_launch.cuh"
 #include "cuda_fa3/details/backward2_shape.hpp"
+#include "dilated/error.hpp"
 #include "dilated/reference.hpp"
 #include "fa3_test_support.hpp"
 
@@ -145,9 +146,9 @@ TEST_P(Fa3Backward, MatchesFloat64ReferenceGradients) {
 // (warpgroup, thread, fragment element) to a tile element or a shared-memory
 // byte is one-to-one and onto its tile, and the shared-memory layout's
 // buffers are disjoint and inside the allocation. Needs no GPU.
-template <int D>
+template <int D, int DqStages = 1>
 void check_backward2_layout() {
-  using Shape = dilated::cuda_fa3::details::Bwd2Shape<D>;
+  using Shape = dilated::cuda_fa3::details::Bwd2Shape<D, DqStages>;
   // m64nN accumulator fragment (wgmma): element 4 j + 2 rr + c of thread t
   // is (16 warp + lane / 4 + 8 rr, 8 j + 2 (lane % 4) + c).
   auto frag = [](int t, int idx) {
@@ -244,20 +245,26 @@ void check_backward2_layout() {
     }
     ASSERT_EQ(int(seen.size()), Shape::kBlockN * D);
   }
-  // Shared memory: [K][V][Q x2][dO x2][dS^T x2][dQ x2][LSE x2][delta x2][barriers]
+  // Shared memory: [K][V][Q x2][dO x2][dS^T x2][dQ x2 x DqStages][LSE x2][delta x2][barriers]
   // disjoint, in order, inside the allocation (the +1024 covers the alignment).
   const int ends[][2] = {{Shape::kOffsetK, Shape::kTileBytesKV},
                          {Shape::kOffsetV, Shape::kTileBytesKV},
                          {Shape::kOffsetQ, Shape::kStages * Shape::kTileBytesQ},
                          {Shape::kOffsetDO, Shape::kStages * Shape::kTileBytesQ},
                          {Shape::kOffsetDS, Shape::kStages * Shape::kDsBytes},
-                         {Shape::kOffsetDQ, Shape::kConsumerWarpgroups * Shape::kDqBytesPerWg},
+                         {Shape::kOffsetDQ, Shape::kConsumerWarpgroups * Shape::kDqStages * Shape::kDqBytesPerWg},
                          {Shape::kOffsetLse, Shape::kStages * Shape::kBlockM * 4},
                          {Shape::kOffsetDelta, Shape::kStages * Shape::kBlockM * 4},
                          {Shape::kOffsetBarriers, 8 * Shape::kBarriers}};
   for (int i = 0; i + 1 < 9; ++i) ASSERT_EQ(ends[i][0] + ends[i][1], ends[i + 1][0]);
   ASSERT_LE(ends[8][0] + ends[8][1] + 1023, Shape::kSmemBytes);
   for (int i = 0; i < 6; ++i) ASSERT_EQ(ends[i][0] % 1024, 0);  // swizzled operands: 1024-byte aligned
+  ASSERT_EQ(Shape::kDqBytesPerWg % 1024, 0);                       // every dQ staging buffer too
+  // Named barriers: ids 1..15 exist; the dQ writer's full/empty ranges
+  // (2 warpgroups x 2 buffers each) overlap neither each other nor the rest.
+  ASSERT_GT(Shape::kBarDqFull, Shape::kBarDsOwn + 1);
+  ASSERT_EQ(Shape::kBarDqEmpty, Shape::kBarDqFull + 4);
+  ASSERT_LE(Shape::kBarDqEmpty + 3, 15);
   ASSERT_EQ(Shape::kTileBytesKV, Shape::kBlockN * D * 2);  // the K/V TMA boxes (64 columns x 128 rows per panel)
   ASSERT_EQ(Shape::kTileBytesQ, Shape::kBlockM * D * 2);
   ASSERT_EQ(Shape::kDqBoxes * 32, Shape::kDqCols);
@@ -265,6 +272,36 @@ void check_backward2_layout() {
 
 TEST(Fa3Backward2Layout, HeadDim64) { check_backward2_layout<64>(); }
 TEST(Fa3Backward2Layout, HeadDim128) { check_backward2_layout<128>(); }
+TEST(Fa3Backward2Layout, HeadDim128DqWriter) { check_backward2_layout<128, 2>(); }
+TEST(Fa3Backward2Layout, HeadDim128DqAtomic) { check_backward2_layout<128, 0>(); }
+
+// DILATED_FA3_BWD_SCHEDULE picks the head_dim 128 member of the pipelined
+// family (p, pw, pa, r, rw, ra); unset or empty is the default, anything else throws
+// rather than silently timing the wrong kernel. Needs no GPU.
+TEST(Fa3BackwardKernelChoice, ScheduleVariable) {
+  using dilated::cuda_fa3::details::Bwd2Variant;
+  using dilated::cuda_fa3::details::backward2_variant_from_env;
+  const char* saved = std::getenv("DILATED_FA3_BWD_SCHEDULE");
+  const std::string saved_value = saved ? saved : "";
+  unsetenv("DILATED_FA3_BWD_SCHEDULE");
+  EXPECT_EQ(backward2_variant_from_env(), dilated::cuda_fa3::details::kBackward2DefaultVariant);
+  setenv("DILATED_FA3_BWD_SCHEDULE", "", 1);
+  EXPECT_EQ(backward2_variant_from_env(), dilated::cuda_fa3::details::kBackward2DefaultVariant);
+  const std::pair<const char*, Bwd2Variant> named[] = {{"p", Bwd2Variant::pipelined},
+                                                       {"pw", Bwd2Variant::pipelined_writer},
+                                                       {"r", Bwd2Variant::reordered},
+                                                       {"rw", Bwd2Variant::reordered_writer},
+                                                       {"pa", Bwd2Variant::pipelined_atomic},
+                                                       {"ra", Bwd2Variant::reordered_atomic}};
+  for (const auto& [value, variant] : named) {
+    setenv("DILATED_FA3_BWD_SCHEDULE", value, 1);
+    EXPECT_EQ(backward2_variant_from_env(), variant) << value;
+  }
+  setenv("DILATED_FA3_BWD_SCHEDULE", "v2r", 1);
+  EXPECT_THROW(backward2_variant_from_env(), dilated::Error);
+  if (saved) setenv("DILATED_FA3_BWD_SCHEDULE", saved_value.c_str(), 1);
+  else unsetenv("DILATED_FA3_BWD_SCHEDULE");
+}
 
 // BackwardKernel::automatic: DILATED_FA3_BWD=v1|v2|v2p overrides; without it
 // the v2 family (v2p if kBackward2AutoPipelined) exactly where

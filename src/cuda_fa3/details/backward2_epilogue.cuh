@@ -23,17 +23,13 @@
 
 namespace dilated::cuda_fa3::details {
 
-// dq: the m64 x N accumulator (N = Shape::kDqCols) of warpgroup `wg`; row_in
-// are the thread's two rows (queries in the block). `thread` is 0..127.
+// The m64 x N dQ accumulator (N = Shape::kDqCols) of one consumer warpgroup,
+// times the softmax scale, into a staging buffer (fp32 boxes of 32 columns,
+// 128-byte swizzle), then fenced for the TMA. `thread` is 0..127.
 template <class Shape>
-__device__ __forceinline__ void bwd2_store_dq(const Backward2Args& args, const Bwd2Tile& t, char* dq_smem,
-                                              const float (&dq)[Shape::kDqCols / 2], std::int64_t q_begin,
-                                              int wg, int thread) {
+__device__ __forceinline__ void bwd2_dq_to_smem(char* dq_smem, const float (&dq)[Shape::kDqCols / 2], float scale,
+                                                int thread) {
   const int lane = thread % 32, warp = thread / 32;
-  const float scale = args.p.scale;
-  // The previous block's reduction must have finished reading the buffer.
-  if (thread == 0) bulk_wait_group_read<0>();
-  named_sync(Shape::kBarDq + wg, 128);
 #pragma unroll
   for (int j = 0; j < Shape::kDqCols / 8; ++j) {
 #pragma unroll
@@ -47,14 +43,121 @@ __device__ __forceinline__ void bwd2_store_dq(const Backward2Args& args, const B
     }
   }
   fence_proxy_async();  // make the generic-proxy stores visible to the TMA
-  named_sync(Shape::kBarDq + wg, 128);
-  if (thread == 0) {
-    const int row = int(t.map_row0 + q_begin);
+}
+
+// The reduce-add of one staged dQ block (all boxes of one warpgroup) into the
+// fp32 accumulator: one thread, one bulk group.
+template <class Shape>
+__device__ __forceinline__ void bwd2_reduce_dq(const Backward2Args& args, const Bwd2Tile& t, const char* dq_smem,
+                                               std::int64_t q_begin, int wg) {
+  const int row = int(t.map_row0 + q_begin);
 #pragma unroll
-    for (int box = 0; box < Shape::kDqBoxes; ++box)
-      tma_reduce_add_4d(&args.dq[t.phase], dq_smem + box * Shape::kDqBoxBytes,
-                        (Shape::kDqSplitKeys ? 0 : wg * Shape::kDqCols) + 32 * box, row, t.h, t.b);
-    bulk_commit_group();
+  for (int box = 0; box < Shape::kDqBoxes; ++box)
+    tma_reduce_add_4d(&args.dq[t.phase], dq_smem + box * Shape::kDqBoxBytes,
+                      (Shape::kDqSplitKeys ? 0 : wg * Shape::kDqCols) + 32 * box, row, t.h, t.b);
+  bulk_commit_group();
+}
+
+// dq: the m64 x N accumulator (N = Shape::kDqCols) of warpgroup `wg`, staged
+// and reduced by the warpgroup itself (one buffer). `thread` is 0..127.
+template <class Shape>
+__device__ __forceinline__ void bwd2_store_dq(const Backward2Args& args, const Bwd2Tile& t, char* dq_smem,
+                                              const float (&dq)[Shape::kDqCols / 2], std::int64_t q_begin,
+                                              int wg, int thread) {
+  // The previous block's reduction must have finished reading the buffer.
+  if (thread == 0) bulk_wait_group_read<0>();
+  named_sync(Shape::kBarDq + wg, 128);
+  bwd2_dq_to_smem<Shape>(dq_smem, dq, args.p.scale, thread);
+  named_sync(Shape::kBarDq + wg, 128);
+  if (thread == 0) bwd2_reduce_dq<Shape>(args, t, dq_smem, q_begin, wg);
+}
+
+// ---- dQ writer warp (Shape::kDqStages == 2) ----------------------------------
+// A consumer warpgroup only stages dQ (waiting for a free buffer, which the
+// writer freed a step earlier) and arrives; the producer warpgroup's writer
+// warp issues the reductions and tracks when they finished reading. Per
+// consumer warpgroup w and buffer b = step % 2, named barriers of 160 threads:
+//   kBarDqFull + 2w + b:  consumers arrive after staging block `step`; the
+//                         writer syncs, then issues its reduction.
+//   kBarDqEmpty + 2w + b: the writer arrives once the reduction of block
+//                         `step` has read the buffer; the consumers sync
+//                         before staging block step + 2 into it.
+// The writer frees block i - 1's buffers after issuing block i's reductions,
+// only for blocks i + 1 that exist, so every arrive has exactly one matching
+// sync and generations of one barrier cannot overtake each other (the next
+// arrive on a barrier needs the other side's intervening step).
+template <class Shape>
+__device__ __forceinline__ char* bwd2_dq_buffer(char* smem, int wg, int buf) {
+  return smem + Shape::kOffsetDQ + (wg * Shape::kDqStages + buf) * Shape::kDqBytesPerWg;
+}
+
+template <class Shape>
+__device__ __forceinline__ void bwd2_stage_dq(char* smem, const float (&dq)[Shape::kDqCols / 2], float scale,
+                                              int step, int wg, int thread) {
+  static_assert(Shape::kDqStages == 2, "the dQ writer protocol double-buffers the staging");
+  const int buf = step % 2;
+  if (step >= 2) named_sync(Shape::kBarDqEmpty + 2 * wg + buf, 128 + 32);
+  bwd2_dq_to_smem<Shape>(bwd2_dq_buffer<Shape>(smem, wg, buf), dq, scale, thread);
+  named_arrive(Shape::kBarDqFull + 2 * wg + buf, 128 + 32);
+}
+
+// The writer warp's loop (every lane takes part in the barriers; lane 0
+// issues and waits for the bulk groups).
+template <class Shape>
+__device__ void bwd2_write_dq(const Backward2Args& args, const Bwd2Tile& t, char* smem, int lane) {
+  static_assert(Shape::kDqStages == 2, "the dQ writer protocol double-buffers the staging");
+#pragma unroll 1
+  for (int step = 0; step < t.q_blocks; ++step) {
+    const int buf = step % 2;
+    const std::int64_t q_begin = std::int64_t(t.q_block_begin + step) * Shape::kBlockM;
+#pragma unroll
+    for (int wg = 0; wg < Shape::kConsumerWarpgroups; ++wg) {
+      named_sync(Shape::kBarDqFull + 2 * wg + buf, 128 + 32);
+      if (lane == 0) bwd2_reduce_dq<Shape>(args, t, bwd2_dq_buffer<Shape>(smem, wg, buf), q_begin, wg);
+    }
+    if (step >= 1 && step + 1 < t.q_blocks) {
+      // Block step - 1's groups are all but the newest kConsumerWarpgroups.
+      if (lane == 0) bulk_wait_group_read<Shape::kConsumerWarpgroups>();
+      __syncwarp();
+#pragma unroll
+      for (int wg = 0; wg < Shape::kConsumerWarpgroups; ++wg)
+        named_arrive(Shape::kBarDqEmpty + 2 * wg + (1 - buf), 128 + 32);
+    }
+  }
+  // The last reductions must finish reading shared memory before the CTA exits.
+  if (lane == 0) bulk_wait_group<0>();
+}
+
+// ---- dQ by vector atomics (Shape::kDqStages == 0) -----------------------------
+// No staging: scale * dQ goes from the accumulator registers straight into
+// the fp32 accumulator with 16-byte atomics (as v1 does). Saves per block
+// the 16 KB staging write and the reduction's 16 KB read of shared memory,
+// whose bandwidth the SS products (S^T, dP^T, dQ at N = 64) already use up,
+// and the staging barriers; costs 8 atomics per thread instead of one TMA
+// instruction per warpgroup. Lanes l and l ^ 1 hold the two halves of 4
+// consecutive columns of both rows: swapping one pair gives each lane one
+// row's 4 columns (even lanes row 0, odd lanes row 1). Rows past the
+// segment's kept queries are skipped (their address may be past the tensor).
+template <class Shape>
+__device__ __forceinline__ void bwd2_atomic_dq(const Backward2Args& args, const Bwd2Tile& t,
+                                               const float (&dq)[Shape::kDqCols / 2], std::int64_t q_begin,
+                                               int wg, int thread) {
+  static_assert(Shape::kDqStages == 0 && !Shape::kDqSplitKeys, "the atomic dQ path is the head_dim 128 one");
+  const BackwardParams& p = args.p;
+  const int lane = thread % 32, warp = thread / 32;
+  const bool odd = lane & 1;
+  const std::int64_t q = q_begin + 16 * warp + lane / 4 + (odd ? 8 : 0);
+  const bool ok = q < t.kept;
+  const std::int64_t pos = t.first + (ok ? q : 0) * p.pattern.dilation[p.branch];
+  float* row = p.dq + ((std::int64_t(t.b) * p.seq_len + pos) * p.heads + t.h) * Shape::kHeadDim + wg * Shape::kDqCols;
+#pragma unroll
+  for (int j = 0; j < Shape::kDqCols / 8; ++j) {
+    const float r0x = p.scale * dq[4 * j], r0y = p.scale * dq[4 * j + 1];
+    const float r1x = p.scale * dq[4 * j + 2], r1y = p.scale * dq[4 * j + 3];
+    const float sx = __shfl_xor_sync(0xffffffffu, odd ? r0x : r1x, 1);
+    const float sy = __shfl_xor_sync(0xffffffffu, odd ? r0y : r1y, 1);
+    const float4 val = odd ? make_float4(sx, sy, r1x, r1y) : make_float4(r0x, r0y, sx, sy);
+    if (ok) atomicAdd(reinterpret_cast<float4*>(row + 8 * j + 2 * ((lane % 4) & ~1)), val);
   }
 }
 

@@ -2,7 +2,8 @@
 // for one branch: one CTA per (128-key block, segment, head, batch).
 //
 //   warpgroup 0 (24 registers): thread 0 issues TMA (K, V once; Q, dO ring),
-//                               warps 1-2 stage LSE and delta; warp 3 idles.
+//                               warps 1-2 stage LSE and delta; warp 3 is the
+//                               dQ writer with DqStages == 2, else idles.
 //   warpgroups 1, 2 (240):      64 keys each, backward2_mainloop.cuh.
 //
 // Same semantics as v1 (backward_kernel.cuh): the merged LSE and delta of the
@@ -19,18 +20,26 @@
 #include "cuda_fa3/details/backward2_params.hpp"
 #include "cuda_fa3/details/backward2_pipelined.cuh"
 #include "cuda_fa3/details/backward2_producer.cuh"
+#include "cuda_fa3/details/backward2_reordered.cuh"
 #include "cuda_fa3/details/backward2_shape.hpp"
 #include "cuda_fa3/details/ptx_sm90.cuh"
 
 namespace dilated::cuda_fa3::details {
 
-// Pipelined: the consumers' software-pipelined schedule (v2p, see
-// backward2_pipelined.cuh); false is v2 as verified.
-template <class T, int HeadDim, bool Pipelined>
+// The consumers' schedule: v2 as verified (backward2_mainloop.cuh), v2p
+// (software-pipelined, backward2_pipelined.cuh) or v2r (FA3's product order,
+// backward2_reordered.cuh, head_dim 128).
+enum class Bwd2Schedule { v2, v2p, v2r };
+
+// DqStages 2: the producer's warp 3 issues the dQ reductions from two staging
+// buffers per consumer warpgroup (backward2_epilogue.cuh); 1: each consumer
+// warpgroup reduces its own single buffer.
+template <class T, int HeadDim, Bwd2Schedule Schedule, int DqStages = 1>
 __global__ void __launch_bounds__(Bwd2Shape<HeadDim>::kThreads, 1)
     backward2_kernel(const __grid_constant__ Backward2Args args) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using Shape = Bwd2Shape<HeadDim>;
+  using Shape = Bwd2Shape<HeadDim, DqStages>;
+  static_assert(Schedule != Bwd2Schedule::v2 || DqStages == 1, "v2 reduces its own dQ");
   // Causal: the first key blocks of a segment see the most query blocks;
   // hand those out first (kt-major order) so the grid's tail is short.
   // Otherwise neighbouring CTAs share a (batch, head, segment), so its Q and
@@ -67,9 +76,14 @@ __global__ void __launch_bounds__(Bwd2Shape<HeadDim>::kThreads, 1)
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
     if (warp == 0 && lane == 0) bwd2_produce_tma<Shape>(args, t, smem, bar);
     else if (warp >= 1 && warp <= Shape::kStatsWarps) bwd2_produce_stats<Shape>(args, t, smem, bar, threadIdx.x - 32);
+    else if constexpr (DqStages == 2) {
+      if (warp == Shape::kDqWriterWarp) bwd2_write_dq<Shape>(args, t, smem, lane);
+    }
   } else {
     regs_acquire<240>();
-    if constexpr (Pipelined)
+    if constexpr (Schedule == Bwd2Schedule::v2r)
+      bwd2_consume_reordered<T, Shape>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128);
+    else if constexpr (Schedule == Bwd2Schedule::v2p)
       bwd2_consume_pipelined<T, Shape>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128);
     else
       bwd2_consume<T, Shape>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128);

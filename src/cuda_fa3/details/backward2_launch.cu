@@ -4,38 +4,35 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
-#include <mutex>
+#include <cstdlib>
+#include <cstring>
 #include <string>
 
-#include "cuda_fa3/details/backward2_kernel.cuh"
+#include "cuda_fa3/details/backward2_launch_impl.cuh"
 #include "dilated/error.hpp"
 
 namespace dilated::cuda_fa3::details {
 
+Bwd2Variant backward2_variant_from_env() {
+  const char* env = std::getenv("DILATED_FA3_BWD_SCHEDULE");
+  if (!env || !*env || std::strcmp(env, "p") == 0) return kBackward2DefaultVariant;
+  if (std::strcmp(env, "pw") == 0) return Bwd2Variant::pipelined_writer;
+  if (std::strcmp(env, "r") == 0) return Bwd2Variant::reordered;
+  if (std::strcmp(env, "rw") == 0) return Bwd2Variant::reordered_writer;
+  if (std::strcmp(env, "pa") == 0) return Bwd2Variant::pipelined_atomic;
+  if (std::strcmp(env, "ra") == 0) return Bwd2Variant::reordered_atomic;
+  throw Error("cuda.config",
+              std::string("DILATED_FA3_BWD_SCHEDULE=") + env + ": expected p, pw, pa, r, rw or ra");
+}
+
 template <class T, int HeadDim, bool Pipelined>
 void launch_backward2_branch(const Backward2Args& args, std::int64_t tiles, cudaStream_t stream) {
-  using Shape = Bwd2Shape<HeadDim>;
-  static_assert(Shape::kBlockN == kBackward2BlockN && Shape::kBlockM == kBackward2BlockM,
-                "plan.cu encodes the TMA boxes with these sizes");
-  auto* kernel = &backward2_kernel<T, HeadDim, Pipelined>;
-  constexpr const char* kName = Pipelined ? "cuda_fa3 backward v2p: " : "cuda_fa3 backward v2: ";
-  auto check = [](cudaError_t e, const char* what) {
-    if (e != cudaSuccess)
-      throw Error("cuda.runtime", std::string(kName) + what + ": " + cudaGetErrorString(e));
-  };
-  static std::once_flag once;
-  std::call_once(once, [&] {
-    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::kSmemBytes),
-          "cudaFuncSetAttribute");
-  });
-  // The kernel's tiles, smem layout and dK/dV rows are built for HeadDim
-  // columns: another head_dim reads zeros past the row and writes past it.
-  if (args.p.head_dim != HeadDim)
-    throw Error("cuda.unsupported", std::string(kName) + "head_dim " + std::to_string(args.p.head_dim) +
-                                        " launched on the head_dim " + std::to_string(HeadDim) + " kernel");
-  if (tiles > 0x7fffffff) throw Error("cuda.grid", std::string(kName) + "more than 2^31-1 key tiles");
-  kernel<<<dim3(unsigned(tiles)), dim3(Shape::kThreads), Shape::kSmemBytes, stream>>>(args);
-  check(cudaGetLastError(), "kernel launch");
+  if constexpr (!Pipelined)
+    launch_backward2_kernel<T, HeadDim, Bwd2Schedule::v2, 1>(args, tiles, stream, "cuda_fa3 backward v2: ");
+  else if constexpr (HeadDim == 128)
+    launch_backward2_d128_variant<T>(args, tiles, stream, backward2_variant_from_env());
+  else
+    launch_backward2_kernel<T, HeadDim, Bwd2Schedule::v2p, 1>(args, tiles, stream, "cuda_fa3 backward v2p: ");
 }
 
 template void launch_backward2_branch<__nv_bfloat16, 64>(const Backward2Args&, std::int64_t, cudaStream_t);

@@ -38,6 +38,30 @@ inline bool backward2_auto(std::int64_t head_dim) {
 template <class T, int HeadDim, bool Pipelined = false>
 void launch_backward2_branch(const Backward2Args& args, std::int64_t tiles, cudaStream_t stream);
 
+// head_dim 128 members of the pipelined family (what BackwardKernel::
+// v2_pipelined runs there), picked by DILATED_FA3_BWD_SCHEDULE at each call:
+//   p  (pipelined)         v2p, backward2_pipelined.cuh (default);
+//   pw (pipelined_writer)  v2p with the dQ writer warp and two dQ staging
+//                          buffers per warpgroup (backward2_epilogue.cuh);
+//   r  (reordered)         v2r, FA3's product order, backward2_reordered.cuh;
+//   rw (reordered_writer)  v2r with the dQ writer warp;
+//   pa, ra (_atomic)       v2p, v2r with dQ added by vector atomics from the
+//                          registers (no staging in shared memory).
+// head_dim 64 always runs v2p. An unknown value throws (rule cuda.config).
+enum class Bwd2Variant {
+  pipelined,
+  pipelined_writer,
+  pipelined_atomic,
+  reordered,
+  reordered_writer,
+  reordered_atomic
+};
+inline constexpr Bwd2Variant kBackward2DefaultVariant = Bwd2Variant::pipelined;
+Bwd2Variant backward2_variant_from_env();
+template <class T>
+void launch_backward2_d128_variant(const Backward2Args& args, std::int64_t tiles, cudaStream_t stream,
+                                   Bwd2Variant variant);
+
 // Keys per CTA of v2 (the K/V TMA box rows and the tile count's divisor).
 inline constexpr int kBackward2BlockN = 128;
 // Query rows per step (the Q/dO/dQ TMA box rows).

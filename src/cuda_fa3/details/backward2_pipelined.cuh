@@ -73,6 +73,77 @@ struct Bwd2pConfig {
   static constexpr bool kPipeDp = Shape::kHeadDim == 64;
 };
 
+// Block `step`: with S^T and dP^T pending as the last two wgmma groups,
+// P^T = exp2(S^T scale - LSE), dS^T = P^T (c dP^T - delta), packed to
+// 16 bits in ap, ads. On return nothing is pending, so no wgmma is in
+// flight across a loop edge or a branch join (ptxas serializes every wgmma
+// otherwise, C7514/C7515), and only the packed operands (32 registers, not
+// the 64 fp32 of s, dp) cross the loop edge (carrying s, dp spilled).
+template <class T, class Shape>
+__device__ __forceinline__ void bwd2p_prepare(const BackwardParams& p, const Bwd2Tile& t, const char* smem,
+                                              const int step, int lane, std::int64_t key0,
+                                              const std::int64_t (&keys)[2], bool keys_full, float (&s)[32],
+                                              float (&dp)[32], std::uint32_t (&ap)[4][4],
+                                              std::uint32_t (&ads)[4][4]) {
+  const int stage = step % Shape::kStages;
+  const float* lse_s = reinterpret_cast<const float*>(smem + Shape::kOffsetLse) + stage * Shape::kBlockM;
+  const std::int64_t q_begin = std::int64_t(t.q_block_begin + step) * Shape::kBlockM;
+  // Keys past the segment, or after a query (causal), need a mask; query
+  // rows to skip already have LSE = +inf.
+  const bool need_mask = !keys_full || (p.causal && key0 + 63 > q_begin);
+  wgmma_wait<1>();  // S^T has landed; dP^T may still run
+  fence_registers(s);
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const int col = 8 * j + 2 * (lane % 4);
+    const float2 l = *reinterpret_cast<const float2*>(lse_s + col);
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr)
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const int idx = 4 * j + 2 * rr + c;
+        float pr = fast_exp2(fmaf(s[idx], p.scale_log2, -(c ? l.y : l.x)));
+        if (need_mask) {
+          const std::int64_t q = q_begin + col + c;
+          if (!(keys[rr] < t.kept && (!p.causal || keys[rr] <= q))) pr = 0.f;
+        }
+        s[idx] = pr;
+      }
+  }
+  wgmma_wait<0>();
+  fence_registers(dp);
+  const float* dlt_s = reinterpret_cast<const float*>(smem + Shape::kOffsetDelta) + stage * Shape::kBlockM;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) {
+    const float2 d = *reinterpret_cast<const float2*>(dlt_s + 8 * j + 2 * (lane % 4));
+#pragma unroll
+    for (int rr = 0; rr < 2; ++rr)
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const int idx = 4 * j + 2 * rr + c;
+        dp[idx] = s[idx] * (p.output_scale * dp[idx] - (c ? d.y : d.x));
+      }
+  }
+  bwd2_pack<T>(ap, s, p.output_scale);
+  bwd2_pack<T>(ads, dp, 1.f);
+}
+
+// The dQ of block `step` out of the registers: staged for the writer warp
+// (Shape::kDqStages == 2), added by vector atomics (0), or staged and reduced
+// by this warpgroup (1).
+template <class Shape>
+__device__ __forceinline__ void bwd2_dq_out(const Backward2Args& args, const Bwd2Tile& t, char* smem,
+                                            const float (&dq)[Shape::kDqCols / 2], int step, int wg, int thread) {
+  if constexpr (Shape::kDqStages == 2) {
+    bwd2_stage_dq<Shape>(smem, dq, args.p.scale, step, wg, thread);
+  } else if constexpr (Shape::kDqStages == 0) {
+    bwd2_atomic_dq<Shape>(args, t, dq, std::int64_t(t.q_block_begin + step) * Shape::kBlockM, wg, thread);
+  } else {
+    const std::int64_t q_begin = std::int64_t(t.q_block_begin + step) * Shape::kBlockM;
+    bwd2_store_dq<Shape>(args, t, smem + Shape::kOffsetDQ + wg * Shape::kDqBytesPerWg, dq, q_begin, wg, thread);
+  }
+}
+
 template <class T, class Shape>
 __device__ void bwd2_consume_pipelined(const Backward2Args& args, const Bwd2Tile& t, char* smem,
                                        Bwd2Barriers bar, int wg, int thread) {
@@ -89,7 +160,6 @@ __device__ void bwd2_consume_pipelined(const Backward2Args& args, const Bwd2Tile
   const char* k_smem = smem + Shape::kOffsetK;
   const char* k_rows = k_smem + wg * 64 * 128;
   const char* v_rows = smem + Shape::kOffsetV + wg * 64 * 128;
-  char* dq_smem = smem + Shape::kOffsetDQ + wg * Shape::kDqBytesPerWg;
   auto q_stage = [&](int stage) { return smem + Shape::kOffsetQ + stage * Shape::kTileBytesQ; };
   auto do_stage = [&](int stage) { return smem + Shape::kOffsetDO + stage * Shape::kTileBytesQ; };
 
@@ -99,54 +169,8 @@ __device__ void bwd2_consume_pipelined(const Backward2Args& args, const Bwd2Tile
   float s[32], dp[32];
   std::uint32_t ap[4][4], ads[4][4];
 
-  // Block `step`: with S^T and dP^T pending as the last two wgmma groups,
-  // P^T = exp2(S^T scale - LSE), dS^T = P^T (c dP^T - delta), packed to
-  // 16 bits in ap, ads. On return nothing is pending, so no wgmma is in
-  // flight across a loop edge or a branch join (ptxas serializes every wgmma
-  // otherwise, C7514/C7515), and only the packed operands (32 registers, not
-  // the 64 fp32 of s, dp) cross the loop edge (carrying s, dp spilled).
   auto prepare = [&](const int step) {
-    const int stage = step % Shape::kStages;
-    const float* lse_s = reinterpret_cast<const float*>(smem + Shape::kOffsetLse) + stage * Shape::kBlockM;
-    const std::int64_t q_begin = std::int64_t(t.q_block_begin + step) * Shape::kBlockM;
-    // Keys past the segment, or after a query (causal), need a mask; query
-    // rows to skip already have LSE = +inf.
-    const bool need_mask = !keys_full || (p.causal && key0 + 63 > q_begin);
-    wgmma_wait<1>();  // S^T has landed; dP^T may still run
-    fence_registers(s);
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const int col = 8 * j + 2 * (lane % 4);
-      const float2 l = *reinterpret_cast<const float2*>(lse_s + col);
-#pragma unroll
-      for (int rr = 0; rr < 2; ++rr)
-#pragma unroll
-        for (int c = 0; c < 2; ++c) {
-          const int idx = 4 * j + 2 * rr + c;
-          float pr = fast_exp2(fmaf(s[idx], p.scale_log2, -(c ? l.y : l.x)));
-          if (need_mask) {
-            const std::int64_t q = q_begin + col + c;
-            if (!(keys[rr] < t.kept && (!p.causal || keys[rr] <= q))) pr = 0.f;
-          }
-          s[idx] = pr;
-        }
-    }
-    wgmma_wait<0>();
-    fence_registers(dp);
-    const float* dlt_s = reinterpret_cast<const float*>(smem + Shape::kOffsetDelta) + stage * Shape::kBlockM;
-#pragma unroll
-    for (int j = 0; j < 8; ++j) {
-      const float2 d = *reinterpret_cast<const float2*>(dlt_s + 8 * j + 2 * (lane % 4));
-#pragma unroll
-      for (int rr = 0; rr < 2; ++rr)
-#pragma unroll
-        for (int c = 0; c < 2; ++c) {
-          const int idx = 4 * j + 2 * rr + c;
-          dp[idx] = s[idx] * (p.output_scale * dp[idx] - (c ? d.y : d.x));
-        }
-    }
-    bwd2_pack<T>(ap, s, p.output_scale);
-    bwd2_pack<T>(ads, dp, 1.f);
+    bwd2p_prepare<T, Shape>(p, t, smem, step, lane, key0, keys, keys_full, s, dp, ap, ads);
   };
 
   mbar_wait(bar.kv_full, 0);
@@ -164,7 +188,6 @@ __device__ void bwd2_consume_pipelined(const Backward2Args& args, const Bwd2Tile
     // dS^T buffer `stage`: rewritten in step i + 2 only after both warpgroups
     // passed kBarDsReady of step i + 1, i.e. after both retired dQ_i.
     char* ds_smem = smem + Shape::kOffsetDS + stage * Shape::kDsBytes;
-    const std::int64_t q_begin = std::int64_t(t.q_block_begin + step) * Shape::kBlockM;
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk)
@@ -221,18 +244,19 @@ __device__ void bwd2_consume_pipelined(const Backward2Args& args, const Bwd2Tile
         wgmma_wait<1>();  // dQ_i retired; S^T of block i + 1 keeps running
       }
       fence_registers(dq);
-      bwd2_store_dq<Shape>(args, t, dq_smem, dq, q_begin, wg, thread);
+      bwd2_dq_out<Shape>(args, t, smem, dq, step, wg, thread);
       // dP^T of block i + 1 runs under the softmax's exp2 (its S^T is done).
       if constexpr (!kPipeDp) bwd2p_issue_t<T, Shape>(dp, v_rows, do_stage(next));
       prepare(step + 1);
     } else {
       wgmma_wait<0>();
       fence_registers(dq);
-      bwd2_store_dq<Shape>(args, t, dq_smem, dq, q_begin, wg, thread);
+      bwd2_dq_out<Shape>(args, t, smem, dq, step, wg, thread);
     }
   }
-  // The last reductions must finish reading shared memory before the CTA exits.
-  if (thread == 0) bulk_wait_group<0>();
+  // The last reductions must finish reading shared memory before the CTA
+  // exits (with the writer warp, the writer waits for its own).
+  if (Shape::kDqStages == 1 && thread == 0) bulk_wait_group<0>();
   bwd2_store_dkv<T, Shape>(args, t, dk, dv, wg, thread);
 }
 

@@ -14,7 +14,11 @@
 
 namespace dilated::cuda_fa3::details {
 
-template <int HeadDim>
+// DqStages: dQ staging buffers per consumer warpgroup. 2 with the dQ writer
+// warp (backward2_epilogue.cuh): a warpgroup stages block i + 1 while the
+// writer's reduction of block i still reads the other buffer; 0: no staging,
+// dQ leaves by vector atomics from the registers.
+template <int HeadDim, int DqStages = 1>
 struct Bwd2Shape {
   static constexpr int kHeadDim = HeadDim;
   static constexpr int kBlockN = 128;  // keys per CTA
@@ -41,16 +45,17 @@ struct Bwd2Shape {
   static constexpr int kDqKeys = kDqSplitKeys ? 64 : kBlockN;  // reduction length of one dQ product
   static constexpr int kDqBoxes = kDqCols / 32;
   static constexpr int kDqBoxBytes = kBlockM * 128;
-  static constexpr int kDqBytesPerWg = kDqBoxes * kDqBoxBytes;
+  static constexpr int kDqBytesPerWg = kDqBoxes * kDqBoxBytes;  // one staging buffer
+  static constexpr int kDqStages = DqStages;
   // Layout, every operand 1024-byte aligned (128-byte swizzle atoms):
-  // [K][V][Q x2][dO x2][dS^T x2][dQ wg0][dQ wg1][LSE x2][delta x2][barriers]
+  // [K][V][Q x2][dO x2][dS^T x2][dQ wg0 x DqStages][dQ wg1 x DqStages][LSE x2][delta x2][barriers]
   static constexpr int kOffsetK = 0;
   static constexpr int kOffsetV = kOffsetK + kTileBytesKV;
   static constexpr int kOffsetQ = kOffsetV + kTileBytesKV;
   static constexpr int kOffsetDO = kOffsetQ + kStages * kTileBytesQ;
   static constexpr int kOffsetDS = kOffsetDO + kStages * kTileBytesQ;
   static constexpr int kOffsetDQ = kOffsetDS + kStages * kDsBytes;
-  static constexpr int kOffsetLse = kOffsetDQ + kConsumerWarpgroups * kDqBytesPerWg;
+  static constexpr int kOffsetLse = kOffsetDQ + kConsumerWarpgroups * kDqStages * kDqBytesPerWg;
   static constexpr int kOffsetDelta = kOffsetLse + kStages * kBlockM * 4;
   static constexpr int kOffsetBarriers = kOffsetDelta + kStages * kBlockM * 4;
   // kv_full, qdo_full[kStages], qdo_empty[kStages]
@@ -69,9 +74,16 @@ struct Bwd2Shape {
   static constexpr int kBarDsReady = 1;  // 256 threads (head_dim 128)
   static constexpr int kBarDq = 2;       // + consumer warpgroup (0, 1): 128 threads
   static constexpr int kBarDsOwn = 4;    // + consumer warpgroup: own dS^T rows (head_dim 64)
+  // With the dQ writer warp (DqStages == 2), 160 threads each (one consumer
+  // warpgroup + the writer warp); + 2 * consumer warpgroup + buffer:
+  static constexpr int kBarDqFull = 6;    // staged, the writer may reduce it (6..9)
+  static constexpr int kBarDqEmpty = 10;  // reduction read it, may be rewritten (10..13)
+  static constexpr int kDqWriterWarp = 3;  // of the producer warpgroup (warps 1-2 stage LSE/delta)
 
   static_assert(HeadDim == 64 || HeadDim == 128, "v2 backward tiles exist for head_dim 64 and 128 (256 runs v1)");
   static_assert(kOffsetDQ % 1024 == 0 && kOffsetDS % 1024 == 0, "swizzled buffers must be 1024-aligned");
+  static_assert(DqStages >= 0 && DqStages <= 2, "atomics, one staging buffer, or two with the dQ writer");
+  static_assert(kDqWriterWarp > kStatsWarps, "the dQ writer warp must not be a stats warp");
   static_assert(kSmemBytes <= 227 * 1024, "tile does not fit the H100's shared memory");
 };
 
