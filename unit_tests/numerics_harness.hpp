@@ -8,11 +8,13 @@
 //   out:  |err| <= (tol_out * g + (e^{2 delta} - 1)) * max|v|
 //   lse:  |err| <= tol_lse * g * max(1, max|lse|) + delta
 //   grad: |err| <= (tol_grad * g + 4 (e^{2 delta} - 1)) * M_grad
-// where tol_* are the per-dtype tolerances of test_harness.hpp, g the
+// where tol_* are the per-dtype tolerances of test_harness.hpp (for 16-bit
+// storage they include the one rounding of each output, Tol16), g the
 // accumulation growth factor (sqrt of the keys per row over 512, at least 1:
 // float sums of n rounding errors grow like sqrt(n) - Higham & Mary 2019),
 // and delta a bound on the absolute error of one scaled score in dtype T:
 //   delta = gamma_{d+2} * scale * d * max|q| * max|k|,  gamma_n = n u / (1 - n u)
+// (u the unit roundoff of the accumulation type: 16-bit storage computes in float)
 // (a length-d dot product of pre-scaled q, worst case). A softmax whose
 // scores move by at most delta moves each probability by a factor within
 // e^{+-2 delta}; that gives the out term, and (through P, dP and D) the grad
@@ -136,7 +138,25 @@ inline double max_abs_error(const std::vector<double>& got, const std::vector<do
   return e;
 }
 
-// The bounds of the header comment for one case and dtype.
+// The smallest positive value of the output type T: a result below half of
+// it rounds to 0 whatever the kernel computes (fp16 gradients at softmax
+// scale 1e-30), so every bound adds it. bfloat16 has float's exponent range
+// but 8 significant bits: 2^-133; fp16: 2^-24.
+template <class T>
+constexpr double kUnderflow = double(std::numeric_limits<T>::denorm_min());
+template <>
+constexpr double kUnderflow<EmulatedBf16> = 0x1p-133;
+#if DILATED_HAS_HALF_T
+template <>
+constexpr double kUnderflow<Kokkos::Experimental::half_t> = 0x1p-24;
+#endif
+#if DILATED_HAS_BHALF_T
+template <>
+constexpr double kUnderflow<Kokkos::Experimental::bhalf_t> = 0x1p-133;
+#endif
+
+// The bounds of the header comment for one case and dtype (each plus
+// kUnderflow<T>).
 struct Bounds {
   double out, lse, dq, dk, dv;
 };
@@ -144,7 +164,9 @@ struct Bounds {
 template <class T>
 Bounds stated_bounds(const Case& c, const Tensors& in, const Results& ref,
                      double column_sum_max, std::int64_t keys_per_row) {
-  const double u = std::numeric_limits<T>::epsilon() / 2;
+  // Scores are computed in the accumulation type (float for 16-bit storage,
+  // on the rounded inputs): its unit roundoff bounds delta.
+  const double u = std::numeric_limits<dilated::details::accum_t<T>>::epsilon() / 2;
   const std::int64_t d = c.shape.head_dim;
   const double scale = dilated::effective_softmax_scale(c.config, d);
   const double gamma = (d + 2) * u / (1 - (d + 2) * u);
@@ -153,12 +175,13 @@ Bounds stated_bounds(const Case& c, const Tensors& in, const Results& ref,
   const double drift = std::expm1(2 * delta);
   const double a = d * max_abs(in.dout) * max_abs(in.v);
   Bounds b;
-  b.out = (Tol<T>::out * g + drift) * max_abs(in.v);
+  const double eta = kUnderflow<T>;
+  b.out = (Tol<T>::out * g + drift) * max_abs(in.v) + eta;
   b.lse = Tol<T>::lse * g * std::max(1.0, max_abs(ref.lse)) + delta;
   const double grad = Tol<T>::grad * g + 4 * drift;
-  b.dq = grad * scale * 2 * a * max_abs(in.k);
-  b.dk = grad * scale * 2 * a * max_abs(in.q) * column_sum_max;
-  b.dv = grad * max_abs(in.dout) * column_sum_max;
+  b.dq = grad * scale * 2 * a * max_abs(in.k) + eta;
+  b.dk = grad * scale * 2 * a * max_abs(in.q) * column_sum_max + eta;
+  b.dv = grad * max_abs(in.dout) * column_sum_max + eta;
   return b;
 }
 

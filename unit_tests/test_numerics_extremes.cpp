@@ -1,7 +1,10 @@
-// Numerics at the extremes, forward and backward, on every backend x dtype,
-// against the float64 reference with the bounds of numerics_harness.hpp:
-// logits of ~1e4 before scaling, tiny and huge softmax scales, and long
-// sequences (float accumulation error, bound growing like sqrt(keys per row)).
+// Numerics at the extremes, forward and backward, on every backend x dtype
+// (16-bit storage included: the emulated bfloat16 on host backends, Kokkos'
+// half_t/bhalf_t where they are real types, e.g. on Kokkos::Cuda), against
+// the float64 reference with the bounds of numerics_harness.hpp: logits of
+// ~1e4 before scaling, inputs near fp16's largest value, tiny and huge
+// softmax scales, and long sequences (float accumulation error, bound
+// growing like sqrt(keys per row)).
 #include <map>
 
 #include "numerics_harness.hpp"
@@ -19,7 +22,7 @@ constexpr std::int64_t kLongForward = 16384, kLongBackward = 4096;
 
 template <class B>
 class NumericsExtremes : public ::testing::Test {};
-TYPED_TEST_SUITE(NumericsExtremes, AllBackends);
+TYPED_TEST_SUITE(NumericsExtremes, AllStorageBackends);
 
 // Runs both backward schemes of case `c` on inputs `in` (rounded to T) and
 // checks the stated bounds; `keys` is the largest number of keys of a row.
@@ -56,6 +59,46 @@ TYPED_TEST(NumericsExtremes, LargeLogits) {
   for (const Case& c : small_cases())
     check_case<TypeParam>(c, random_inputs(c.shape, seed += 10, 25.0), c.shape.seq_len,
                           "scores ~1e4");
+}
+
+// Values of magnitude in [60000, 65504] with random signs (65504: fp16's
+// largest finite value, which every dtype here holds exactly or rounds to).
+std::vector<double> near_half_max(std::size_t n, std::uint64_t seed) {
+  std::vector<double> x = random_vector(n, seed, 60000.0, 65504.0);
+  const std::vector<double> sign = random_vector(n, seed + 1);
+  for (std::size_t i = 0; i < n; ++i) x[i] = sign[i] < 0 ? -x[i] : x[i];
+  return x;
+}
+
+// 16-bit storage must widen before any arithmetic: q.k of two such rows is
+// ~7e10 and one product 4e9, far past fp16's range. Case 1: q and k near the
+// maximum with scale 1e-9 (scaled scores up to ~70, a peaked softmax).
+// Case 2: v near the maximum, dout of ~1e-2 (out, a convex combination of v
+// rows, stays in range; dq, dk reach ~5e3, checked below on the reference,
+// so no output has to overflow the dtype).
+TYPED_TEST(NumericsExtremes, InputsNearHalfMax) {
+  std::uint64_t seed = 9800;
+  for (Case c : small_cases()) {
+    const std::size_t n = numel(c.shape);
+    Tensors big_qk = random_inputs(c.shape, seed += 10);
+    big_qk.q = near_half_max(n, seed + 4);
+    big_qk.k = near_half_max(n, seed + 6);
+    Case tiny = c;
+    tiny.config.softmax_scale = 1e-9;
+    check_case<TypeParam>(tiny, big_qk, c.shape.seq_len, "q, k near 65504");
+
+    Tensors big_v = random_inputs(c.shape, seed += 10);
+    big_v.v = near_half_max(n, seed + 4);
+    for (double& x : big_v.dout) x *= 1e-2;
+    const Tensors rounded = rounded_to<typename TypeParam::value>(big_v);
+    const Results ref = run_reference(c, rounded);
+    // Every output representable: out within the (rounded) inputs' range,
+    // gradients well below 65504.
+    ASSERT_LE(max_abs(ref.out), max_abs(rounded.v));
+    for (const std::vector<double>* t : {&ref.dq, &ref.dk, &ref.dv})
+      ASSERT_LT(max_abs(*t), 3e4) << "the case must keep every gradient in fp16's range";
+    check_case<TypeParam>(c, big_v, c.shape.seq_len, "v near 65504");
+  }
 }
 
 TYPED_TEST(NumericsExtremes, TinySoftmaxScale) {
