@@ -338,6 +338,12 @@ class Plan {
       details::check_no_alias(names[g], all[g], "lse", t.lse);
     }
     // --- nothing above writes; everything below may ---
+    // Every workspace is taken before the first launch: an allocation that
+    // throws after compute_delta was launched would return delta's block to
+    // its pool (not stream-ordered) with the kernel still reading it. 16-bit
+    // storage: float gradient accumulators, rounded to the caller's once.
+    memory::Workspace grad_block;
+    if constexpr (details::is_half_storage<T>::value) grad_block = float_workspace(space, 3);
     const memory::Workspace delta_block(
         *workspace_, sizeof(Acc) * shape_.batch * shape_.heads * shape_.seq_len,
         memory::kDefaultAlignment, memory::stream_of(space));
@@ -349,8 +355,7 @@ class Plan {
     details::compute_delta<ExecSpace, T>(space, outr, t.dout, delta_ref);
     if constexpr (details::is_half_storage<T>::value) {
       // Every branch (and, in the fused kernel, every key tile) adds into the
-      // gradients: accumulate them in float and round once.
-      const memory::Workspace grad_block = float_workspace(space, 3);
+      // gradients: accumulate them in float (grad_block) and round once.
       const details::BackwardTensors<T, float> tf{t.q, t.k, t.v, t.dout, t.lse, t.delta,
                                                   float_tensor(grad_block, 0),
                                                   float_tensor(grad_block, 1),

@@ -2,12 +2,17 @@
 // the first call, repeated calls allocate nothing from the upstream, every
 // workspace is returned, and results equal those of the default pool.
 
+#include <algorithm>
+#include <cstring>
+#include <utility>
+
 #include "../test_harness.hpp"
 #include "memory/host_resource.hpp"
 #include "memory/kokkos_workspace.hpp"
 #include "memory/numa.hpp"
 #include "memory/pool_resource.hpp"
 #include "memory/tracking_resource.hpp"
+#include "memory/errors.hpp"
 
 namespace dtest {
 namespace {
@@ -114,6 +119,73 @@ TEST(MemoryPlan, PooledViewIsAViewOverAPoolBlock) {
   }
   EXPECT_EQ(pool.stats().live_blocks, 0u);
   EXPECT_EQ(pool.stats().deallocations, 1u);
+}
+
+// Hands out blocks filled with a pattern and fails requests above `limit`;
+// at the failure it records whether a block it handed out earlier was
+// already written (a kernel ran on it).
+class PatternedFailingResource : public MemoryResource {
+ public:
+  PatternedFailingResource(MemoryResource& up, std::size_t limit) : up_(up), limit_(limit) {}
+  std::string name() const override { return "patterned-failing"; }
+  MemoryKind kind() const override { return up_.kind(); }
+  std::size_t max_alignment() const override { return up_.max_alignment(); }
+  std::size_t max_bytes() const override { return up_.max_bytes(); }
+  bool failed = false, written_before_failure = false;
+
+ protected:
+  void* do_allocate(std::size_t bytes, std::size_t alignment, Stream s) override {
+    if (bytes > limit_) {
+      failed = true;
+      for (const auto& b : live_)
+        for (std::size_t i = 0; i < b.second; ++i)
+          written_before_failure |= static_cast<unsigned char*>(b.first)[i] != kPattern;
+      throw OutOfMemory("test: request above the limit");
+    }
+    void* p = up_.allocate(bytes, alignment, s);
+    std::memset(p, kPattern, bytes);
+    live_.emplace_back(p, bytes);
+    return p;
+  }
+  void do_deallocate(void* p, std::size_t bytes, std::size_t alignment, Stream s) override {
+    live_.erase(std::find(live_.begin(), live_.end(), std::make_pair(p, bytes)));
+    up_.deallocate(p, bytes, alignment, s);
+  }
+
+ private:
+  static constexpr unsigned char kPattern = 0xAB;
+  MemoryResource& up_;
+  std::size_t limit_;
+  std::vector<std::pair<void*, std::size_t>> live_;
+};
+
+// 16-bit storage: backward takes its float gradient accumulators (3 tensors
+// of floats) before launching anything. When that allocation fails, no
+// kernel may have run on an earlier block: the block would go back to its
+// pool (not stream-ordered) while a GPU kernel still reads it. (Before the
+// fix, delta was allocated and computed first.)
+TEST(MemoryPlan, Storage16BackwardAllocatesBeforeItLaunches) {
+  using B16 = Backend<Kokkos::DefaultHostExecutionSpace, EmulatedBf16>;
+  const ProblemShape shape{1, 64, 2, 16};
+  const AttentionConfig config = make_config({{32, 1}, {64, 2}}, true);
+  HostResource host;
+  // Fails only the accumulators (3 * numel floats); delta (B * H * N floats) fits.
+  PatternedFailingResource failing(host, 2 * numel(shape) * sizeof(float));
+  const dilated::Plan<B16::exec> plan(config, shape, &failing);
+  std::vector<double> rounded;
+  const auto q = to_view<B16>(random_vector(numel(shape), 11), shape, &rounded);
+  const auto k = to_view<B16>(random_vector(numel(shape), 12), shape);
+  const auto v = to_view<B16>(random_vector(numel(shape), 13), shape);
+  const auto dout = to_view<B16>(random_vector(numel(shape), 14), shape);
+  B16::View4 out("out", 1, 64, 2, 16), dq("dq", 1, 64, 2, 16), dk("dk", 1, 64, 2, 16),
+      dv("dv", 1, 64, 2, 16);
+  B16::ViewL lse("lse", 1, 2, 64);
+  plan.forward(q, k, v, out, lse);
+  EXPECT_THROW(plan.backward(q, k, v, out, lse, dout, dq, dk, dv), OutOfMemory);
+  Kokkos::fence();
+  EXPECT_TRUE(failing.failed) << "the accumulators were not requested: the test no longer applies";
+  EXPECT_FALSE(failing.written_before_failure)
+      << "a kernel wrote an earlier workspace block before the accumulators were allocated";
 }
 
 // Concurrent plan calls on the default pool are exercised by
