@@ -128,39 +128,6 @@ __device__ void bwd2_write_dq(const Backward2Args& args, const Bwd2Tile& t, char
   if (lane == 0) bulk_wait_group<0>();
 }
 
-// ---- dQ by vector atomics (Shape::kDqStages == 0) -----------------------------
-// No staging: scale * dQ goes from the accumulator registers straight into
-// the fp32 accumulator with 16-byte atomics (as v1 does). Saves per block
-// the 16 KB staging write and the reduction's 16 KB read of shared memory,
-// whose bandwidth the SS products (S^T, dP^T, dQ at N = 64) already use up,
-// and the staging barriers; costs 8 atomics per thread instead of one TMA
-// instruction per warpgroup. Lanes l and l ^ 1 hold the two halves of 4
-// consecutive columns of both rows: swapping one pair gives each lane one
-// row's 4 columns (even lanes row 0, odd lanes row 1). Rows past the
-// segment's kept queries are skipped (their address may be past the tensor).
-template <class Shape>
-__device__ __forceinline__ void bwd2_atomic_dq(const Backward2Args& args, const Bwd2Tile& t,
-                                               const float (&dq)[Shape::kDqCols / 2], std::int64_t q_begin,
-                                               int wg, int thread) {
-  static_assert(Shape::kDqStages == 0 && !Shape::kDqSplitKeys, "the atomic dQ path is the head_dim 128 one");
-  const BackwardParams& p = args.p;
-  const int lane = thread % 32, warp = thread / 32;
-  const bool odd = lane & 1;
-  const std::int64_t q = q_begin + 16 * warp + lane / 4 + (odd ? 8 : 0);
-  const bool ok = q < t.kept;
-  const std::int64_t pos = t.first + (ok ? q : 0) * p.pattern.dilation[p.branch];
-  float* row = p.dq + ((std::int64_t(t.b) * p.seq_len + pos) * p.heads + t.h) * Shape::kHeadDim + wg * Shape::kDqCols;
-#pragma unroll
-  for (int j = 0; j < Shape::kDqCols / 8; ++j) {
-    const float r0x = p.scale * dq[4 * j], r0y = p.scale * dq[4 * j + 1];
-    const float r1x = p.scale * dq[4 * j + 2], r1y = p.scale * dq[4 * j + 3];
-    const float sx = __shfl_xor_sync(0xffffffffu, odd ? r0x : r1x, 1);
-    const float sy = __shfl_xor_sync(0xffffffffu, odd ? r0y : r1y, 1);
-    const float4 val = odd ? make_float4(sx, sy, r1x, r1y) : make_float4(r0x, r0y, sx, sy);
-    if (ok) atomicAdd(reinterpret_cast<float4*>(row + 8 * j + 2 * ((lane % 4) & ~1)), val);
-  }
-}
-
 // dK (times the softmax scale) and dV of the warpgroup's 64 keys.
 template <class T, class Shape>
 __device__ __forceinline__ void bwd2_store_dkv(const Backward2Args& args, const Bwd2Tile& t,

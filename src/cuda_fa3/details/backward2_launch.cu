@@ -15,14 +15,14 @@ namespace dilated::cuda_fa3::details {
 
 Bwd2Variant backward2_variant_from_env() {
   const char* env = std::getenv("DILATED_FA3_BWD_SCHEDULE");
-  if (!env || !*env || std::strcmp(env, "p") == 0) return kBackward2DefaultVariant;
+  if (!env || !*env) return kBackward2DefaultVariant;
+  if (std::strcmp(env, "p") == 0) return Bwd2Variant::pipelined;
   if (std::strcmp(env, "pw") == 0) return Bwd2Variant::pipelined_writer;
   if (std::strcmp(env, "r") == 0) return Bwd2Variant::reordered;
   if (std::strcmp(env, "rw") == 0) return Bwd2Variant::reordered_writer;
-  if (std::strcmp(env, "pa") == 0) return Bwd2Variant::pipelined_atomic;
-  if (std::strcmp(env, "ra") == 0) return Bwd2Variant::reordered_atomic;
+  if (std::strcmp(env, "rew") == 0) return Bwd2Variant::reordered_early_writer;
   throw Error("cuda.config",
-              std::string("DILATED_FA3_BWD_SCHEDULE=") + env + ": expected p, pw, pa, r, rw or ra");
+              std::string("DILATED_FA3_BWD_SCHEDULE=") + env + ": expected p, pw, r, rw or rew");
 }
 
 template <class T, int HeadDim, bool Pipelined>

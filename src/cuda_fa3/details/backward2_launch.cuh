@@ -40,23 +40,26 @@ void launch_backward2_branch(const Backward2Args& args, std::int64_t tiles, cuda
 
 // head_dim 128 members of the pipelined family (what BackwardKernel::
 // v2_pipelined runs there), picked by DILATED_FA3_BWD_SCHEDULE at each call:
-//   p  (pipelined)         v2p, backward2_pipelined.cuh (default);
+//   p  (pipelined)         v2p, backward2_pipelined.cuh;
 //   pw (pipelined_writer)  v2p with the dQ writer warp and two dQ staging
 //                          buffers per warpgroup (backward2_epilogue.cuh);
 //   r  (reordered)         v2r, FA3's product order, backward2_reordered.cuh;
-//   rw (reordered_writer)  v2r with the dQ writer warp;
-//   pa, ra (_atomic)       v2p, v2r with dQ added by vector atomics from the
-//                          registers (no staging in shared memory).
+//   rw (reordered_writer)  v2r with the dQ writer warp (default, below);
+//   rew (reordered_early_writer)  rw with the next block's S^T queued
+//                          ahead of dK (backward2_reordered.cuh, EarlyS).
 // head_dim 64 always runs v2p. An unknown value throws (rule cuda.config).
 enum class Bwd2Variant {
   pipelined,
   pipelined_writer,
-  pipelined_atomic,
   reordered,
   reordered_writer,
-  reordered_atomic
+  reordered_early_writer
 };
-inline constexpr Bwd2Variant kBackward2DefaultVariant = Bwd2Variant::pipelined;
+// The default: rw, which passed the float64 suites (test_fa3_backward's
+// V2Pipelined cases, test_fa3_window's head_dim 128 cases) and memcheck /
+// racecheck on the H100 and ran 1.4% (dense) / 1.2% (causal) faster than p
+// in the same call (2026-11-27, perf_tests/results/h100-fa3-2026-11-27-bwd3).
+inline constexpr Bwd2Variant kBackward2DefaultVariant = Bwd2Variant::reordered_writer;
 Bwd2Variant backward2_variant_from_env();
 template <class T>
 void launch_backward2_d128_variant(const Backward2Args& args, std::int64_t tiles, cudaStream_t stream,

@@ -73,26 +73,20 @@ struct Bwd2pConfig {
   static constexpr bool kPipeDp = Shape::kHeadDim == 64;
 };
 
-// Block `step`: with S^T and dP^T pending as the last two wgmma groups,
-// P^T = exp2(S^T scale - LSE), dS^T = P^T (c dP^T - delta), packed to
-// 16 bits in ap, ads. On return nothing is pending, so no wgmma is in
-// flight across a loop edge or a branch join (ptxas serializes every wgmma
-// otherwise, C7514/C7515), and only the packed operands (32 registers, not
-// the 64 fp32 of s, dp) cross the loop edge (carrying s, dp spilled).
-template <class T, class Shape>
-__device__ __forceinline__ void bwd2p_prepare(const BackwardParams& p, const Bwd2Tile& t, const char* smem,
-                                              const int step, int lane, std::int64_t key0,
-                                              const std::int64_t (&keys)[2], bool keys_full, float (&s)[32],
-                                              float (&dp)[32], std::uint32_t (&ap)[4][4],
-                                              std::uint32_t (&ads)[4][4]) {
+// The two halves of the softmax backward of block `step`, the waits left to
+// the caller: P^T = exp2(S^T scale - LSE) in place of S^T (needs S^T
+// retired), then dS^T = P^T (c dP^T - delta) in place of dP^T and both
+// packed to 16 bits in ap, ads (needs dP^T retired).
+template <class Shape>
+__device__ __forceinline__ void bwd2p_probs(const BackwardParams& p, const Bwd2Tile& t, const char* smem,
+                                            const int step, int lane, std::int64_t key0,
+                                            const std::int64_t (&keys)[2], bool keys_full, float (&s)[32]) {
   const int stage = step % Shape::kStages;
   const float* lse_s = reinterpret_cast<const float*>(smem + Shape::kOffsetLse) + stage * Shape::kBlockM;
   const std::int64_t q_begin = std::int64_t(t.q_block_begin + step) * Shape::kBlockM;
   // Keys past the segment, or after a query (causal), need a mask; query
   // rows to skip already have LSE = +inf.
   const bool need_mask = !keys_full || (p.causal && key0 + 63 > q_begin);
-  wgmma_wait<1>();  // S^T has landed; dP^T may still run
-  fence_registers(s);
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
     const int col = 8 * j + 2 * (lane % 4);
@@ -110,8 +104,13 @@ __device__ __forceinline__ void bwd2p_prepare(const BackwardParams& p, const Bwd
         s[idx] = pr;
       }
   }
-  wgmma_wait<0>();
-  fence_registers(dp);
+}
+
+template <class T, class Shape>
+__device__ __forceinline__ void bwd2p_dscores(const BackwardParams& p, const char* smem, const int step, int lane,
+                                              const float (&s)[32], float (&dp)[32], std::uint32_t (&ap)[4][4],
+                                              std::uint32_t (&ads)[4][4]) {
+  const int stage = step % Shape::kStages;
   const float* dlt_s = reinterpret_cast<const float*>(smem + Shape::kOffsetDelta) + stage * Shape::kBlockM;
 #pragma unroll
   for (int j = 0; j < 8; ++j) {
@@ -128,16 +127,32 @@ __device__ __forceinline__ void bwd2p_prepare(const BackwardParams& p, const Bwd
   bwd2_pack<T>(ads, dp, 1.f);
 }
 
+// Block `step`: with S^T and dP^T pending as the last two wgmma groups,
+// both halves above. On return nothing is pending, so no wgmma is in
+// flight across a loop edge or a branch join (ptxas serializes every wgmma
+// otherwise, C7514/C7515), and only the packed operands (32 registers, not
+// the 64 fp32 of s, dp) cross the loop edge (carrying s, dp spilled).
+template <class T, class Shape>
+__device__ __forceinline__ void bwd2p_prepare(const BackwardParams& p, const Bwd2Tile& t, const char* smem,
+                                              const int step, int lane, std::int64_t key0,
+                                              const std::int64_t (&keys)[2], bool keys_full, float (&s)[32],
+                                              float (&dp)[32], std::uint32_t (&ap)[4][4],
+                                              std::uint32_t (&ads)[4][4]) {
+  wgmma_wait<1>();  // S^T has landed; dP^T may still run
+  fence_registers(s);
+  bwd2p_probs<Shape>(p, t, smem, step, lane, key0, keys, keys_full, s);
+  wgmma_wait<0>();
+  fence_registers(dp);
+  bwd2p_dscores<T, Shape>(p, smem, step, lane, s, dp, ap, ads);
+}
+
 // The dQ of block `step` out of the registers: staged for the writer warp
-// (Shape::kDqStages == 2), added by vector atomics (0), or staged and reduced
-// by this warpgroup (1).
+// (Shape::kDqStages == 2) or staged and reduced by this warpgroup (1).
 template <class Shape>
 __device__ __forceinline__ void bwd2_dq_out(const Backward2Args& args, const Bwd2Tile& t, char* smem,
                                             const float (&dq)[Shape::kDqCols / 2], int step, int wg, int thread) {
   if constexpr (Shape::kDqStages == 2) {
     bwd2_stage_dq<Shape>(smem, dq, args.p.scale, step, wg, thread);
-  } else if constexpr (Shape::kDqStages == 0) {
-    bwd2_atomic_dq<Shape>(args, t, dq, std::int64_t(t.q_block_begin + step) * Shape::kBlockM, wg, thread);
   } else {
     const std::int64_t q_begin = std::int64_t(t.q_block_begin + step) * Shape::kBlockM;
     bwd2_store_dq<Shape>(args, t, smem + Shape::kOffsetDQ + wg * Shape::kDqBytesPerWg, dq, q_begin, wg, thread);

@@ -16,8 +16,8 @@ namespace dilated::cuda_fa3::details {
 
 // DqStages: dQ staging buffers per consumer warpgroup. 2 with the dQ writer
 // warp (backward2_epilogue.cuh): a warpgroup stages block i + 1 while the
-// writer's reduction of block i still reads the other buffer; 0: no staging,
-// dQ leaves by vector atomics from the registers.
+// writer's reduction of block i still reads the other buffer. (dQ by 16-byte
+// atomics from the registers, no staging, ran 16-20% slower on the H100.)
 template <int HeadDim, int DqStages = 1>
 struct Bwd2Shape {
   static constexpr int kHeadDim = HeadDim;
@@ -82,7 +82,7 @@ struct Bwd2Shape {
 
   static_assert(HeadDim == 64 || HeadDim == 128, "v2 backward tiles exist for head_dim 64 and 128 (256 runs v1)");
   static_assert(kOffsetDQ % 1024 == 0 && kOffsetDS % 1024 == 0, "swizzled buffers must be 1024-aligned");
-  static_assert(DqStages >= 0 && DqStages <= 2, "atomics, one staging buffer, or two with the dQ writer");
+  static_assert(DqStages == 1 || DqStages == 2, "one staging buffer, or two with the dQ writer");
   static_assert(kDqWriterWarp > kStatsWarps, "the dQ writer warp must not be a stats warp");
   static_assert(kSmemBytes <= 227 * 1024, "tile does not fit the H100's shared memory");
 };
