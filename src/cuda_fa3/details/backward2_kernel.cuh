@@ -28,8 +28,8 @@ namespace dilated::cuda_fa3::details {
 
 // The consumers' schedule: v2 as verified (backward2_mainloop.cuh), v2p
 // (software-pipelined, backward2_pipelined.cuh) or v2r (FA3's product order,
-// backward2_reordered.cuh, head_dim 128; v2re with the next S^T queued early).
-enum class Bwd2Schedule { v2, v2p, v2r, v2re };
+// backward2_reordered.cuh, head_dim 128).
+enum class Bwd2Schedule { v2, v2p, v2r };
 
 // DqStages 2: the producer's warp 3 issues the dQ reductions from two staging
 // buffers per consumer warpgroup (backward2_epilogue.cuh); 1: each consumer
@@ -81,9 +81,8 @@ __global__ void __launch_bounds__(Bwd2Shape<HeadDim>::kThreads, 1)
     }
   } else {
     regs_acquire<240>();
-    if constexpr (Schedule == Bwd2Schedule::v2r || Schedule == Bwd2Schedule::v2re)
-      bwd2_consume_reordered<T, Shape, Schedule == Bwd2Schedule::v2re>(args, t, smem, bar, warpgroup - 1,
-                                                                        threadIdx.x % 128);
+    if constexpr (Schedule == Bwd2Schedule::v2r)
+      bwd2_consume_reordered<T, Shape>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128);
     else if constexpr (Schedule == Bwd2Schedule::v2p)
       bwd2_consume_pipelined<T, Shape>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128);
     else

@@ -45,15 +45,12 @@ void launch_backward2_branch(const Backward2Args& args, std::int64_t tiles, cuda
 //                          buffers per warpgroup (backward2_epilogue.cuh);
 //   r  (reordered)         v2r, FA3's product order, backward2_reordered.cuh;
 //   rw (reordered_writer)  v2r with the dQ writer warp (default, below);
-//   rew (reordered_early_writer)  rw with the next block's S^T queued
-//                          ahead of dK (backward2_reordered.cuh, EarlyS).
 // head_dim 64 always runs v2p. An unknown value throws (rule cuda.config).
 enum class Bwd2Variant {
   pipelined,
   pipelined_writer,
   reordered,
-  reordered_writer,
-  reordered_early_writer
+  reordered_writer
 };
 // The default: rw, which passed the float64 suites (test_fa3_backward's
 // V2Pipelined cases, test_fa3_window's head_dim 128 cases) and memcheck /

@@ -23,14 +23,6 @@
 //                   wait_group<2>: dK_i retired -> release stage i
 //                   prepare(i + 1) (retires S^T_{i+1}, dP^T_{i+1})
 //
-// EarlyS ("re" variants): S^T_{i+1} is queued between dQ_i and dK_i and
-// dP^T_{i+1} after the dQ store, so P^T_{i+1}'s exp2 starts once S^T_{i+1}
-// lands and runs under dK_i and dP^T_{i+1}; stage i is released after dK_i
-// retires (wait_group<1> with dP^T_{i+1} pending). dK_i reads dS^T_i from
-// its shared-memory buffer (SS) instead of registers: with the packed dS^T
-// alive beside dK, dV, dQ and S^T in flight ptxas serialized every wgmma
-// (C7512). The buffer is rewritten two steps later, after dK_i retired.
-//
 // The tensor cores see dV, dQ, dK, S^T, dP^T back to back with the dQ store
 // and the stage handover under them; only the softmax tail (dS^T, packing)
 // is exposed. Ring and dS^T-buffer safety are v2p's: stage i is released
@@ -62,22 +54,7 @@ __device__ __forceinline__ void bwd2r_issue_dk(float (&dk)[Shape::kHeadDim / 2],
   wgmma_commit();
 }
 
-// dK += dS^T Q with dS^T read back from its shared-memory buffer (K-major A:
-// the warpgroup's 64 key rows, 128-byte swizzle, written for dQ), so the
-// packed dS^T registers die at the store.
 template <class T, class Shape>
-__device__ __forceinline__ void bwd2r_issue_dk_ss(float (&dk)[Shape::kHeadDim / 2], const char* ds_rows,
-                                                  const char* q_smem) {
-  wgmma_fence();
-#pragma unroll
-  for (int kk = 0; kk < 4; ++kk)
-    Wgmma<T, Shape::kHeadDim>::ss_tb(dk, desc_k_major_sw128(ds_rows) + 2 * kk,  // +32 bytes per 16 queries
-                                     desc_mn_major_sw128(q_smem + kk * 16 * 128, Shape::kPanelBytesQ), 1);
-  wgmma_commit();
-}
-
-// EarlyS: issue S^T_{i+1} before dK_i ("re" variants, below the diagram).
-template <class T, class Shape, bool EarlyS = false>
 __device__ void bwd2_consume_reordered(const Backward2Args& args, const Bwd2Tile& t, char* smem,
                                        Bwd2Barriers bar, int wg, int thread) {
   constexpr int kD = Shape::kHeadDim;
@@ -141,60 +118,25 @@ __device__ void bwd2_consume_reordered(const Backward2Args& args, const Bwd2Tile
       Wgmma<T, Shape::kDqCols>::ss_tt(dq, desc_mn_major_sw128(ds_smem + 16 * kk * 128, Shape::kDsBytes),
                                       desc_mn_major_sw128(kb + 16 * kk * 128, Shape::kPanelBytesKV), kk > 0);
     wgmma_commit();
-    if constexpr (!EarlyS) {
-      bwd2r_issue_dk<T, Shape>(dk, ads, q_smem);
-      // dV_i and dQ_i retired; dK_i keeps the tensor cores busy under the store.
-      wgmma_wait<1>();
-      fence_registers(dv);
-      fence_registers(dq);
-      keep_alive(ap);
-      bwd2_dq_out<Shape>(args, t, smem, dq, step, wg, thread);
+    bwd2r_issue_dk<T, Shape>(dk, ads, q_smem);
+    // dV_i and dQ_i retired; dK_i keeps the tensor cores busy under the store.
+    wgmma_wait<1>();
+    fence_registers(dv);
+    fence_registers(dq);
+    keep_alive(ap);
+    bwd2_dq_out<Shape>(args, t, smem, dq, step, wg, thread);
 
-      if (step + 1 < t.q_blocks) {
-        const int next = (step + 1) % Shape::kStages;
-        mbar_wait(&bar.qdo_full[next], ((step + 1) / Shape::kStages) & 1);
-        bwd2p_issue_t<T, Shape>(s, k_rows, q_stage(next));
-        bwd2p_issue_t<T, Shape>(dp, v_rows, do_stage(next));
-        wgmma_wait<2>();  // dK_i retired: every read of stage i by this thread is done
-        fence_registers(dk);
-        keep_alive(ads);
-        mbar_arrive(&bar.qdo_empty[stage]);
-        bwd2p_prepare<T, Shape>(p, t, smem, step + 1, lane, key0, keys, keys_full, s, dp, ap, ads);
-      } else {
-        wgmma_wait<0>();
-        fence_registers(dk);
-        keep_alive(ads);
-        mbar_arrive(&bar.qdo_empty[stage]);
-      }
-    } else if (step + 1 < t.q_blocks) {
-      // Pending: dV_i, dQ_i. Queue S^T_{i+1} ahead of dK_i, so P^T_{i+1}'s
-      // exp2 runs under dK_i and dP^T_{i+1}.
+    if (step + 1 < t.q_blocks) {
       const int next = (step + 1) % Shape::kStages;
       mbar_wait(&bar.qdo_full[next], ((step + 1) / Shape::kStages) & 1);
       bwd2p_issue_t<T, Shape>(s, k_rows, q_stage(next));
-      bwd2r_issue_dk_ss<T, Shape>(dk, ds_smem + 64 * wg * 128, q_smem);
-      wgmma_wait<2>();  // dV_i, dQ_i retired
-      fence_registers(dv);
-      fence_registers(dq);
-      keep_alive(ap);
-      bwd2_dq_out<Shape>(args, t, smem, dq, step, wg, thread);
       bwd2p_issue_t<T, Shape>(dp, v_rows, do_stage(next));
-      wgmma_wait<2>();  // S^T_{i+1} retired; dK_i, dP^T_{i+1} run
-      fence_registers(s);
-      bwd2p_probs<Shape>(p, t, smem, step + 1, lane, key0, keys, keys_full, s);
-      wgmma_wait<1>();  // dK_i retired: every read of stage i by this thread is done
+      wgmma_wait<2>();  // dK_i retired: every read of stage i by this thread is done
       fence_registers(dk);
+      keep_alive(ads);
       mbar_arrive(&bar.qdo_empty[stage]);
-      wgmma_wait<0>();
-      fence_registers(dp);
-      bwd2p_dscores<T, Shape>(p, smem, step + 1, lane, s, dp, ap, ads);
+      bwd2p_prepare<T, Shape>(p, t, smem, step + 1, lane, key0, keys, keys_full, s, dp, ap, ads);
     } else {
-      bwd2r_issue_dk<T, Shape>(dk, ads, q_smem);
-      wgmma_wait<1>();
-      fence_registers(dv);
-      fence_registers(dq);
-      keep_alive(ap);
-      bwd2_dq_out<Shape>(args, t, smem, dq, step, wg, thread);
       wgmma_wait<0>();
       fence_registers(dk);
       keep_alive(ads);

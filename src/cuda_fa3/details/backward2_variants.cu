@@ -21,9 +21,6 @@ void launch_backward2_d128_variant(const Backward2Args& args, std::int64_t tiles
     case Bwd2Variant::reordered_writer:
       launch_backward2_kernel<T, 128, Bwd2Schedule::v2r, 2>(args, tiles, stream, "cuda_fa3 backward v2r-w: ");
       return;
-    case Bwd2Variant::reordered_early_writer:
-      launch_backward2_kernel<T, 128, Bwd2Schedule::v2re, 2>(args, tiles, stream, "cuda_fa3 backward v2re-w: ");
-      return;
     case Bwd2Variant::pipelined:
       break;
   }

@@ -16,14 +16,11 @@ def operand_list(first, count):
     return ", ".join("%%%d" % i for i in range(first, first + count))
 
 
-def ss_form(n, ptx_type, transposed=False, b_only=False):
+def ss_form(n, ptx_type, transposed=False):
     regs = n // 2
     lines = []
     name, trans = ("ss_tt", "1, 1") if transposed else ("ss", "0, 0")
-    if b_only:
-        name, trans = "ss_tb", "0, 1"
-        lines.append("  // D[64x%d] (+)= A[64x16] * B[16x%d]; both from shared memory, A K-major, B MN-major." % (n, n))
-    elif transposed:
+    if transposed:
         lines.append("  // D[64x%d] (+)= A[64x16] * B[16x%d]; both from shared memory stored MN-major." % (n, n))
     else:
         lines.append("  // D[64x%d] (+)= A[64x16] * B[16x%d]; A and B from shared memory, K-major." % (n, n))
@@ -82,7 +79,6 @@ def main():
             out.append("struct Wgmma<%s, %d> {" % (ctype, n))
             out += ss_form(n, ptx_type)
             out += ss_form(n, ptx_type, transposed=True)
-            out += ss_form(n, ptx_type, b_only=True)
             out += rs_form(n, ptx_type)
             out.append("};")
             out.append("")
@@ -93,7 +89,6 @@ def main():
             out.append("struct Wgmma<%s, %d> {" % (ctype, n))
             out.append("  static __device__ void ss(float (&)[%d], std::uint64_t, std::uint64_t, int) {}" % (n // 2))
             out.append("  static __device__ void ss_tt(float (&)[%d], std::uint64_t, std::uint64_t, int) {}" % (n // 2))
-            out.append("  static __device__ void ss_tb(float (&)[%d], std::uint64_t, std::uint64_t, int) {}" % (n // 2))
             out.append("  static __device__ void rs_tb(float (&)[%d], const std::uint32_t (&)[4], std::uint64_t, int) {}"
                        % (n // 2))
             out.append("};")
