@@ -54,8 +54,9 @@ enum class Bwd2Variant {
 };
 // The default: rw, which passed the float64 suites (test_fa3_backward's
 // V2Pipelined cases, test_fa3_window's head_dim 128 cases) and memcheck /
-// racecheck on the H100 and ran 1.4% (dense) / 1.2% (causal) faster than p
-// in the same call (2026-11-27, perf_tests/results/h100-fa3-2026-11-27-bwd3).
+// racecheck on the H100 and ran 1.4% / 1.2% (dense / causal) faster than p
+// in one call and 2.1% / 2.1% in another (2026-11-27,
+// perf_tests/results/h100-fa3-2026-11-27-bwd3).
 inline constexpr Bwd2Variant kBackward2DefaultVariant = Bwd2Variant::reordered_writer;
 Bwd2Variant backward2_variant_from_env();
 template <class T>
