@@ -449,9 +449,11 @@ class Plan {
     if constexpr (std::is_same<ExecSpace, Kokkos::Cuda>::value && std::is_same<T, float>::value) {
       if (gpu_forward_ != details::GpuForwardVariant::kClassic &&
           details::gpu_forward_applies(shape_.head_dim)) {
-        const details::KernelParams pg = branch_params(br, 0, false, w, details::kGpuTileQ);
+        const details::GpuForwardVariant gv = details::gpu_forward_resolve(gpu_forward_);
+        const details::KernelParams pg =
+            branch_params(br, 0, false, w, details::gpu_forward_tile_q(gv));
         if (pg.segments > 0)
-          details::launch_forward_gpu(space, label, qr, kr, vr, outr, lser, pg, gpu_forward_);
+          details::launch_forward_gpu(space, label, qr, kr, vr, outr, lser, pg, gv);
         return;
       }
     }

@@ -16,6 +16,8 @@ enum class GpuForwardVariant {
   kPipe128,     // "pipe128": forward_kernel_gpu_pipelined.hpp, 128 threads, 2 teams/SM
   kPipe256,     // "pipe256": the same, 256-thread teams
   kPipe256s,    // "pipe256s": pipe256 with 4 x 8 thread warps (SPLIT rows), 5% slower
+  kAsync128,    // "async128": forward_kernel_gpu_async.hpp, 32-query tiles, 4 teams/SM (11% slower)
+  kAsync128x3,  // "async128x3": the same at 3 teams/SM, 168 registers (5% slower)
 };
 
 // pipe256: fastest on the H100 (2026-11-27, LongNet d128 fp32 at 1M tokens:
@@ -36,7 +38,8 @@ inline GpuForwardVariant parse_gpu_forward_variant(const char* name) {
       {"classic", GpuForwardVariant::kClassic},     {"gpu", kDefaultGpuForward},
       {"gpu128", GpuForwardVariant::kSimt128},      {"gpu256", GpuForwardVariant::kSimt256},
       {"pipe128", GpuForwardVariant::kPipe128},     {"pipe256", GpuForwardVariant::kPipe256},
-      {"pipe256s", GpuForwardVariant::kPipe256s},
+      {"pipe256s", GpuForwardVariant::kPipe256s},   {"async128", GpuForwardVariant::kAsync128},
+      {"async128x3", GpuForwardVariant::kAsync128x3},
   };
   for (const Entry& e : kNames)
     if (std::strcmp(name, e.name) == 0) return e.v;
