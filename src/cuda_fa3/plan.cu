@@ -129,7 +129,7 @@ void launch_branch(const details::ForwardParams& base, const PatternParams& pat,
   if (last < first * seg) return;  // no shared segment
   args.p.first_segment = first;
   args.p.num_segments = last / seg - first + 1;
-  const int block_m = 128;
+  const int block_m = details::forward_block_m(int(s.head_dim), args.p);  // 192 or 128 rows
   // Tile-size heuristic: 176 keys per block for long non-causal head_dim
   // 128 rows (>= 8192 keys, where the ragged last block costs < 2%).
   const bool wide = s.head_dim == 128 && !base.causal && pat.max_kept_in_window(i, w.k_len) >= 8192 &&

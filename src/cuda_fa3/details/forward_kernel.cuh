@@ -74,11 +74,12 @@ __device__ void produce(const ForwardArgs& args, const QueryTile& t, char* smem,
 // while the tensor cores compute S(kb) = Q K(kb)^T and O += P(kb-1) V(kb-1),
 // nothing waits; softmax of S(kb) then runs while P(kb-1) V(kb-1) finishes.
 //
-// Pingpong between the two consumer warpgroups: each issues its products only
-// on its turn (named barrier 1 + wg) and then hands the turn over, so one
-// warpgroup's softmax runs while the other's products occupy the tensor cores.
-// Both warpgroups of a tile visit the same number of key blocks, so the turns
-// pair up; warpgroup 0 goes first and takes one extra turn at the end.
+// Pingpong between the consumer warpgroups (two, or three in round robin):
+// each issues its products only on its turn (named barrier 1 + wg) and then
+// hands the turn to the next, so one warpgroup's softmax runs while the
+// others' products occupy the tensor cores. All warpgroups of a tile visit
+// the same number of key blocks, so the turns pair up; warpgroup 0 goes first
+// and takes one extra turn at the end (the last warpgroup's final hand-over).
 template <class T, class Shape, bool kDropout, bool kBlockSparse>
 __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem, Barriers bar,
                         int wg, int thread, std::uint32_t it, std::uint32_t tile_iter) {
@@ -98,9 +99,12 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
   OnlineSoftmax<kN, kD> softmax;
   const char* q_smem = smem + wg * 64 * 128;  // this warpgroup's 64 rows in every panel
 
+  constexpr int kWgs = Shape::kConsumerWarpgroups;
   auto my_turn = [&] { named_sync(1 + wg, 256); };
-  auto pass_turn = [&] { named_arrive(2 - wg, 256); };
-  if (wg == 1) pass_turn();
+  // (Two warpgroups: 2 - wg, the form of the two-warpgroup kernel before
+  // three existed, so that kernel's code stays the same instruction for instruction.)
+  auto pass_turn = [&] { named_arrive(kWgs == 2 ? 2 - wg : 1 + (wg + 1) % kWgs, 256); };
+  if (wg == kWgs - 1) pass_turn();
 
   auto issue_scores = [&](int kb) {
     const int stage = (it + kb) % kStages;
@@ -204,14 +208,16 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
 // Persistent: a grid of one CTA per SM walks the tiles (idx += gridDim.x), so
 // the producer loads the next tile's Q and first K/V blocks while the
 // consumers are still finishing the previous tile and writing its output.
+// (A snake order over rounds, for causal tiles of unequal cost, made the
+// 24-register producer spill 40-160 bytes in every variant, CUDA 13.0, even
+// as a stateless index map; so the order stays the plain stride.)
 // kDropout: a separate instantiation, so the dropout-free kernel keeps its
 // registers (the Philox rounds would otherwise cost spills everywhere).
 // kBlockSparse: likewise, so dilated branches keep kb * BlockN arithmetic.
-template <class T, int HeadDim, int BlockN, bool kDropout, bool kBlockSparse>
-__global__ void __launch_bounds__(TileShape<HeadDim, BlockN>::kThreads, 1)
+template <class T, class Shape, bool kDropout, bool kBlockSparse>
+__global__ void __launch_bounds__(Shape::kThreads, 1)
     forward_kernel(const __grid_constant__ ForwardArgs args) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  using Shape = TileShape<HeadDim, BlockN>;
   extern __shared__ char smem_raw[];
   char* smem = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(smem_raw) + 1023) &
                                        ~std::uintptr_t(1023));
@@ -234,7 +240,7 @@ __global__ void __launch_bounds__(TileShape<HeadDim, BlockN>::kThreads, 1)
 
   std::uint32_t it = 0, tile_iter = 0;
   if (warpgroup == 0) {
-    regs_release<24>();  // 168 x 384 at launch: (168-24) x 128 = (240-168) x 256
+    regs_release<Shape::kProducerRegs>();  // tile_shape.hpp: the split
     if (threadIdx.x == 0) {
       for (int phase = 0; phase < args.p.pattern.dilation[args.p.branch] && phase < kMaxPhases; ++phase) {
         prefetch_tensormap(&args.q[phase]);
@@ -250,7 +256,7 @@ __global__ void __launch_bounds__(TileShape<HeadDim, BlockN>::kThreads, 1)
       }
     }
   } else {
-    regs_acquire<240>();
+    regs_acquire<Shape::kConsumerRegs>();
     for (std::int64_t idx = blockIdx.x; idx < args.p.total_tiles; idx += gridDim.x) {
       const QueryTile t = decode_tile<Shape::kBlockM, Shape::kBlockN>(args.p, idx);
       if (!t.active) continue;

@@ -21,26 +21,53 @@ void check(cudaError_t e, const char* what) {
 }
 }  // namespace
 
+// Head_dim 64 runs 192-row tiles (three consumer warpgroups, tile_shape.hpp):
+// H100, bf16, N = 16K, same call: dense 502 vs 422-425 TFLOP/s, causal 473
+// vs 399-402, LongNet 1M d64 43.7 vs 49.8 ms (results/h100-fa3-2026-11-27-fwd4).
+// DILATED_FA3_D64=m128 (read once per process) restores 128-row tiles for
+// comparison. Dropout and block-sparse launches keep 128 rows (block-sparse
+// query blocks are multiples of 128; 160 registers leave no room for the
+// Philox rounds); so do head dims 128 and 256, where the 64 x head_dim O
+// accumulator needs the 240 registers of two warpgroups.
+namespace {
+bool d64_rows_128() {
+  static const bool v = [] {
+    const char* e = std::getenv("DILATED_FA3_D64");
+    return e && std::string(e) == "m128";
+  }();
+  return v;
+}
+
+bool three_warpgroups(int head_dim, const ForwardParams& p) {
+  return head_dim == 64 && !p.dropout.enabled() && !p.pattern.block_sparse.enabled() && !d64_rows_128();
+}
+}  // namespace
+
+int forward_block_m(int head_dim, const ForwardParams& p) {
+  return three_warpgroups(head_dim, p) ? 192 : 128;
+}
+
+namespace {
+template <class T, class Shape, bool kDropout, bool kBlockSparse>
+void launch_kernel(const ForwardArgs& args, std::int64_t grid, cudaStream_t stream) {
+  auto* kernel = &forward_kernel<T, Shape, kDropout, kBlockSparse>;
+  static std::once_flag once;  // per instantiation: raise the shared-memory limit
+  std::call_once(once, [&] {
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::kSmemBytes),
+          "cudaFuncSetAttribute");
+  });
+  kernel<<<dim3(unsigned(grid)), dim3(Shape::kThreads), Shape::kSmemBytes, stream>>>(args);
+  check(cudaGetLastError(), "forward kernel launch");
+}
+}  // namespace
+
 template <class T, int HeadDim, int BlockN>
 void launch_forward_branch(const ForwardArgs& args, std::int64_t tiles, cudaStream_t stream) {
   using Shape = TileShape<HeadDim, BlockN>;
-  auto* plain = &forward_kernel<T, HeadDim, BlockN, false, false>;
-  auto* dropout = &forward_kernel<T, HeadDim, BlockN, true, false>;
-  // Block-sparse (no dropout: plan.cu reports that combination unsupported).
-  // Only the default key block: plan.cu never picks 176 for block-sparse.
-  auto* sparse = plain;
-  if constexpr (BlockN == kDefaultBlockN<HeadDim>) sparse = &forward_kernel<T, HeadDim, BlockN, false, true>;
-  static std::once_flag once;  // per instantiation: raise the shared-memory limit
-  std::call_once(once, [&] {
-    for (auto* k : {plain, dropout, sparse})
-      check(cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::kSmemBytes),
-            "cudaFuncSetAttribute");
-  });
   const bool block_sparse = args.p.pattern.block_sparse.enabled();
   if (block_sparse && (args.p.dropout.enabled() || BlockN != kDefaultBlockN<HeadDim>))
     throw Error("cuda.unsupported", "cuda_fa3: block-sparse forward runs without dropout and "
                                     "with the default key block only");
-  auto* kernel = block_sparse ? sparse : args.p.dropout.enabled() ? dropout : plain;
   // Persistent grid of one CTA per SM (a tile needs most of an SM's shared
   // memory and registers, so only one fits anyway): the producer runs ahead
   // into the next tile. Causal tiles differ in cost, and the hardware's
@@ -62,8 +89,16 @@ void launch_forward_branch(const ForwardArgs& args, std::int64_t tiles, cudaStre
   }();
   const bool one_tile_per_cta = args.p.causal || (block_sparse && bs_tile_grid);
   const std::int64_t grid = one_tile_per_cta || tiles < sms ? tiles : sms;
-  kernel<<<dim3(unsigned(grid)), dim3(Shape::kThreads), Shape::kSmemBytes, stream>>>(args);
-  check(cudaGetLastError(), "forward kernel launch");
+  if (args.p.dropout.enabled()) {
+    launch_kernel<T, Shape, true, false>(args, grid, stream);
+  } else if (block_sparse) {
+    // Only the default key block: plan.cu never picks 176 for block-sparse.
+    if constexpr (BlockN == kDefaultBlockN<HeadDim>) launch_kernel<T, Shape, false, true>(args, grid, stream);
+  } else if (three_warpgroups(HeadDim, args.p)) {  // plan.cu counted 192-row tiles (forward_block_m)
+    if constexpr (HeadDim == 64) launch_kernel<T, TileShape<64, BlockN, 3>, false, false>(args, grid, stream);
+  } else {
+    launch_kernel<T, Shape, false, false>(args, grid, stream);
+  }
 }
 
 template <class T>

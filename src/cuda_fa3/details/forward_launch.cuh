@@ -8,6 +8,10 @@
 
 namespace dilated::cuda_fa3::details {
 
+// Query rows per tile of a launch with these parameters (plan.cu counts
+// tiles with it; launch_forward_branch picks the kernel by the same rule).
+int forward_block_m(int head_dim, const ForwardParams& p);
+
 template <class T, int HeadDim, int BlockN>
 void launch_forward_branch(const ForwardArgs& args, std::int64_t tiles, cudaStream_t stream);
 
