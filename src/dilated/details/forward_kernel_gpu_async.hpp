@@ -37,12 +37,13 @@
 // Measured (H100, LongNet d128 fp32 1M x 16, perf_tests/results/
 // h100-portable-2026-11-27d-gpu-forward/): MINB 3 ("async128x3") 21.3
 // TFLOP/s, MINB 4 ("async128") 20.1, pipe256 22.5 in the same call - slower
-// although its inner loops issue fewer non-FMA instructions per FMA than
-// pipe256's (SASS: 572 / 647 instructions per 512 FMAs of a PV / S stage).
-// ptxas, d = 128: MINB 4 spills 592 / 776 bytes (stores / loads), MINB 3
-// 344 / 344, none inside the FMA loops; 4 teams of 4 warps lose to 3, so
-// per-warp registers (load-ahead depth) matter more than warps here, and 12
-// warps per SM lose to pipe256's 16. Kept selectable: the resident-Q,
+// with FMA loops like pipe256's (SASS: 572 / 647 instructions per 512 FMAs of
+// a PV / S stage) and the same shared-memory wavefronts per FMA. ptxas, d =
+// 128: MINB 4 spills 592 / 776 bytes (stores / loads), MINB 3 344 / 344,
+// none inside the FMA loops; 4 teams of 4 warps lose to 3 (suggesting per-warp
+// registers, i.e. load-ahead depth, matter more than warps), and 12 warps per
+// SM lose to pipe256's 16 (the 32-query tile also costs 8 stages per 4096
+// FMAs a thread instead of 6). Kept selectable: the resident-Q,
 // asynchronous-copy shape is the one to revisit where a team may use more
 // than 48 KiB (64-query tiles, deeper pipelines).
 #pragma once
