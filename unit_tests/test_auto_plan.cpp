@@ -27,6 +27,8 @@ TYPED_TEST(AutoPlanTest, FloatTensorsRunThePortableKernelsBitwiseLikePlan) {
   typename B::ViewL lse_auto("la", 1, 3, 128), lse_plan("lp", 1, 3, 128);
   poison(out_auto);
   poison(out_plan);
+  poison(lse_auto);
+  poison(lse_plan);
 
   dilated::AutoPlan<typename B::exec, T> autoplan(c, s);
   EXPECT_EQ(autoplan.backend(), dilated::Backend::portable);
@@ -37,6 +39,12 @@ TYPED_TEST(AutoPlanTest, FloatTensorsRunThePortableKernelsBitwiseLikePlan) {
   const auto a = from_view(out_auto), p = from_view(out_plan);
   ASSERT_EQ(a.size(), p.size());
   for (std::size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], p[i]) << "element " << i;
+  const auto la = lse_from_view(lse_auto), lp = lse_from_view(lse_plan);
+  ASSERT_EQ(la.size(), lp.size());
+  for (std::size_t i = 0; i < la.size(); ++i) {
+    ASSERT_FALSE(std::isnan(la[i])) << "lse " << i << " left unwritten";
+    ASSERT_EQ(la[i], lp[i]) << "lse " << i;
+  }
 }
 
 TEST(AutoPlan, InvalidConfigThrowsFromTheConstructor) {
@@ -85,6 +93,22 @@ TEST(AutoPlan, Bf16ViewsRunCudaFa3OnHopper) {
   double worst = 0;
   for (std::size_t i = 0; i < want.size(); ++i) worst = std::max(worst, std::abs(double(float(ho.data()[i])) - want[i]));
   EXPECT_LE(worst, 2e-2);  // bf16 output tolerance (see unit_tests/cuda_fa3)
+  auto hl = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), lse);
+  double worst_lse = 0;  // relative, as unit_tests/cuda_fa3 (fp32 LSE from exact fp32 scores)
+  for (std::size_t i = 0; i < want_lse.size(); ++i) {
+    const double e = std::abs(double(hl.data()[i]) - want_lse[i]) / std::max(1.0, std::abs(want_lse[i]));
+    worst_lse = std::isnan(e) ? INFINITY : std::max(worst_lse, e);
+  }
+  EXPECT_LE(worst_lse, 2e-3);
+
+  // Windowed calls (src/dist): cuda_fa3's window rules, asked without throwing.
+  EXPECT_EQ(plan.window_refusal(false), "");
+  EXPECT_EQ(plan.window_refusal(true), "");
+  const std::int64_t huge = std::int64_t(1) << 31;  // the windowed kernels' arithmetic is 32-bit
+  dilated::AutoPlan<Kokkos::Cuda, bf16> long_plan(AttentionConfig::dense(huge), {1, huge, 1, 64});
+  EXPECT_EQ(long_plan.backend(), dilated::Backend::cuda_fa3) << long_plan.reason();
+  EXPECT_NE(long_plan.window_refusal(false).find("2^31"), std::string::npos) << long_plan.window_refusal(false);
+  EXPECT_NE(long_plan.window_refusal(true).find("2^31"), std::string::npos);
 
   // Problems cuda_fa3 cannot run fall back to the portable kernels, with its reason.
   dilated::AutoPlan<Kokkos::Cuda, bf16> fallback(c, {1, 512, 2, 96});
@@ -114,6 +138,8 @@ TYPED_TEST(AutoPlan16Test, FallsBackToThePortableKernelsBitwiseLikePlan) {
   typename B::ViewL lse_auto("la", 1, 2, 96), lse_plan("lp", 1, 2, 96);
   poison(out_auto);
   poison(out_plan);
+  poison(lse_auto);
+  poison(lse_plan);
   dilated::AutoPlan<typename B::exec, T> autoplan(c, s);
   EXPECT_FALSE(autoplan.reason().empty());
   if (dilated::details::is_host_space<typename B::exec>()) {
@@ -121,12 +147,21 @@ TYPED_TEST(AutoPlan16Test, FallsBackToThePortableKernelsBitwiseLikePlan) {
   }
   if (autoplan.backend() != dilated::Backend::portable) return;
   EXPECT_NE(autoplan.reason().find("16-bit storage"), std::string::npos) << autoplan.reason();
+  // The portable kernels take no 16-bit windows: src/dist refuses up front.
+  EXPECT_NE(autoplan.window_refusal(true).find("cuda_fa3 only"), std::string::npos)
+      << autoplan.window_refusal(true);
   autoplan.forward(q, k, v, out_auto, lse_auto);
   dilated::Plan<typename B::exec>(c, s).forward(q, k, v, out_plan, lse_plan);
   Kokkos::fence();
   const auto a = from_view(out_auto), p = from_view(out_plan);
   ASSERT_EQ(a.size(), p.size());
   for (std::size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], p[i]) << "element " << i;
+  const auto la = lse_from_view(lse_auto), lp = lse_from_view(lse_plan);
+  ASSERT_EQ(la.size(), lp.size());
+  for (std::size_t i = 0; i < la.size(); ++i) {
+    ASSERT_FALSE(std::isnan(la[i])) << "lse " << i << " left unwritten";
+    ASSERT_EQ(la[i], lp[i]) << "lse " << i;
+  }
 }
 
 }  // namespace

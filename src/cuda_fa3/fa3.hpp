@@ -76,6 +76,13 @@ class Plan {
   // What the backward supports (today the same as the forward; kept apart so
   // a future forward-only feature does not silently claim a backward).
   const Support& backward_support() const { return backward_support_; }
+  // Whether the windowed calls below can run on this plan at all (for any
+  // branch and any window inside the sequence): support() and, with
+  // `backward`, backward_support(), and neither a block-sparse plan nor a
+  // sequence of 2^31 or more. Never throws; the windowed calls refuse the
+  // same problems. src/dist asks it in its collective check, so every rank
+  // refuses before any output is written or any transfer starts.
+  Support window_support(bool backward) const;
   const AttentionConfig& config() const { return config_; }
   void set_backward_kernel(BackwardKernel k) { backward_kernel_ = k; }
   // "v1", "v2" or "v2p": the kernel backward() runs now for this problem.

@@ -222,6 +222,17 @@ void Plan::forward(Tensor q, Tensor k, Tensor v, MutableTensor out, LseTensor ls
     run_branches<__half>(base, pattern_, shape_, dtype_, q, k, v, stream);
 }
 
+Support Plan::window_support(bool backward) const {
+  if (!support_.ok) return support_;
+  if (backward && !backward_support_.ok) return backward_support_;
+  // check_window_call's plan-wide rules (it throws with their own codes).
+  if (config_.block_sparse)
+    return Support{false, "windowed calls (sequence parallelism) do not support block-sparse plans"};
+  if (shape_.seq_len >= (std::int64_t(1) << 31))
+    return Support{false, "cuda_fa3 windowed calls need a sequence shorter than 2^31"};
+  return support_;
+}
+
 void Plan::check_window_call(int branch, std::int64_t q_begin, std::int64_t q_len, std::int64_t k_begin,
                              std::int64_t k_len) const {
   if (!support_.ok) throw Error("cuda.unsupported", "cuda_fa3 cannot run this problem: " + support_.reason);

@@ -234,6 +234,27 @@ class AutoPlan {
     else no_16bit_windows();
   }
 
+ // Empty when the windowed calls above can run (any branch, any window
+  // inside the sequence; `backward`: backward_window too), else why not:
+  // 16-bit windows run on cuda_fa3 only, and only where its window_support()
+  // allows. Never throws (src/dist asks it in its collective check).
+  std::string window_refusal(bool backward) const {
+    if constexpr (!kHalf) {
+      (void)backward;
+      return {};
+    } else {
+#if DILATED_AUTO_PLAN_HAS_FA3
+      if (fa3_) {
+        const cuda_fa3::Support s = fa3_->window_support(backward);
+        return s.ok ? std::string() : "cuda_fa3: " + s.reason;
+      }
+#endif
+      (void)backward;
+      return "windowed calls with 16-bit tensors run on cuda_fa3 only, which does not run here: " +
+             reason_;
+    }
+  }
+
  private:
   // The portable kernels' windowed calls take float/double only (Plan).
   [[noreturn]] void no_16bit_windows() const {

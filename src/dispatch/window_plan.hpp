@@ -50,6 +50,17 @@ class WindowPlan {
     }
   }
 
+  // Empty when windowed calls on T tensors can run here (any branch and
+  // window; `backward`: backward_window too), else why not (AutoPlan's
+  // window_refusal for 16-bit types). Makes the 16-bit plan if not yet.
+  template <class T>
+  std::string window_refusal(bool backward) const {
+    if constexpr (kHalf<T>)
+      return half_plan<T>().window_refusal(backward);
+    else
+      return (void)backward, std::string();
+  }
+
   template <class Q, class K, class V, class O, class L>
   void forward_window(const ExecSpace& space, int branch, std::int64_t q_begin, const Q& q,
                       const O& out, const L& lse, std::int64_t k_begin, const K& k,

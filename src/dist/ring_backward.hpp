@@ -66,7 +66,7 @@ void SeqParallelPlan<ExecSpace>::backward(const ExecSpace& space, const Q& q, co
   const auto lser = dilated::details::make_ref(lse);
   agree_on_call(2, sizeof(T), [&] {
     const ProblemShape s = local_shape();
-    check_window_backend<T>();
+    check_window_backend<T>(/*backward=*/true);
     for (int i = 0; i < 5; ++i) dilated::details::check_bshd(in_names[i], ins[i], s);
     for (int g = 0; g < 3; ++g) dilated::details::check_bshd(grad_names[g], grads[g], s);
     dilated::details::check_lse("lse", lser, s);

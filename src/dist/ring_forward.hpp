@@ -20,7 +20,7 @@ void SeqParallelPlan<ExecSpace>::forward(const ExecSpace& space, const Q& q, con
   const auto lser = dilated::details::make_ref(lse);
   agree_on_call(1, sizeof(T), [&] {
     const ProblemShape s = local_shape();
-    check_window_backend<T>();
+    check_window_backend<T>(/*backward=*/false);
     using dilated::details::check_bshd;
     using dilated::details::check_no_alias;
     check_bshd("q", qr, s);

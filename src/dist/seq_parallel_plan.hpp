@@ -181,17 +181,21 @@ class SeqParallelPlan {
   // 16-bit shards compute only through cuda_fa3's windowed calls (the portable
   // kernels refuse 16-bit windows: each window would round the outputs once
   // more). Part of the collective check, so a problem cuda_fa3 does not take
-  // (a GPU other than sm_90, an unsupported head_dim) is refused on every rank
-  // before any output is written or any transfer starts, not at the first
-  // window with the ring in flight.
+  // (a GPU other than sm_90, an unsupported head_dim) or does not take in
+  // windows (its own window rules, and for `backward` its backward support:
+  // cuda_fa3::Plan::window_support) is refused on every rank before any
+  // output is written or any transfer starts, not at the first window with
+  // the ring in flight.
   template <class T>
-  void check_window_backend() const {
+  void check_window_backend(bool backward) const {
     if constexpr (dilated::details::is_half_type<std::remove_cv_t<T>>::value) {
-      const std::string backend = plan_.template backend<T>();
-      if (backend.rfind("cuda_fa3", 0) != 0)
+      const std::string why = plan_.template window_refusal<T>(backward);
+      if (!why.empty())
         throw Error("dist.no_16bit_window_backend",
                     "16-bit shards are computed by cuda_fa3's windowed calls, which this "
-                    "problem cannot use (" + backend + "); pass float Views instead");
+                    "problem cannot use (" + why + "); pass float Views instead");
+    } else {
+      (void)backward;
     }
   }
 

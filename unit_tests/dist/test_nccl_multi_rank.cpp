@@ -259,6 +259,48 @@ TEST(NcclMultiRank, Bf16SmallShardsRunCudaFa3) {
                  92000);
   check_case_fa3({make_config({{N, 1}}, true), {1, N, 2, 128}, Layout::Zigzag, "small zigzag causal"}, 92010);
 }
+
+// cuda_fa3's own window rules are part of the collective check: a problem it
+// runs whole but not in windows (a sequence of 2^31 rows: the windowed
+// kernels' arithmetic is 32-bit) is refused on every rank, with dist's rule,
+// before anything is written or sent. The Views are deliberately too short
+// for the shard: the refusal must come before the shape checks (earlier the
+// call passed the backend check and cuda_fa3 threw at the first window).
+TEST(NcclMultiRank, Bf16WindowRefusalIsCollective) {
+  SKIP_WITHOUT_GPU();
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, g_world->device()) != cudaSuccess || prop.major != 9)
+    GTEST_SKIP() << "cuda_fa3 needs a compute capability 9.x GPU";
+  using T = Kokkos::Experimental::bhalf_t;
+  using B = Backend<Exec, T>;
+  dilated::dist::NcclCommunicator comm(g_world->comm());
+  const std::int64_t N = std::int64_t(1) << 31;
+  dilated::dist::SeqParallelPlan<Exec> plan(AttentionConfig::dense(N), {1, N, 1, 64}, comm);
+  EXPECT_EQ(plan.compute_backend<T>().rfind("cuda_fa3", 0), 0u) << plan.compute_backend<T>();
+  typename B::View4 q("q", 1, 64, 1, 64), out("out", 1, 64, 1, 64), dq("dq", 1, 64, 1, 64),
+      dk("dk", 1, 64, 1, 64), dv("dv", 1, 64, 1, 64);
+  typename B::ViewL lse("lse", 1, 1, 64);
+  for (const auto& t : {out, dq, dk, dv}) poison(t);
+  for (int op = 0; op < 2; ++op) {
+    std::string rule, what;
+    try {
+      if (op == 0)
+        plan.forward(q, q, q, out, lse);
+      else
+        plan.backward(q, q, q, q, lse, q, dq, dk, dv);
+    } catch (const dilated::Error& e) {
+      rule = e.rule();
+      what = e.what();
+    }
+    EXPECT_EQ(rule, "dist.no_16bit_window_backend") << (op ? "backward: " : "forward: ") << what;
+    EXPECT_NE(what.find("2^31"), std::string::npos) << what;
+  }
+  for (const auto& t : {out, dq, dk, dv}) {
+    const auto o = from_view(t);
+    EXPECT_TRUE(std::all_of(o.begin(), o.end(), [](double x) { return std::isnan(x); }))
+        << "an output was written before the error";
+  }
+}
 #endif
 
 // The cases above must include cross-rank branches (else the ring is idle).
