@@ -249,9 +249,13 @@ void SeqParallelPlan<ExecSpace>::backward_cross_rank(const ExecSpace& space, int
       comm_->start_exchange(acc_out.data(), bytes, ring.next(), acc_in.data(), bytes,
                             ring.prev());
     // The windowed backward adds into the kept rows only, and only they are
-    // packed: the other rows of dkc, dvc are never read, so only the kept
-    // rows (1/r) need zeros (the whole blocks were zeroed before: A/B switch).
-    if (zero_whole_blocks_) {
+    // packed, so after the first step only the kept rows (1/r) need zeros
+    // (every step zeroed the whole blocks before: A/B switch). The first step
+    // zeroes the fresh pool blocks whole, so no row is ever uninitialised:
+    // cuda_fa3's whole-window store (DILATED_FA3_WINDOW_ACC=whole) reads and
+    // rewrites every row of the key window, and compute-sanitizer's initcheck
+    // would report those reads of unkept rows.
+    if (zero_whole_blocks_ || t == 1) {
       dilated::details::zero_tensor<ExecSpace, T>(space, dilated::details::make_ref(dkc));
       dilated::details::zero_tensor<ExecSpace, T>(space, dilated::details::make_ref(dvc));
     } else {
