@@ -18,19 +18,25 @@
 // widened by 1.5x for forward and 1.25x for backward, since every windowed
 // call rounds out (a merge) or dq/dk/dv (an add) to the 16-bit type once more:
 // forward out |err| <= 3e-2 (bf16) / 6e-3 (fp16), lse rel. err <= 2e-3;
-// backward max |err| / max |want| per tensor <= 5e-2 (bf16) / 1.25e-2 (fp16).
+// backward max |err| / max |want| per tensor <= 5e-2 (bf16) / 1.25e-2 (fp16),
+// and norm-wise ||err||_2 / ||want||_2 <= 2e-2 (bf16) / 5e-3 (fp16): the
+// max-relative check alone lets many small gradients be wrong (a lost window
+// pair's share of rows with small gradients) as long as the largest is right;
+// the norm-wise one, tighter because rounding errors of independent sign add
+// in quadrature, does not.
 // Without a compute capability 9.x GPU every test skips.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cmath>
+#include <iostream>
 #include <random>
 #include <string>
 #include <vector>
 
 #include "dilated/error.hpp"
 #include "dilated/reference.hpp"
-#include "fa3_test_support.hpp"
+#include "fa3_window_support.hpp"
 
 namespace {
 
@@ -86,38 +92,6 @@ std::vector<WindowCase> cases() {
   return cs;
 }
 
-struct Window {
-  std::int64_t begin, len;
-};
-std::vector<Window> windows(std::int64_t n, const std::vector<double>& cuts) {
-  std::vector<std::int64_t> at = {0};
-  for (double f : cuts) at.push_back(std::max<std::int64_t>(at.back() + 1, std::int64_t(f * double(n))));
-  at.push_back(n);
-  std::vector<Window> w;
-  for (std::size_t i = 0; i + 1 < at.size(); ++i) w.push_back({at[i], at[i + 1] - at[i]});
-  return w;
-}
-
-// Dense [b, s, h, d] device tensors and [b, h, s] float ones, viewed at a window.
-struct Layout {
-  ProblemShape s;
-  std::int64_t sb() const { return s.seq_len * s.heads * s.head_dim; }
-  std::int64_t ss() const { return s.heads * s.head_dim; }
-  Tensor in(const std::uint16_t* p, const Window& w) const {
-    return Tensor{p + w.begin * ss(), sb(), ss(), s.head_dim, 1};
-  }
-  MutableTensor out(std::uint16_t* p, const Window& w) const {
-    return MutableTensor{p + w.begin * ss(), sb(), ss(), s.head_dim, 1};
-  }
-  LseTensor rows(float* p, const Window& w) const {
-    return LseTensor{p + w.begin, s.heads * s.seq_len, s.seq_len, 1};
-  }
-};
-
-std::vector<std::uint16_t> filled(std::size_t n, float x, DType t) {
-  return std::vector<std::uint16_t>(n, to_half_bits(x, t));
-}
-
 // max |got - want| / max |want| over a tensor (NaN counts as infinite).
 double normalized_error(const std::vector<std::uint16_t>& got, const std::vector<double>& want, DType t) {
   double worst = 0, scale = 0;
@@ -127,6 +101,18 @@ double normalized_error(const std::vector<std::uint16_t>& got, const std::vector
     scale = std::max(scale, std::abs(want[i]));
   }
   return worst / std::max(scale, 1e-30);
+}
+
+// ||got - want||_2 / ||want||_2 over a tensor (NaN counts as infinite).
+double normwise_error(const std::vector<std::uint16_t>& got, const std::vector<double>& want, DType t) {
+  double err2 = 0, want2 = 0;
+  for (std::size_t i = 0; i < want.size(); ++i) {
+    const double e = from_half_bits(got[i], t) - want[i];
+    if (std::isnan(e)) return INFINITY;
+    err2 += e * e;
+    want2 += want[i] * want[i];
+  }
+  return std::sqrt(err2 / std::max(want2, 1e-300));
 }
 
 class Fa3Window : public ::testing::TestWithParam<std::tuple<WindowCase, DType>> {};
@@ -205,10 +191,18 @@ TEST_P(Fa3Window, WindowPairsComposeTheWholeSequence) {
   std::vector<double> wq(n), wk(n), wv(n);
   dilated::reference::backward(wc.c.config, s, q.data(), k.data(), v.data(), dout.data(), wq.data(), wk.data(),
                                wv.data());
-  const double tol = dt == DType::bf16 ? 5e-2 : 1.25e-2;
-  EXPECT_LE(normalized_error(gq.download(), wq, dt), tol) << "dq";
-  EXPECT_LE(normalized_error(gk.download(), wk, dt), tol) << "dk";
-  EXPECT_LE(normalized_error(gv.download(), wv, dt), tol) << "dv";
+  const double tol = dt == DType::bf16 ? 5e-2 : 1.25e-2, tol_norm = dt == DType::bf16 ? 2e-2 : 5e-3;
+  const char* names[] = {"dq", "dk", "dv"};
+  const std::vector<double>* wants[] = {&wq, &wk, &wv};
+  const DeviceBuffer<std::uint16_t>* gots[] = {&gq, &gk, &gv};
+  for (int g = 0; g < 3; ++g) {
+    const auto got_g = gots[g]->download();
+    const double max_rel = normalized_error(got_g, *wants[g], dt), norm = normwise_error(got_g, *wants[g], dt);
+    std::cout << "[ error    ] " << names[g] << ": max-relative " << max_rel << " (tol " << tol << "), norm-wise "
+              << norm << " (tol " << tol_norm << ")\n";
+    EXPECT_LE(max_rel, tol) << names[g];
+    EXPECT_LE(norm, tol_norm) << names[g] << " (norm-wise)";
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(AllCases, Fa3Window,

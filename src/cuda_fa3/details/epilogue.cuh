@@ -46,7 +46,15 @@ __device__ __forceinline__ void store_rows(const ForwardParams& p, int b, int h,
     if (p.merge) {
       const float old = *lse_ptr;
       const float hi = fmaxf(old, lse[r]);
-      if (hi == -INFINITY) {
+      if (isnan(old) || isnan(lse[r])) {
+        // A NaN score (NaN in an attended K row) makes that side's LSE NaN;
+        // fmaxf/fminf would drop it (hi = the other side: out NaN but lse
+        // finite, or -inf when merged into the identity), and the backward
+        // would then recompute finite P for that row: keep the row's lse NaN
+        // too, as the reference does (found by test_fa3_window_numerics).
+        lse_out = NAN;
+        w_old = w_new = NAN;
+      } else if (hi == -INFINITY) {
         w_new = 0.f;  // neither side saw a key: keep O = 0, LSE = -inf
         w_old = 1.f;
       } else {
