@@ -40,6 +40,20 @@ TYPED_TEST(Forward, MatchesFloat64Reference) {
   for (const Case& c : correctness_cases()) check_forward<TypeParam>(c, seed += 10);
 }
 
+// Sequences longer than Plan::half_merge_rows: 16-bit storage merges its
+// branches in float one chunk of query rows at a time (4096, 4096, 1808
+// rows here), chunk edges cutting through segments of every branch; the
+// result must not depend on where the chunks fall. (float and double run the
+// same case without chunks.)
+TYPED_TEST(Forward, LongSequenceMergedInChunks) {
+  const ProblemShape s{1, 10000, 1, 16};
+  ASSERT_LT(dilated::Plan<typename TypeParam::exec>::half_merge_rows(s.seq_len), s.seq_len);
+  for (const bool causal : {false, true})
+    check_forward<TypeParam>(
+        Case{make_config({{1000, 1}, {2500, 2}, {5000, 4}, {10000, 5}}, causal), s},
+        causal ? 7100 : 7000);
+}
+
 // LayoutLeft and strided (subview) inputs go through the same pointer-and-
 // strides path: the result must not depend on the layout.
 TYPED_TEST(Forward, AnyLayoutGivesTheSameResult) {

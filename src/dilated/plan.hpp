@@ -18,9 +18,10 @@
 // half_t / bhalf_t where this Kokkos makes them real 16-bit types. 16-bit
 // tensors compute in float (lse and delta are float) and every output element
 // is rounded once: backward accumulates dq, dk, dv in float workspace and
-// rounds at the end; forward with several branches merges them into a float
-// workspace copy of out (each branch's log-sum-exp merge reads and rewrites
-// out, which in 16 bits would round once per branch) and rounds at the end.
+// rounds at the end; forward with several branches merges them in a float
+// accumulator (each branch's log-sum-exp merge reads and rewrites out, which
+// in 16 bits would round once per branch), one chunk of query rows at a time
+// (half_merge_rows), and rounds each chunk into out.
 // Those calls fence their instance before returning, like backward.
 #pragma once
 
@@ -139,14 +140,7 @@ class Plan {
     // --- nothing above writes; everything below may ---
     if constexpr (details::is_half_storage<T>::value) {
       if (params_.pattern.num_branches > 1) {  // merge in float, round once
-        const memory::Workspace acc_block = float_workspace(space, 1);
-        const auto accr = float_tensor(acc_block, 0);
-        details::init_forward_outputs<ExecSpace, float>(space, accr, lser);
-        for (int br = 0; br < params_.pattern.num_branches; ++br)
-          launch_forward_branch<T>(space, "dilated::forward_branch", qr, kr, vr, accr, lser, br,
-                                   whole_sequence());
-        details::convert_tensor<ExecSpace, float, T>(space, accr, outr);
-        space.fence();  // the workspace returns to its pool at the end of this scope
+        forward_merged_in_float<T>(space, qr, kr, vr, outr, lser);
         return;
       }
     }
@@ -381,6 +375,44 @@ class Plan {
     space.fence();
   }
 
+  // 16-bit storage with several branches: each branch's log-sum-exp merge
+  // reads and rewrites the running output, so the merge runs in float and is
+  // rounded to the caller's `out` once. The float accumulator holds a chunk
+  // of query rows at a time (all branches, all keys: a windowed launch per
+  // branch), so it stays small: half_merge_rows() rows, about 1% of the Q+K+V
+  // bytes at long sequences instead of two thirds for a whole-sequence copy.
+  template <class T, class QR, class KR, class VR, class LR>
+  void forward_merged_in_float(const ExecSpace& space, const QR& qr, const KR& kr,
+                               const VR& vr, const TensorRef<T, 4>& outr, const LR& lser) const {
+    const std::int64_t n = shape_.seq_len, rows = half_merge_rows(n);
+    const memory::Workspace acc_block(
+        *workspace_, sizeof(float) * shape_.batch * rows * shape_.heads * shape_.head_dim,
+        memory::kDefaultAlignment, memory::stream_of(space));
+    for (std::int64_t q0 = 0; q0 < n; q0 += rows) {
+      const Window w{q0, std::min(rows, n - q0), 0, n};
+      Kokkos::View<float****, Kokkos::LayoutRight, typename ExecSpace::memory_space,
+                   Kokkos::MemoryTraits<Kokkos::Unmanaged>>
+          acc(static_cast<float*>(acc_block.data()), shape_.batch, w.q_len, shape_.heads,
+              shape_.head_dim);
+      const auto accr = details::make_ref(acc);
+      const auto qw = window_along(qr, 1, q0, w.q_len);
+      const auto lw = window_along(lser, 2, q0, w.q_len);
+      details::init_forward_outputs<ExecSpace, float>(space, accr, lw);
+      for (int br = 0; br < params_.pattern.num_branches; ++br)
+        launch_forward_branch<T>(space, "dilated::forward_branch", qw, kr, vr, accr, lw, br, w);
+      details::convert_tensor<ExecSpace, float, T>(space, accr, window_along(outr, 1, q0, w.q_len));
+    }  // chunks run in stream order on `space`, so one block serves them all
+    space.fence();  // the workspace returns to its pool at the end of this scope
+  }
+
+ public:
+  // Query rows per float-merge chunk of a 16-bit forward (see above): 1/64 of
+  // the sequence, at least 4096 rows (fewer launches on short sequences).
+  static std::int64_t half_merge_rows(std::int64_t seq_len) {
+    return std::min(seq_len, std::max<std::int64_t>(4096, (seq_len + 63) / 64));
+  }
+
+ private:
   // `count` float tensors of the plan's shape in one workspace block (16-bit
   // storage: the accumulators that are rounded to the caller's tensors once).
   memory::Workspace float_workspace(const ExecSpace& space, int count) const {

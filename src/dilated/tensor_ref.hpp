@@ -77,6 +77,17 @@ struct TensorRef {
   }
 };
 
+// The part of `t` with indices [begin, begin + len) along dimension `dim`
+// (same strides): a window of positions handed to a windowed kernel call.
+template <class T, int Rank>
+TensorRef<T, Rank> window_along(const TensorRef<T, Rank>& t, int dim, std::int64_t begin,
+                                std::int64_t len) {
+  TensorRef<T, Rank> w = t;
+  w.data = t.data + begin * t.stride[dim];
+  w.extent[dim] = len;
+  return w;
+}
+
 // Do two tensors share any byte? (Conservative: compares address ranges.)
 template <class A, int RA, class B, int RB>
 bool overlaps(const TensorRef<A, RA>& a, const TensorRef<B, RB>& b) {

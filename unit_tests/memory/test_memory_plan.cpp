@@ -188,6 +188,30 @@ TEST(MemoryPlan, Storage16BackwardAllocatesBeforeItLaunches) {
       << "a kernel wrote an earlier workspace block before the accumulators were allocated";
 }
 
+// 16-bit storage, several branches: forward merges in a float accumulator
+// of half_merge_rows() query rows, not of the whole sequence (that was B*N*H*D
+// floats, two thirds of the Q+K+V bytes). A resource that refuses anything
+// larger than one chunk's accumulator must still serve the forward.
+TEST(MemoryPlan, Storage16ForwardWorkspaceIsOneChunk) {
+  using B16 = Backend<Kokkos::DefaultHostExecutionSpace, EmulatedBf16>;
+  const ProblemShape shape{1, 16384, 2, 16};
+  const AttentionConfig config = make_config({{2048, 1}, {4096, 2}}, true);
+  const std::int64_t rows = dilated::Plan<B16::exec>::half_merge_rows(shape.seq_len);
+  ASSERT_EQ(rows, 4096);
+  HostResource host;
+  PatternedFailingResource failing(
+      host, sizeof(float) * shape.batch * rows * shape.heads * shape.head_dim);
+  const dilated::Plan<B16::exec> plan(config, shape, &failing);
+  const auto q = to_view<B16>(random_vector(numel(shape), 21), shape);
+  const auto k = to_view<B16>(random_vector(numel(shape), 22), shape);
+  const auto v = to_view<B16>(random_vector(numel(shape), 23), shape);
+  B16::View4 out("out", 1, 16384, 2, 16);
+  B16::ViewL lse("lse", 1, 2, 16384);
+  EXPECT_NO_THROW(plan.forward(q, k, v, out, lse));
+  Kokkos::fence();
+  EXPECT_FALSE(failing.failed) << "forward asked for more than one chunk's float accumulator";
+}
+
 // Concurrent plan calls on the default pool are exercised by
 // unit_tests/test_concurrency.cpp (one plan, several host threads, each
 // backward taking its workspace from the process-wide host pool).
