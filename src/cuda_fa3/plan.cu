@@ -63,8 +63,9 @@ Plan::Plan(AttentionConfig config, ProblemShape shape, DType dtype, int device)
   // Block-sparse: forward and (v1) backward walk the rule's runs, read from
   // a device copy of the layout.
   if (config_.block_sparse && support_.ok)
-    block_sparse_storage_ = details::upload_block_sparse(*config_.block_sparse, shape_.seq_len,
-                                                         &pattern_.block_sparse);
+    block_sparse_storage_ = details::upload_block_sparse(
+        *config_.block_sparse, shape_.seq_len, config_.causal,
+        shape_.head_dim <= 128 ? 128 : 64 /* kDefaultBlockN */, &pattern_.block_sparse);
 }
 
 namespace {
@@ -215,7 +216,9 @@ void Plan::forward(Tensor q, Tensor k, Tensor v, MutableTensor out, LseTensor ls
   if (out.data == q.data || out.data == k.data || out.data == v.data)
     throw Error("cuda.aliasing", "cuda_fa3: out must not alias q, k or v");
 
-  const details::ForwardParams base = forward_base(config_, shape_, pattern_, out, lse);
+  details::ForwardParams base = forward_base(config_, shape_, pattern_, out, lse);
+  // Block-sparse: the per-tile key block counts lead the device layout.
+  if (config_.block_sparse) base.tile_blocks = static_cast<const std::int32_t*>(block_sparse_storage_.get());
   if (dtype_ == DType::bf16)
     run_branches<__nv_bfloat16>(base, pattern_, shape_, dtype_, q, k, v, stream);
   else

@@ -86,6 +86,15 @@ std::vector<Case> cases() {
     cs.push_back({"longnet5_d256" + tag, make({{64, 1}, {128, 2}, {256, 4}, {512, 6}, {1024, 12}}, causal),
                   {1, 1024, 3, 256}});
   }
+  // Nested LongNet branches (r_b | r_b+1, w_b | w_b+1; the shapes a fused
+  // multi-branch schedule would take, perf_tests/results/h100-fa3-2026-11-27-sched/):
+  // a partial last segment in every branch and rows kept by 1..3 branches;
+  // r_0 = 2 (the fill, then every branch merges; rows no branch keeps);
+  // nested branches followed by one that does not nest (r = 6), at d64.
+  cs.push_back({"nested_partial_d128", make({{256, 1}, {512, 2}, {1024, 4}}, false, HeadMode::LongNet, true),
+                {1, 1700, 5, 128}});
+  cs.push_back({"nested_r0_2_d64", make({{128, 2}, {256, 4}, {512, 8}}, false), {2, 1536, 5, 64}});
+  cs.push_back({"nested_then_r6_d64", make({{128, 1}, {256, 2}, {768, 6}}, false), {1, 1536, 7, 64}});
   // >= 8192 keys, non-causal, head_dim 128: the 176-key blocks (ragged tail).
   cs.push_back({"wide_blocks_d128", make({{8300, 1}}, false), {1, 8300, 1, 128}});
   // Dropout: the library's counter-based mask, the same as the reference's.

@@ -15,6 +15,7 @@
 #include "cuda_fa3/details/dropout.cuh"
 #include "cuda_fa3/details/epilogue.cuh"
 #include "cuda_fa3/details/forward_params.hpp"
+#include "cuda_fa3/details/key_walk.cuh"
 #include "cuda_fa3/details/mask.cuh"
 #include "cuda_fa3/details/ptx_sm90.cuh"
 #include "cuda_fa3/details/softmax.cuh"
@@ -47,16 +48,17 @@ template <class Shape, bool kBlockSparse>
 __device__ void produce(const ForwardArgs& args, const QueryTile& t, char* smem, Barriers bar,
                         std::uint32_t it, std::uint32_t tile_iter) {
   const CUtensorMap* qmap = &args.q[t.q_phase];
-  const CUtensorMap* kmap = &args.k[t.k_phase];
-  const CUtensorMap* vmap = &args.v[t.k_phase];
   if (tile_iter > 0) mbar_wait(bar.q_empty, (tile_iter - 1) & 1);
   mbar_arrive_expect_tx(bar.q_full, Shape::kTileBytesQ);
   load_tile<Shape>(qmap, smem, bar.q_full, Shape::kPanelBytesQ, t.q_map_row0 + t.q_begin, t.h, t.b);
-  BlockWalk<Shape::kBlockN, kBlockSparse> walk(t.spans);  // block_walk.cuh
+  KeyWalk<Shape::kBlockN, kBlockSparse> walk(t);  // key_walk.cuh
   for (int kb = 0; kb < t.key_blocks; ++kb, ++it) {
     const int stage = it % Shape::kStages;
     const std::uint32_t round = it / Shape::kStages;
-    const std::int64_t row = t.k_map_row0 + t.k_begin + walk.next(kb);
+    const KeyBlock key = walk.next(kb);
+    const std::int64_t row = key.row;
+    const CUtensorMap* kmap = &args.k[key.map];
+    const CUtensorMap* vmap = &args.v[key.map];
     if (round > 0) mbar_wait(&bar.k_empty[stage], (round - 1) & 1);
     mbar_arrive_expect_tx(&bar.k_full[stage], Shape::kTileBytesKV);
     load_tile<Shape>(kmap, smem + Shape::kOffsetK + stage * Shape::kTileBytesKV, &bar.k_full[stage],
@@ -132,11 +134,12 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
     }
     wgmma_commit();
   };
-  BlockWalk<kN, kBlockSparse> walk(t.spans);  // softmax_step(kb) runs once per kb, in order
+  KeyWalk<kN, kBlockSparse> walk(t);  // softmax_step(kb) runs once per kb, in order
   auto softmax_step = [&](int kb) {
-    const std::int64_t key_begin = t.k_begin + walk.next(kb);  // k_begin: 0 unless windowed
-    if (needs_mask<kN>(key_begin, t.k_end, t.q_begin + 64 * wg, p.causal))
-      apply_mask<kN>(s, key_begin, t.k_end, rows, p.causal, lane);
+    const KeyBlock key = walk.next(kb);
+    const std::int64_t key_begin = key.key;
+    if (needs_mask<kN>(key_begin, key.end, t.q_begin + 64 * wg, p.causal))
+      apply_mask<kN>(s, key_begin, key.end, rows, p.causal, lane);
     softmax.update(s, correction, p.scale_log2);
     if constexpr (kDropout)  // after the row sums: the LSE is that of the undropped softmax
       apply_dropout<kN>(s, p.dropout, p.keep_scale, t.b, t.h, p.branch, t.first,
@@ -195,7 +198,7 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
 
   float lse[2];
   softmax.finish(o, lse);
-  const std::int64_t r = p.pattern.dilation[p.branch];
+  const std::int64_t r = t.q_stride;
   std::int64_t position[2];
   bool valid[2];
   for (int i = 0; i < 2; ++i) {
@@ -242,7 +245,8 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
   if (warpgroup == 0) {
     regs_release<Shape::kProducerRegs>();  // tile_shape.hpp: the split
     if (threadIdx.x == 0) {
-      for (int phase = 0; phase < args.p.pattern.dilation[args.p.branch] && phase < kMaxPhases; ++phase) {
+      const int maps = int(args.p.pattern.dilation[args.p.branch]);  // descriptors in use
+      for (int phase = 0; phase < maps && phase < kMaxPhases; ++phase) {
         prefetch_tensormap(&args.q[phase]);
         prefetch_tensormap(&args.k[phase]);
         prefetch_tensormap(&args.v[phase]);

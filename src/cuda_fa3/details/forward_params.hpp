@@ -39,6 +39,9 @@ struct ForwardParams {
   float keep_scale = 1.f;          // 1 / (1 - p)
   bool causal = false;
   bool merge = false;              // combine with the out/lse already written
+  // Block-sparse: key blocks of each (layout, 128-row query tile), counted by
+  // the plan for this head_dim's key block (block_sparse_device.hpp); null: count in the kernel.
+  const std::int32_t* tile_blocks = nullptr;
   // Output [b, s, h, d] (last dim contiguous) and LSE [b, h, s], strides in elements.
   void* out = nullptr;
   std::int64_t out_stride_b = 0, out_stride_s = 0, out_stride_h = 0;

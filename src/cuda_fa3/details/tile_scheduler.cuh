@@ -28,6 +28,7 @@ struct QueryTile {
   int key_blocks;            // key blocks to visit (from k_begin)
   bool active;               // false: nothing to do (inactive head, ragged tail, no blocks)
   Spans spans;               // block-sparse: the key runs the tile visits (pattern.hpp)
+  std::int64_t q_stride;     // positions between the tile's sparse rows (r), for the epilogue
 };
 
 template <int BlockM, int BlockN>
@@ -57,6 +58,7 @@ __device__ __forceinline__ QueryTile decode_tile(const ForwardParams& p, std::in
   // with 64-bit divisions ptxas spilled 100-260 bytes in every forward
   // variant, CUDA 13.0; this form has none).
   const std::int64_t r = p.pattern.dilation[i];
+  t.q_stride = r;
   std::int64_t q0 = 0;
   if (!p.windowed) {
     t.k_begin = 0;
@@ -90,7 +92,12 @@ __device__ __forceinline__ QueryTile decode_tile(const ForwardParams& p, std::in
     // windowed calls: plan.cu refuses them); the tile
     // lies in one query block because block_q % BlockM == 0 (plan.cu).
     t.spans = key_spans(p.pattern, p.causal, t.h, 0, t.k_end, t.q_begin, t.q_count);
-    t.key_blocks = count_blocks<BlockN>(t.spans);
+    // The plan's per-tile counts (block_sparse_device.hpp) cost one load;
+    // counting over the runs here cost a dependent global load per run at
+    // every tile start, in every consumer thread.
+    t.key_blocks = p.tile_blocks
+                       ? p.tile_blocks[p.pattern.block_sparse.layout_of(t.h) * p.tiles_per_segment + qt]
+                       : count_blocks<BlockN>(t.spans);
     if (t.key_blocks == 0) t.active = false;  // rows left as filled: out 0, lse -inf
   }
   return t;

@@ -1,0 +1,68 @@
+// cuda_fa3/details/key_walk.cuh - the key blocks of a forward query tile in
+// the order the producer loads them and the consumers mask them: per block
+// its first key (sparse index in the segment), the mask bound, the K/V
+// descriptor and the descriptor row. Dense/dilated or block-sparse; the
+// record leaves room for tiles that walk several branches' keys through
+// their own descriptors (perf_tests/results/h100-fa3-2026-11-27-sched/).
+#pragma once
+
+#include <cstdint>
+
+#include "cuda_fa3/details/tile_scheduler.cuh"
+
+namespace dilated::cuda_fa3::details {
+
+struct KeyBlock {
+  std::int64_t key;  // first key of the block (sparse index)
+  std::int64_t end;  // keys from here on are masked
+  std::int64_t row;  // descriptor row of `key`
+  int map;           // K/V descriptor
+};
+
+// Advanced exactly once per block, in block order, by each thread that uses it.
+template <int Block, bool kBlockSparse>
+struct KeyWalk;
+
+// One dense/dilated branch: block i starts at key k_begin + i * Block.
+template <int Block>
+struct KeyWalk<Block, false> {
+  const QueryTile& t;
+  __device__ __forceinline__ explicit KeyWalk(const QueryTile& tile) : t(tile) {}
+  __device__ __forceinline__ KeyBlock next(int kb) {
+    const std::int64_t key = t.k_begin + std::int64_t(kb) * Block;  // k_begin: 0 unless windowed
+    return KeyBlock{key, t.k_end, t.k_map_row0 + key, t.k_phase};
+  }
+};
+
+// Block-sparse: the tile's runs (pattern.hpp key_spans) cut into blocks. At
+// 90% sparsity most runs are one block long, so nearly every block starts a
+// run; the run after the current one is loaded when the current one is
+// entered, so its global-memory latency hides behind a block's products
+// instead of stalling the consumers' softmax (BlockWalk, which the v1
+// backward keeps, loads a run when it is needed).
+template <int Block>
+struct KeyWalk<Block, true> {
+  const QueryTile& t;
+  std::int64_t row = 0, end = 0;
+  int next_span = 0;
+  int2 pending = {0, 0};  // run next_span, in blocks of spans.block keys
+  __device__ __forceinline__ int2 load(int i) const {
+    return *reinterpret_cast<const int2*>(t.spans.runs + 2 * i);  // 8-byte aligned (plan upload)
+  }
+  __device__ __forceinline__ explicit KeyWalk(const QueryTile& tile) : t(tile) {
+    if (t.spans.count > 0) pending = load(0);
+  }
+  __device__ __forceinline__ KeyBlock next(int) {
+    while (row >= end) {  // skips runs emptied by causal clipping
+      const std::int64_t b = std::int64_t(pending.x) * t.spans.block, e = std::int64_t(pending.y) * t.spans.block;
+      row = b > t.spans.lo ? b : t.spans.lo;
+      end = e < t.spans.hi ? e : t.spans.hi;
+      if (++next_span < t.spans.count) pending = load(next_span);
+    }
+    const std::int64_t key = row;
+    row += Block;
+    return KeyBlock{key, t.k_end, t.k_map_row0 + key, t.k_phase};
+  }
+};
+
+}  // namespace dilated::cuda_fa3::details
