@@ -339,9 +339,10 @@ TEST_P(Fa3WindowNumerics, NanInAKeyRowNonCausal) {
 }
 
 // Causal: the forward's masked scores become -inf before the softmax, so the
-// NaN reaches exactly the rows at or after the key (docs/cuda_fa3.md; the
-// backward's dQ = dS K also meets the key's NaN at masked entries of its
-// tile, so only the forward is held to this).
+// NaN reaches exactly the rows at or after the key (docs/cuda_fa3.md). Only
+// the forward is held to this: the backward's dQ = dS K may meet the key's
+// NaN at masked entries of its tile (0 * NaN on the tensor cores, as for V in
+// the forward); that has not been measured.
 TEST_P(Fa3WindowNumerics, NanInAKeyRowCausalForward) {
   const DType dt = GetParam();
   const ProblemShape s{1, 1000, 1, 64};
