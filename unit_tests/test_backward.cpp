@@ -48,5 +48,15 @@ TYPED_TEST(Backward, TwoKernelSchemeMatchesFloat64Reference) {
   for (const Case& c : correctness_cases()) check_backward<TypeParam>(c, seed += 10, true);
 }
 
+// Sequences longer than Plan::half_merge_rows: 16-bit storage accumulates
+// dq per chunk of queries and dk, dv per chunk of keys (4096, 4096, 1808
+// rows here), chunk edges cutting through every branch's segments.
+TYPED_TEST(Backward, LongSequenceGradientsInChunks) {
+  const ProblemShape s{1, 10000, 1, 16};
+  ASSERT_LT(dilated::Plan<typename TypeParam::exec>::half_merge_rows(s.seq_len), s.seq_len);
+  check_backward<TypeParam>(
+      Case{make_config({{1000, 1}, {2500, 2}, {5000, 4}, {10000, 5}}, true), s}, 9000, false);
+}
+
 }  // namespace
 }  // namespace dtest

@@ -17,8 +17,9 @@
 // Element types (details/storage_types.hpp): float and double, and Kokkos'
 // half_t / bhalf_t where this Kokkos makes them real 16-bit types. 16-bit
 // tensors compute in float (lse and delta are float) and every output element
-// is rounded once: backward accumulates dq, dk, dv in float workspace and
-// rounds at the end; forward with several branches merges them in a float
+// is rounded once: backward accumulates dq, dk, dv in float, one chunk of
+// half_merge_rows() rows at a time (block-sparse plans: whole tensors), and
+// rounds each chunk; forward with several branches merges them in a float
 // accumulator (each branch's log-sum-exp merge reads and rewrites out, which
 // in 16 bits would round once per branch), one chunk of query rows at a time
 // (half_merge_rows), and rounds each chunk into out.
@@ -337,7 +338,17 @@ class Plan {
     // its pool (not stream-ordered) with the kernel still reading it. 16-bit
     // storage: float gradient accumulators, rounded to the caller's once.
     memory::Workspace grad_block;
-    if constexpr (details::is_half_storage<T>::value) grad_block = float_workspace(space, 3);
+    // Chunked accumulators need windowed launches, which block-sparse plans
+    // lack: those keep whole-sequence ones (3 B*N*H*D floats).
+    const bool chunked_grads = !params_.pattern.block_sparse.enabled();
+    const std::int64_t grad_rows = half_merge_rows(shape_.seq_len);
+    if constexpr (details::is_half_storage<T>::value)
+      grad_block = chunked_grads ? memory::Workspace(*workspace_,
+                                                     2 * sizeof(float) * shape_.batch * grad_rows *
+                                                         shape_.heads * shape_.head_dim,
+                                                     memory::kDefaultAlignment,
+                                                     memory::stream_of(space))
+                                 : float_workspace(space, 3);
     const memory::Workspace delta_block(
         *workspace_, sizeof(Acc) * shape_.batch * shape_.heads * shape_.seq_len,
         memory::kDefaultAlignment, memory::stream_of(space));
@@ -348,6 +359,11 @@ class Plan {
     t.delta = delta_ref;
     details::compute_delta<ExecSpace, T>(space, outr, t.dout, delta_ref);
     if constexpr (details::is_half_storage<T>::value) {
+      if (chunked_grads) {
+        backward_in_float_chunks(space, t, grad_block, grad_rows);
+        space.fence();  // both workspaces return to their pool at the end of this scope
+        return;
+      }
       // Every branch (and, in the fused kernel, every key tile) adds into the
       // gradients: accumulate them in float (grad_block) and round once.
       const details::BackwardTensors<T, float> tf{t.q, t.k, t.v, t.dout, t.lse, t.delta,
@@ -413,6 +429,53 @@ class Plan {
   }
 
  private:
+  // 16-bit storage: every branch adds into the gradients, so they accumulate
+  // in float and are rounded once - one chunk of half_merge_rows() rows at a
+  // time, so the accumulators stay small (two chunks, about 2% of the Q+K+V
+  // bytes at long sequences instead of twice them): dq of a chunk of queries
+  // against all keys, then dk and dv of a chunk of keys against all queries
+  // (the two-kernel scheme's kernels on window pairs).
+  template <class T>
+  void backward_in_float_chunks(const ExecSpace& space, const details::BackwardTensors<T>& t,
+                                const memory::Workspace& block, std::int64_t rows) const {
+    const std::int64_t n = shape_.seq_len;
+    for (std::int64_t c0 = 0; c0 < n; c0 += rows) {  // stream order: one block serves all
+      const std::int64_t len = std::min(rows, n - c0);
+      const TensorRef<float, 4> acc0 = float_rows(block, 0, rows, len);
+      const TensorRef<float, 4> acc1 = float_rows(block, 1, rows, len);
+      // dq of queries [c0, c0 + len); the dq kernel writes no dk / dv.
+      const details::BackwardTensors<T, float> tq{
+          window_along(t.q, 1, c0, len),   t.k, t.v, window_along(t.dout, 1, c0, len),
+          window_along(t.lse, 2, c0, len), window_along(t.delta, 2, c0, len),
+          acc0,                            acc0, acc1};
+      details::zero_tensor<ExecSpace, float>(space, acc0);
+      for (int br = 0; br < params_.pattern.num_branches; ++br)
+        launch_backward_dq(space, tq, br, Window{c0, len, 0, n});
+      details::convert_tensor<ExecSpace, float, T>(space, acc0, window_along(t.dq, 1, c0, len));
+      // dk, dv of keys [c0, c0 + len); the dk/dv kernel writes no dq.
+      const details::BackwardTensors<T, float> tk{
+          t.q,     window_along(t.k, 1, c0, len), window_along(t.v, 1, c0, len), t.dout, t.lse,
+          t.delta, acc0,                          acc0,                          acc1};
+      details::zero_tensor<ExecSpace, float>(space, acc0);
+      details::zero_tensor<ExecSpace, float>(space, acc1);
+      for (int br = 0; br < params_.pattern.num_branches; ++br)
+        launch_backward_dkv(space, tk, br, Window{0, n, c0, len});
+      details::convert_tensor<ExecSpace, float, T>(space, acc0, window_along(t.dk, 1, c0, len));
+      details::convert_tensor<ExecSpace, float, T>(space, acc1, window_along(t.dv, 1, c0, len));
+    }
+  }
+  // The i-th [batch, len, heads, head_dim] float tensor of a block laid out in
+  // chunks of `rows` rows.
+  TensorRef<float, 4> float_rows(const memory::Workspace& block, int i, std::int64_t rows,
+                                 std::int64_t len) const {
+    Kokkos::View<float****, Kokkos::LayoutRight, typename ExecSpace::memory_space,
+                 Kokkos::MemoryTraits<Kokkos::Unmanaged>>
+        v(static_cast<float*>(block.data()) +
+              i * shape_.batch * rows * shape_.heads * shape_.head_dim,
+          shape_.batch, len, shape_.heads, shape_.head_dim);
+    return details::make_ref(v);
+  }
+
   // `count` float tensors of the plan's shape in one workspace block (16-bit
   // storage: the accumulators that are rounded to the caller's tensors once).
   memory::Workspace float_workspace(const ExecSpace& space, int count) const {
@@ -513,9 +576,21 @@ class Plan {
         return;
       }
     }
+    launch_backward_dq(space, t, br, w);
+    launch_backward_dkv(space, t, br, w);
+  }
+  // The two-kernel scheme's halves: dq (teams own query tiles), dk and dv
+  // (teams own key tiles).
+  template <class T, class G>
+  void launch_backward_dq(const ExecSpace& space, const details::BackwardTensors<T, G>& t, int br,
+                          const Window& w) const {
     details::BackwardDQKernel<ExecSpace, T, G> fq{t, branch_params(br, dq_level_, false, w)};
     details::launch_teams(space, "dilated::backward_dq", fq, details::league_size(fq.p),
                           fq.scratch_bytes(fq.p));
+  }
+  template <class T, class G>
+  void launch_backward_dkv(const ExecSpace& space, const details::BackwardTensors<T, G>& t, int br,
+                           const Window& w) const {
     details::BackwardDKVKernel<ExecSpace, T, G> fkv{t, branch_params(br, dkv_level_, true, w)};
     details::launch_teams(space, "dilated::backward_dkv", fkv, details::league_size(fkv.p),
                           fkv.scratch_bytes(fkv.p));

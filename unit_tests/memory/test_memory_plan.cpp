@@ -169,8 +169,9 @@ TEST(MemoryPlan, Storage16BackwardAllocatesBeforeItLaunches) {
   const ProblemShape shape{1, 64, 2, 16};
   const AttentionConfig config = make_config({{32, 1}, {64, 2}}, true);
   HostResource host;
-  // Fails only the accumulators (3 * numel floats); delta (B * H * N floats) fits.
-  PatternedFailingResource failing(host, 2 * numel(shape) * sizeof(float));
+  // Fails only the accumulators (two chunks of numel floats: one chunk covers
+  // N = 64); delta (B * H * N floats) fits.
+  PatternedFailingResource failing(host, numel(shape) * sizeof(float));
   const dilated::Plan<B16::exec> plan(config, shape, &failing);
   std::vector<double> rounded;
   const auto q = to_view<B16>(random_vector(numel(shape), 11), shape, &rounded);
@@ -210,6 +211,31 @@ TEST(MemoryPlan, Storage16ForwardWorkspaceIsOneChunk) {
   EXPECT_NO_THROW(plan.forward(q, k, v, out, lse));
   Kokkos::fence();
   EXPECT_FALSE(failing.failed) << "forward asked for more than one chunk's float accumulator";
+}
+
+// 16-bit storage: backward's float gradient accumulators are two chunks of
+// half_merge_rows() rows (dq of a query chunk, then dk and dv of a key chunk),
+// not three whole-sequence tensors (twice the Q+K+V bytes).
+TEST(MemoryPlan, Storage16BackwardWorkspaceIsTwoChunks) {
+  using B16 = Backend<Kokkos::DefaultHostExecutionSpace, EmulatedBf16>;
+  const ProblemShape shape{1, 16384, 2, 16};
+  const AttentionConfig config = make_config({{2048, 1}, {4096, 2}}, true);
+  const std::int64_t rows = dilated::Plan<B16::exec>::half_merge_rows(shape.seq_len);
+  HostResource host;
+  PatternedFailingResource failing(
+      host, 2 * sizeof(float) * shape.batch * rows * shape.heads * shape.head_dim);
+  const dilated::Plan<B16::exec> plan(config, shape, &failing);
+  const auto q = to_view<B16>(random_vector(numel(shape), 31), shape);
+  const auto k = to_view<B16>(random_vector(numel(shape), 32), shape);
+  const auto v = to_view<B16>(random_vector(numel(shape), 33), shape);
+  const auto dout = to_view<B16>(random_vector(numel(shape), 34), shape);
+  B16::View4 out("out", 1, 16384, 2, 16), dq("dq", 1, 16384, 2, 16), dk("dk", 1, 16384, 2, 16),
+      dv("dv", 1, 16384, 2, 16);
+  B16::ViewL lse("lse", 1, 2, 16384);
+  EXPECT_NO_THROW(plan.forward(q, k, v, out, lse));
+  EXPECT_NO_THROW(plan.backward(q, k, v, out, lse, dout, dq, dk, dv));
+  Kokkos::fence();
+  EXPECT_FALSE(failing.failed) << "backward asked for more than two chunks of float accumulators";
 }
 
 // Concurrent plan calls on the default pool are exercised by
