@@ -94,8 +94,9 @@ __device__ __forceinline__ QueryTile decode_tile(const ForwardParams& p, std::in
     t.spans = key_spans(p.pattern, p.causal, t.h, 0, t.k_end, t.q_begin, t.q_count);
     // The plan's per-tile counts (block_sparse_device.hpp) cost one load;
     // counting over the runs here cost a dependent global load per run at
-    // every tile start, in every consumer thread.
-    t.key_blocks = p.tile_blocks
+    // every tile start, in every consumer thread. The plan counts 128-row
+    // tiles; other tile heights count here.
+    t.key_blocks = BlockM == 128 && p.tile_blocks
                        ? p.tile_blocks[p.pattern.block_sparse.layout_of(t.h) * p.tiles_per_segment + qt]
                        : count_blocks<BlockN>(t.spans);
     if (t.key_blocks == 0) t.active = false;  // rows left as filled: out 0, lse -inf
