@@ -159,13 +159,30 @@ class PatternedFailingResource : public MemoryResource {
   std::vector<std::pair<void*, std::size_t>> live_;
 };
 
+// Random inputs and unwritten outputs of one shape in 16-bit storage
+// (emulated bf16 on the host).
+using B16 = Backend<Kokkos::DefaultHostExecutionSpace, EmulatedBf16>;
+struct Tensors16 {
+  B16::View4 q, k, v, dout, out, dq, dk, dv;
+  B16::ViewL lse;
+  Tensors16(const ProblemShape& s, std::uint64_t seed)
+      : q(to_view<B16>(random_vector(numel(s), seed), s)),
+        k(to_view<B16>(random_vector(numel(s), seed + 1), s)),
+        v(to_view<B16>(random_vector(numel(s), seed + 2), s)),
+        dout(to_view<B16>(random_vector(numel(s), seed + 3), s)),
+        out("out", s.batch, s.seq_len, s.heads, s.head_dim),
+        dq("dq", s.batch, s.seq_len, s.heads, s.head_dim),
+        dk("dk", s.batch, s.seq_len, s.heads, s.head_dim),
+        dv("dv", s.batch, s.seq_len, s.heads, s.head_dim),
+        lse("lse", s.batch, s.heads, s.seq_len) {}
+};
+
 // 16-bit storage: backward takes its float gradient accumulators (3 tensors
 // of floats) before launching anything. When that allocation fails, no
 // kernel may have run on an earlier block: the block would go back to its
 // pool (not stream-ordered) while a GPU kernel still reads it. (Before the
 // fix, delta was allocated and computed first.)
 TEST(MemoryPlan, Storage16BackwardAllocatesBeforeItLaunches) {
-  using B16 = Backend<Kokkos::DefaultHostExecutionSpace, EmulatedBf16>;
   const ProblemShape shape{1, 64, 2, 16};
   const AttentionConfig config = make_config({{32, 1}, {64, 2}}, true);
   HostResource host;
@@ -173,69 +190,38 @@ TEST(MemoryPlan, Storage16BackwardAllocatesBeforeItLaunches) {
   // N = 64); delta (B * H * N floats) fits.
   PatternedFailingResource failing(host, numel(shape) * sizeof(float));
   const dilated::Plan<B16::exec> plan(config, shape, &failing);
-  std::vector<double> rounded;
-  const auto q = to_view<B16>(random_vector(numel(shape), 11), shape, &rounded);
-  const auto k = to_view<B16>(random_vector(numel(shape), 12), shape);
-  const auto v = to_view<B16>(random_vector(numel(shape), 13), shape);
-  const auto dout = to_view<B16>(random_vector(numel(shape), 14), shape);
-  B16::View4 out("out", 1, 64, 2, 16), dq("dq", 1, 64, 2, 16), dk("dk", 1, 64, 2, 16),
-      dv("dv", 1, 64, 2, 16);
-  B16::ViewL lse("lse", 1, 2, 64);
-  plan.forward(q, k, v, out, lse);
-  EXPECT_THROW(plan.backward(q, k, v, out, lse, dout, dq, dk, dv), OutOfMemory);
+  Tensors16 t(shape, 11);
+  plan.forward(t.q, t.k, t.v, t.out, t.lse);
+  EXPECT_THROW(plan.backward(t.q, t.k, t.v, t.out, t.lse, t.dout, t.dq, t.dk, t.dv), OutOfMemory);
   Kokkos::fence();
   EXPECT_TRUE(failing.failed) << "the accumulators were not requested: the test no longer applies";
   EXPECT_FALSE(failing.written_before_failure)
       << "a kernel wrote an earlier workspace block before the accumulators were allocated";
 }
 
-// 16-bit storage, several branches: forward merges in a float accumulator
-// of half_merge_rows() query rows, not of the whole sequence (that was B*N*H*D
-// floats, two thirds of the Q+K+V bytes). A resource that refuses anything
-// larger than one chunk's accumulator must still serve the forward.
-TEST(MemoryPlan, Storage16ForwardWorkspaceIsOneChunk) {
-  using B16 = Backend<Kokkos::DefaultHostExecutionSpace, EmulatedBf16>;
+// 16-bit storage, several branches: forward merges in a float accumulator of
+// half_merge_rows() query rows, not of the whole sequence (B*N*H*D floats, two
+// thirds of the Q+K+V bytes), and backward's float gradient accumulators are
+// two such chunks (dq of a query chunk, then dk and dv of a key chunk), not
+// three whole-sequence tensors (twice the Q+K+V bytes). Resources that refuse
+// anything larger must still serve the calls.
+TEST(MemoryPlan, Storage16WorkspaceIsChunked) {
   const ProblemShape shape{1, 16384, 2, 16};
   const AttentionConfig config = make_config({{2048, 1}, {4096, 2}}, true);
   const std::int64_t rows = dilated::Plan<B16::exec>::half_merge_rows(shape.seq_len);
   ASSERT_EQ(rows, 4096);
+  const std::size_t chunk = sizeof(float) * shape.batch * rows * shape.heads * shape.head_dim;
+  Tensors16 t(shape, 21);
   HostResource host;
-  PatternedFailingResource failing(
-      host, sizeof(float) * shape.batch * rows * shape.heads * shape.head_dim);
-  const dilated::Plan<B16::exec> plan(config, shape, &failing);
-  const auto q = to_view<B16>(random_vector(numel(shape), 21), shape);
-  const auto k = to_view<B16>(random_vector(numel(shape), 22), shape);
-  const auto v = to_view<B16>(random_vector(numel(shape), 23), shape);
-  B16::View4 out("out", 1, 16384, 2, 16);
-  B16::ViewL lse("lse", 1, 2, 16384);
-  EXPECT_NO_THROW(plan.forward(q, k, v, out, lse));
+  PatternedFailingResource one_chunk(host, chunk), two_chunks(host, 2 * chunk);
+  const dilated::Plan<B16::exec> forward_plan(config, shape, &one_chunk);
+  EXPECT_NO_THROW(forward_plan.forward(t.q, t.k, t.v, t.out, t.lse));
   Kokkos::fence();
-  EXPECT_FALSE(failing.failed) << "forward asked for more than one chunk's float accumulator";
-}
-
-// 16-bit storage: backward's float gradient accumulators are two chunks of
-// half_merge_rows() rows (dq of a query chunk, then dk and dv of a key chunk),
-// not three whole-sequence tensors (twice the Q+K+V bytes).
-TEST(MemoryPlan, Storage16BackwardWorkspaceIsTwoChunks) {
-  using B16 = Backend<Kokkos::DefaultHostExecutionSpace, EmulatedBf16>;
-  const ProblemShape shape{1, 16384, 2, 16};
-  const AttentionConfig config = make_config({{2048, 1}, {4096, 2}}, true);
-  const std::int64_t rows = dilated::Plan<B16::exec>::half_merge_rows(shape.seq_len);
-  HostResource host;
-  PatternedFailingResource failing(
-      host, 2 * sizeof(float) * shape.batch * rows * shape.heads * shape.head_dim);
-  const dilated::Plan<B16::exec> plan(config, shape, &failing);
-  const auto q = to_view<B16>(random_vector(numel(shape), 31), shape);
-  const auto k = to_view<B16>(random_vector(numel(shape), 32), shape);
-  const auto v = to_view<B16>(random_vector(numel(shape), 33), shape);
-  const auto dout = to_view<B16>(random_vector(numel(shape), 34), shape);
-  B16::View4 out("out", 1, 16384, 2, 16), dq("dq", 1, 16384, 2, 16), dk("dk", 1, 16384, 2, 16),
-      dv("dv", 1, 16384, 2, 16);
-  B16::ViewL lse("lse", 1, 2, 16384);
-  EXPECT_NO_THROW(plan.forward(q, k, v, out, lse));
-  EXPECT_NO_THROW(plan.backward(q, k, v, out, lse, dout, dq, dk, dv));
+  EXPECT_FALSE(one_chunk.failed) << "forward asked for more than one chunk's float accumulator";
+  const dilated::Plan<B16::exec> plan(config, shape, &two_chunks);
+  EXPECT_NO_THROW(plan.backward(t.q, t.k, t.v, t.out, t.lse, t.dout, t.dq, t.dk, t.dv));
   Kokkos::fence();
-  EXPECT_FALSE(failing.failed) << "backward asked for more than two chunks of float accumulators";
+  EXPECT_FALSE(two_chunks.failed) << "backward asked for more than two chunks of accumulators";
 }
 
 // Concurrent plan calls on the default pool are exercised by
