@@ -11,6 +11,21 @@
 namespace dtest {
 namespace {
 
+// The AutoPlan's outputs equal the plain Plan's bit for bit, and every lse
+// entry was written (they start poisoned with NaN).
+template <class O, class L>
+void expect_identical(const O& out_auto, const L& lse_auto, const O& out_plan, const L& lse_plan) {
+  const auto a = from_view(out_auto), p = from_view(out_plan);
+  ASSERT_EQ(a.size(), p.size());
+  for (std::size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], p[i]) << "element " << i;
+  const auto la = lse_from_view(lse_auto), lp = lse_from_view(lse_plan);
+  ASSERT_EQ(la.size(), lp.size());
+  for (std::size_t i = 0; i < la.size(); ++i) {
+    ASSERT_FALSE(std::isnan(la[i])) << "lse " << i << " left unwritten";
+    ASSERT_EQ(la[i], lp[i]) << "lse " << i;
+  }
+}
+
 template <class B>
 class AutoPlanTest : public ::testing::Test {};
 TYPED_TEST_SUITE(AutoPlanTest, AllBackends);
@@ -36,15 +51,7 @@ TYPED_TEST(AutoPlanTest, FloatTensorsRunThePortableKernelsBitwiseLikePlan) {
   autoplan.forward(q, k, v, out_auto, lse_auto);
   dilated::Plan<typename B::exec>(c, s).forward(q, k, v, out_plan, lse_plan);
   Kokkos::fence();
-  const auto a = from_view(out_auto), p = from_view(out_plan);
-  ASSERT_EQ(a.size(), p.size());
-  for (std::size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], p[i]) << "element " << i;
-  const auto la = lse_from_view(lse_auto), lp = lse_from_view(lse_plan);
-  ASSERT_EQ(la.size(), lp.size());
-  for (std::size_t i = 0; i < la.size(); ++i) {
-    ASSERT_FALSE(std::isnan(la[i])) << "lse " << i << " left unwritten";
-    ASSERT_EQ(la[i], lp[i]) << "lse " << i;
-  }
+  expect_identical(out_auto, lse_auto, out_plan, lse_plan);
 }
 
 TEST(AutoPlan, InvalidConfigThrowsFromTheConstructor) {
@@ -153,15 +160,7 @@ TYPED_TEST(AutoPlan16Test, FallsBackToThePortableKernelsBitwiseLikePlan) {
   autoplan.forward(q, k, v, out_auto, lse_auto);
   dilated::Plan<typename B::exec>(c, s).forward(q, k, v, out_plan, lse_plan);
   Kokkos::fence();
-  const auto a = from_view(out_auto), p = from_view(out_plan);
-  ASSERT_EQ(a.size(), p.size());
-  for (std::size_t i = 0; i < a.size(); ++i) ASSERT_EQ(a[i], p[i]) << "element " << i;
-  const auto la = lse_from_view(lse_auto), lp = lse_from_view(lse_plan);
-  ASSERT_EQ(la.size(), lp.size());
-  for (std::size_t i = 0; i < la.size(); ++i) {
-    ASSERT_FALSE(std::isnan(la[i])) << "lse " << i << " left unwritten";
-    ASSERT_EQ(la[i], lp[i]) << "lse " << i;
-  }
+  expect_identical(out_auto, lse_auto, out_plan, lse_plan);
 }
 
 }  // namespace
