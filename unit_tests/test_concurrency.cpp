@@ -11,19 +11,8 @@ namespace {
 
 using B = Backend<Kokkos::DefaultHostExecutionSpace, float>;
 
-struct Job {
-  B::View4 q, k, v, dout, out, dq, dk, dv;
-  B::ViewL lse;
-  Job(const ProblemShape& s, std::uint64_t seed)
-      : q(to_view<B>(random_vector(numel(s), seed), s)),
-        k(to_view<B>(random_vector(numel(s), seed + 1), s)),
-        v(to_view<B>(random_vector(numel(s), seed + 2), s)),
-        dout(to_view<B>(random_vector(numel(s), seed + 3), s)),
-        out("out", s.batch, s.seq_len, s.heads, s.head_dim),
-        dq("dq", s.batch, s.seq_len, s.heads, s.head_dim),
-        dk("dk", s.batch, s.seq_len, s.heads, s.head_dim),
-        dv("dv", s.batch, s.seq_len, s.heads, s.head_dim),
-        lse("lse", s.batch, s.heads, s.seq_len) {}
+struct Job : LayerViews<B> {
+  Job(const ProblemShape& s, std::uint64_t seed) : LayerViews<B>(s, seed) {}
   void run(const dilated::Plan<B::exec>& plan, const B::exec& space) {
     plan.forward(space, q, k, v, out, lse);
     plan.backward(space, q, k, v, out, lse, dout, dq, dk, dv);

@@ -187,6 +187,25 @@ typename B::View4 to_view(const std::vector<double>& src, const ProblemShape& s,
   return v;
 }
 
+// One layer's tensors: random q, k, v, dout (seeds seed .. seed + 3) and
+// unwritten out, lse, dq, dk, dv, for tests that drive whole calls (memory,
+// concurrency) rather than compare against the reference.
+template <class B>
+struct LayerViews {
+  typename B::View4 q, k, v, dout, out, dq, dk, dv;
+  typename B::ViewL lse;
+  LayerViews(const ProblemShape& s, std::uint64_t seed)
+      : q(to_view<B>(random_vector(numel(s), seed), s)),
+        k(to_view<B>(random_vector(numel(s), seed + 1), s)),
+        v(to_view<B>(random_vector(numel(s), seed + 2), s)),
+        dout(to_view<B>(random_vector(numel(s), seed + 3), s)),
+        out("out", s.batch, s.seq_len, s.heads, s.head_dim),
+        dq("dq", s.batch, s.seq_len, s.heads, s.head_dim),
+        dk("dk", s.batch, s.seq_len, s.heads, s.head_dim),
+        dv("dv", s.batch, s.seq_len, s.heads, s.head_dim),
+        lse("lse", s.batch, s.heads, s.seq_len) {}
+};
+
 template <class View4>
 std::vector<double> from_view(const View4& v) {
   auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), v);

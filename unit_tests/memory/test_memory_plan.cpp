@@ -20,19 +20,8 @@ namespace {
 using namespace dilated::memory;
 using B = Backend<Kokkos::DefaultHostExecutionSpace, float>;
 
-struct Tensors {
-  B::View4 q, k, v, dout, out, dq, dk, dv;
-  B::ViewL lse;
-  explicit Tensors(const ProblemShape& s)
-      : q(to_view<B>(random_vector(numel(s), 1), s)),
-        k(to_view<B>(random_vector(numel(s), 2), s)),
-        v(to_view<B>(random_vector(numel(s), 3), s)),
-        dout(to_view<B>(random_vector(numel(s), 4), s)),
-        out("out", s.batch, s.seq_len, s.heads, s.head_dim),
-        dq("dq", s.batch, s.seq_len, s.heads, s.head_dim),
-        dk("dk", s.batch, s.seq_len, s.heads, s.head_dim),
-        dv("dv", s.batch, s.seq_len, s.heads, s.head_dim),
-        lse("lse", s.batch, s.heads, s.seq_len) {}
+struct Tensors : LayerViews<B> {
+  explicit Tensors(const ProblemShape& s) : LayerViews<B>(s, 1) {}
   void step(const dilated::Plan<B::exec>& plan) {
     plan.forward(q, k, v, out, lse);
     plan.backward(q, k, v, out, lse, dout, dq, dk, dv);
@@ -162,20 +151,7 @@ class PatternedFailingResource : public MemoryResource {
 // Random inputs and unwritten outputs of one shape in 16-bit storage
 // (emulated bf16 on the host).
 using B16 = Backend<Kokkos::DefaultHostExecutionSpace, EmulatedBf16>;
-struct Tensors16 {
-  B16::View4 q, k, v, dout, out, dq, dk, dv;
-  B16::ViewL lse;
-  Tensors16(const ProblemShape& s, std::uint64_t seed)
-      : q(to_view<B16>(random_vector(numel(s), seed), s)),
-        k(to_view<B16>(random_vector(numel(s), seed + 1), s)),
-        v(to_view<B16>(random_vector(numel(s), seed + 2), s)),
-        dout(to_view<B16>(random_vector(numel(s), seed + 3), s)),
-        out("out", s.batch, s.seq_len, s.heads, s.head_dim),
-        dq("dq", s.batch, s.seq_len, s.heads, s.head_dim),
-        dk("dk", s.batch, s.seq_len, s.heads, s.head_dim),
-        dv("dv", s.batch, s.seq_len, s.heads, s.head_dim),
-        lse("lse", s.batch, s.heads, s.seq_len) {}
-};
+using Tensors16 = LayerViews<B16>;
 
 // 16-bit storage: backward takes its float gradient accumulators (3 tensors
 // of floats) before launching anything. When that allocation fails, no
