@@ -71,18 +71,22 @@ struct OnlineSoftmax {
   }
 
   // Normalises O and returns the natural-log LSE of both rows (-inf for a row
-  // that saw no key).
+  // that saw no key, NaN for a row with a NaN score). The NaN case needs its
+  // own branch: fmaxf drops a NaN score from row_max, so only the sum carries
+  // it, and `sum > 0` is false for NaN - which gave such rows lse = -inf, a
+  // finite-looking merge weight and finite dK/dV in the backward
+  // (test_fa3_window_numerics' NanInAKeyRowNonCausal, H100 2026-11-27).
   __device__ __forceinline__ void finish(float (&o)[kO], float (&lse)[2]) {
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       const float sum = quad_sum(row_sum[r]);
-      const float inv = sum > 0.f ? 1.f / sum : 0.f;
+      const float inv = sum > 0.f ? 1.f / sum : (sum == 0.f ? 0.f : NAN);
 #pragma unroll
       for (int j = 0; j < kO / 4; ++j) {
         o[4 * j + 2 * r] *= inv;
         o[4 * j + 2 * r + 1] *= inv;
       }
-      lse[r] = sum > 0.f ? (row_max[r] + log2f(sum)) * 0.69314718055994531f : -INFINITY;
+      lse[r] = sum > 0.f ? (row_max[r] + log2f(sum)) * 0.69314718055994531f : (sum == 0.f ? -INFINITY : NAN);
     }
   }
 };
