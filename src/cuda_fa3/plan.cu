@@ -65,7 +65,8 @@ Plan::Plan(AttentionConfig config, ProblemShape shape, DType dtype, int device)
   if (config_.block_sparse && support_.ok)
     block_sparse_storage_ = details::upload_block_sparse(
         *config_.block_sparse, shape_.seq_len, config_.causal,
-        shape_.head_dim <= 128 ? 128 : 64 /* kDefaultBlockN */, &pattern_.block_sparse);
+        shape_.head_dim <= 128 ? 128 : 64 /* kDefaultBlockN */, shape_.batch, shape_.heads, device,
+        &pattern_.block_sparse);
 }
 
 namespace {
@@ -217,8 +218,16 @@ void Plan::forward(Tensor q, Tensor k, Tensor v, MutableTensor out, LseTensor ls
     throw Error("cuda.aliasing", "cuda_fa3: out must not alias q, k or v");
 
   details::ForwardParams base = forward_base(config_, shape_, pattern_, out, lse);
-  // Block-sparse: the per-tile key block counts lead the device layout.
-  if (config_.block_sparse) base.tile_blocks = static_cast<const std::int32_t*>(block_sparse_storage_.get());
+  // Block-sparse: the per-tile key block counts and the tile schedule.
+  if (config_.block_sparse) {
+    const auto* d = static_cast<const details::BlockSparseDevice*>(block_sparse_storage_.get());
+    base.tile_blocks = d->tile_blocks;
+    base.tile_offsets = d->tile_offsets;
+    base.tile_list = d->tile_list;
+    base.order_ctas = d->order_ctas;
+    base.q_buffers = 2;
+    base.wide_stores = true;
+  }
   if (dtype_ == DType::bf16)
     run_branches<__nv_bfloat16>(base, pattern_, shape_, dtype_, q, k, v, stream);
   else

@@ -6,10 +6,12 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "cuda_fa3/details/tile_schedule.hpp"
 #include "dilated/block_sparse.hpp"
 #include "dilated/config.hpp"
 #include "dilated/error.hpp"
@@ -32,16 +34,18 @@ inline std::string block_sparse_unsupported(const AttentionConfig& c) {
 
 // Key blocks of `block` keys that each (layout, 128-row query tile) visits:
 // its query block's runs, clipped as the forward's tile decode clips them
-// (pattern.hpp key_spans: causal limit, sequence end). The kernel reads one
-// count per tile instead of walking the runs through global memory first.
-inline std::vector<std::int32_t> tile_block_counts(const BlockSparseLayout& l, BlockSparseRule host_rule,
-                                                   std::int64_t seq_len, bool causal, int block) {
+// (pattern.hpp key_spans: causal limit, sequence end), with where those runs
+// start in the layout. The kernel reads them (the count alone, or a
+// TileEntry of the schedule) instead of walking the runs through global
+// memory first.
+inline std::vector<TileWork> tile_work(const BlockSparseLayout& l, BlockSparseRule host_rule,
+                                       std::int64_t seq_len, bool causal, int block) {
   host_rule.row_offsets = l.row_offsets.data();
   host_rule.row_runs = l.row_runs.data();
   PatternParams p;
   p.block_sparse = host_rule;
   const std::int64_t tiles = (seq_len + 127) / 128;
-  std::vector<std::int32_t> counts(std::size_t(l.layouts * tiles), 0);
+  std::vector<TileWork> work(std::size_t(l.layouts * tiles));
   for (std::int64_t layout = 0; layout < l.layouts; ++layout)
     for (std::int64_t t = 0; t < tiles; ++t) {
       const std::int64_t q0 = 128 * t, qn = seq_len - q0 < 128 ? seq_len - q0 : 128;
@@ -52,46 +56,90 @@ inline std::vector<std::int32_t> tile_block_counts(const BlockSparseLayout& l, B
         spans.get(i, &b, &e);
         if (e > b) n += (e - b + block - 1) / block;
       }
-      counts[std::size_t(layout * tiles + t)] = std::int32_t(n);
+      TileWork& w = work[std::size_t(layout * tiles + t)];
+      w.key_blocks = std::int32_t(n);
+      w.run_begin = std::int32_t((spans.runs - l.row_runs.data()) / 2);  // used if the runs fit int32
+      w.run_count = std::int32_t(spans.count);
     }
-  return counts;
+  return work;
 }
 
+// The plan's device copy of a block-sparse pattern: one allocation holding
+// the forward's per-tile counts, its tile schedule (tile_schedule.hpp) and
+// the run layout the rule points at. Freed when the last plan copy goes.
+struct BlockSparseDevice {
+  void* base = nullptr;
+  const std::int32_t* tile_blocks = nullptr;   // tile_work's counts (ForwardParams::tile_blocks)
+  const std::int32_t* tile_offsets = nullptr;  // TileSchedule::offsets; null: no schedule
+  const TileEntry* tile_list = nullptr;        // TileSchedule::tiles
+  int order_ctas = 0;                          // TileSchedule::ctas
+  BlockSparseDevice() = default;
+  BlockSparseDevice(const BlockSparseDevice&) = delete;
+  BlockSparseDevice& operator=(const BlockSparseDevice&) = delete;
+  ~BlockSparseDevice() {
+    if (base) cudaFree(base);
+  }
+};
+
 // Copies the pattern's run layout to device memory (synchronously) and points
-// `rule` at it; the returned handle frees it when the last plan copy goes.
-// The allocation starts with tile_block_counts(..., causal, block) for the
-// forward: the handle's address is theirs (ForwardParams::tile_blocks).
-inline std::shared_ptr<void> upload_block_sparse(const BlockSparsePattern& pattern, std::int64_t seq_len,
-                                                 bool causal, int block, BlockSparseRule* rule) {
+// `rule` at it, with tile_work(..., causal, block)'s counts and the forward's
+// tile schedule for `batch` x `heads` on `device`'s SMs.
+inline std::shared_ptr<BlockSparseDevice> upload_block_sparse(const BlockSparsePattern& pattern,
+                                                              std::int64_t seq_len, bool causal, int block,
+                                                              std::int64_t batch, std::int64_t heads, int device,
+                                                              BlockSparseRule* rule) {
   const BlockSparseLayout l = build_block_sparse_layout(pattern, seq_len);
   // The rule's sizes (make_pattern set them) with host pointers, for the counts.
-  const std::vector<std::int32_t> counts = tile_block_counts(l, *rule, seq_len, causal, block);
-  const std::size_t sizes[5] = {counts.size() * sizeof(std::int32_t),
+  const std::vector<TileWork> work = tile_work(l, *rule, seq_len, causal, block);
+  std::vector<std::int32_t> counts(work.size());
+  for (std::size_t i = 0; i < work.size(); ++i) counts[i] = work[i].key_blocks;
+  int sms = 0;
+  if ((device >= 0 || cudaGetDevice(&device) == cudaSuccess) &&
+      cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
+    sms = 0;
+  const bool runs_fit = l.row_runs.size() / 2 < (std::size_t(1) << 31);  // TileEntry's int32 run offsets
+  // DILATED_FA3_BLOCK_SPARSE_CAUSAL_ORDER=kernel: causal tiles in the kernel's
+  // order (heads innermost), for comparison (tile_schedule.hpp).
+  const char* order_env = std::getenv("DILATED_FA3_BLOCK_SPARSE_CAUSAL_ORDER");
+  const bool head_major = !(order_env && std::string(order_env) == "kernel");
+  const TileSchedule order = runs_fit ? tile_schedule(work, l.layouts, batch, heads, (seq_len + 127) / 128, causal,
+                                                      sms, head_major)
+                                      : TileSchedule{};
+  const std::size_t sizes[7] = {counts.size() * sizeof(std::int32_t),
+                                order.offsets.size() * sizeof(std::int32_t),
+                                order.tiles.size() * sizeof(TileEntry),
                                 l.row_offsets.size() * sizeof(std::int64_t),
                                 l.col_offsets.size() * sizeof(std::int64_t),
                                 l.row_runs.size() * sizeof(std::int32_t),
                                 l.col_runs.size() * sizeof(std::int32_t)};
-  const void* src[5] = {counts.data(), l.row_offsets.data(), l.col_offsets.data(), l.row_runs.data(),
-                        l.col_runs.data()};
-  std::size_t offset[5], total = 0;
-  for (int i = 0; i < 5; ++i) {  // one allocation, 16-byte aligned parts
+  const void* src[7] = {counts.data(),        order.offsets.data(), order.tiles.data(), l.row_offsets.data(),
+                        l.col_offsets.data(), l.row_runs.data(),    l.col_runs.data()};
+  std::size_t offset[7], total = 0;
+  for (int i = 0; i < 7; ++i) {  // one allocation, 16-byte aligned parts
     offset[i] = total;
     total += (sizes[i] + 15) / 16 * 16;
   }
-  void* base = nullptr;
-  if (cudaMalloc(&base, total > 0 ? total : 16) != cudaSuccess)
+  auto d = std::make_shared<BlockSparseDevice>();
+  if (cudaMalloc(&d->base, total > 0 ? total : 16) != cudaSuccess) {
+    d->base = nullptr;
     throw Error("cuda.runtime", "cuda_fa3: cannot allocate the block-sparse layout");
-  std::shared_ptr<void> handle(base, [](void* p) { cudaFree(p); });
-  char* bytes = static_cast<char*>(base);
-  for (int i = 0; i < 5; ++i)
+  }
+  char* bytes = static_cast<char*>(d->base);
+  for (int i = 0; i < 7; ++i)
     if (sizes[i] > 0 &&
         cudaMemcpy(bytes + offset[i], src[i], sizes[i], cudaMemcpyHostToDevice) != cudaSuccess)
       throw Error("cuda.runtime", "cuda_fa3: cannot copy the block-sparse layout");
-  rule->row_offsets = reinterpret_cast<const std::int64_t*>(bytes + offset[1]);
-  rule->col_offsets = reinterpret_cast<const std::int64_t*>(bytes + offset[2]);
-  rule->row_runs = reinterpret_cast<const std::int32_t*>(bytes + offset[3]);
-  rule->col_runs = reinterpret_cast<const std::int32_t*>(bytes + offset[4]);
-  return handle;
+  d->tile_blocks = reinterpret_cast<const std::int32_t*>(bytes + offset[0]);
+  if (order.ctas > 0) {
+    d->tile_offsets = reinterpret_cast<const std::int32_t*>(bytes + offset[1]);
+    d->tile_list = reinterpret_cast<const TileEntry*>(bytes + offset[2]);
+    d->order_ctas = order.ctas;
+  }
+  rule->row_offsets = reinterpret_cast<const std::int64_t*>(bytes + offset[3]);
+  rule->col_offsets = reinterpret_cast<const std::int64_t*>(bytes + offset[4]);
+  rule->row_runs = reinterpret_cast<const std::int32_t*>(bytes + offset[5]);
+  rule->col_runs = reinterpret_cast<const std::int32_t*>(bytes + offset[6]);
+  return d;
 }
 
 }  // namespace dilated::cuda_fa3::details

@@ -80,4 +80,58 @@ __device__ __forceinline__ void store_rows(const ForwardParams& p, int b, int h,
   }
 }
 
+// store_rows without a merge, in 16-byte stores. A thread holds 16-bit pairs
+// (4 bytes) of its rows, the four threads of a row interleaved every 8
+// columns, so store_rows writes HeadDim / 8 4-byte pieces per row. Here the
+// four trade words (a 4 x 4 transpose of 32-bit words per 32 columns: two
+// shuffle rounds, 4 shuffles) so each writes 8 consecutive columns at a
+// time: HeadDim / 32 stores per row. For block-sparse tiles, which write
+// their rows outright and where the epilogue is a larger share of a tile
+// (~13 key blocks at 90% sparsity, N = 16K). Every lane of the warp must call it.
+template <class T, int HeadDim>
+__device__ __forceinline__ void store_rows_wide(const ForwardParams& p, int b, int h,
+                                                const std::int64_t (&position)[2], const bool (&valid)[2],
+                                                float (&o)[HeadDim / 2], const float (&lse)[2], int lane) {
+  using P2 = Pack2<T>;
+  const int q = lane % 4;
+  const bool odd = q & 1, high = q & 2;
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    // w[j]: columns 8 j + 2 q, + 1 of row r; after the transpose w[4 m + i]
+    // holds columns 8 (4 m + q) + 2 i, + 1.
+    std::uint32_t w[HeadDim / 8];
+#pragma unroll
+    for (int j = 0; j < HeadDim / 8; ++j) {
+      const auto packed = P2::make(o[4 * j + 2 * r] * p.output_scale, o[4 * j + 2 * r + 1] * p.output_scale);
+      w[j] = *reinterpret_cast<const std::uint32_t*>(&packed);
+    }
+#pragma unroll
+    for (int m = 0; m < HeadDim / 32; ++m) {
+      std::uint32_t* a = w + 4 * m;
+      // Lanes q, q ^ 1: the even lane ends with both lanes' word 0 (or 2), the odd with word 1 (or 3).
+      std::uint32_t t = __shfl_xor_sync(0xffffffffu, odd ? a[0] : a[1], 1);
+      if (odd) a[0] = t; else a[1] = t;
+      t = __shfl_xor_sync(0xffffffffu, odd ? a[2] : a[3], 1);
+      if (odd) a[2] = t; else a[3] = t;
+      // Lanes q, q ^ 2: the low pair gives words of columns 4 m + 2, 3 and takes 4 m + 0, 1's.
+      const std::uint32_t t0 = __shfl_xor_sync(0xffffffffu, high ? a[0] : a[2], 2);
+      const std::uint32_t t1 = __shfl_xor_sync(0xffffffffu, high ? a[1] : a[3], 2);
+      if (high) {
+        a[0] = t0;
+        a[1] = t1;
+      } else {
+        a[2] = t0;
+        a[3] = t1;
+      }
+    }
+    if (!valid[r]) continue;
+    T* row = static_cast<T*>(p.out) + b * p.out_stride_b + position[r] * p.out_stride_s +
+             h * p.out_stride_h;  // 16-byte aligned: plan.cu requires it of out and its strides
+#pragma unroll
+    for (int m = 0; m < HeadDim / 32; ++m)
+      *reinterpret_cast<uint4*>(row + 8 * (4 * m + q)) = make_uint4(w[4 * m], w[4 * m + 1], w[4 * m + 2], w[4 * m + 3]);
+    if (q == 0) p.lse[b * p.lse_stride_b + h * p.lse_stride_h + position[r] * p.lse_stride_s] = lse[r];
+  }
+}
+
 }  // namespace dilated::cuda_fa3::details

@@ -34,6 +34,38 @@ struct Barriers {
   std::uint64_t* v_empty;
 };
 
+// Block-sparse tiles visit few key blocks (~13 at 90% sparsity, N = 16K), so
+// the wait for a tile's Q, which with one buffer can only be loaded once the
+// previous tile's last S has landed, is a visible share of the tile. A
+// second Q buffer after the barriers lets the producer load the next tile's
+// Q while this one runs (ForwardParams::q_buffers == 2); its full/empty
+// barriers follow all others. Head dims 64 and 128 only (194 KiB at 128;
+// it would not fit at 256); other launches keep one.
+template <class Shape, bool kBlockSparse>
+struct QBuffers {
+  static constexpr int kOffsetQ1 = (Shape::kOffsetBarriers + 8 * (Shape::kBarriers + 2) + 1023) / 1024 * 1024;
+  static constexpr bool kTwo = kBlockSparse && Shape::kHeadDim <= 128;  // RegSplit::kScheduled
+  static_assert(!kTwo || kOffsetQ1 + Shape::kTileBytesQ + 1024 <= 227 * 1024, "two Q buffers do not fit");
+  static constexpr int kSmemBytes = kTwo ? kOffsetQ1 + Shape::kTileBytesQ + 1024 : Shape::kSmemBytes;
+};
+
+// Which Q buffer a CTA's tile_iter-th tile uses, its barriers, and how many
+// times that buffer was filled before (the barriers' phase).
+template <class Shape, bool kBlockSparse>
+struct QSlot {
+  int offset;
+  std::uint64_t *full, *empty;
+  std::uint32_t use;
+  __device__ __forceinline__ QSlot(const ForwardParams& p, const Barriers& bar, std::uint32_t tile_iter) {
+    using QB = QBuffers<Shape, kBlockSparse>;
+    const bool second = QB::kTwo && p.q_buffers == 2 && (tile_iter & 1);
+    offset = second ? QB::kOffsetQ1 : 0;
+    full = bar.q_full + (second ? Shape::kBarriers : 0);
+    empty = bar.q_empty + (second ? Shape::kBarriers : 0);
+    use = QB::kTwo && p.q_buffers == 2 ? tile_iter >> 1 : tile_iter;
+  }
+};
+
 template <class Shape>
 __device__ __forceinline__ void load_tile(const CUtensorMap* map, char* dst, std::uint64_t* bar,
                                           int rows_bytes_per_panel, std::int64_t row, int h, int b) {
@@ -48,9 +80,10 @@ template <class Shape, bool kBlockSparse>
 __device__ void produce(const ForwardArgs& args, const QueryTile& t, char* smem, Barriers bar,
                         std::uint32_t it, std::uint32_t tile_iter) {
   const CUtensorMap* qmap = &args.q[t.q_phase];
-  if (tile_iter > 0) mbar_wait(bar.q_empty, (tile_iter - 1) & 1);
-  mbar_arrive_expect_tx(bar.q_full, Shape::kTileBytesQ);
-  load_tile<Shape>(qmap, smem, bar.q_full, Shape::kPanelBytesQ, t.q_map_row0 + t.q_begin, t.h, t.b);
+  const QSlot<Shape, kBlockSparse> q(args.p, bar, tile_iter);
+  if (q.use > 0) mbar_wait(q.empty, (q.use - 1) & 1);
+  mbar_arrive_expect_tx(q.full, Shape::kTileBytesQ);
+  load_tile<Shape>(qmap, smem + q.offset, q.full, Shape::kPanelBytesQ, t.q_map_row0 + t.q_begin, t.h, t.b);
   KeyWalk<Shape::kBlockN, kBlockSparse> walk(t);  // key_walk.cuh
   for (int kb = 0; kb < t.key_blocks; ++kb, ++it) {
     const int stage = it % Shape::kStages;
@@ -99,7 +132,8 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
   std::uint32_t a[kN / 16][4];  // P packed to 16-bit pairs: the register A operand of P V
   float correction[2];
   OnlineSoftmax<kN, kD> softmax;
-  const char* q_smem = smem + wg * 64 * 128;  // this warpgroup's 64 rows in every panel
+  const QSlot<Shape, kBlockSparse> q_slot(p, bar, tile_iter);
+  const char* q_smem = smem + q_slot.offset + wg * 64 * 128;  // this warpgroup's 64 rows in every panel
 
   constexpr int kWgs = Shape::kConsumerWarpgroups;
   auto my_turn = [&] { named_sync(1 + wg, 256); };
@@ -158,7 +192,7 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
     }
   };
 
-  mbar_wait(bar.q_full, tile_iter & 1);
+  mbar_wait(q_slot.full, q_slot.use & 1);
   my_turn();
   issue_scores(0);
   pass_turn();
@@ -186,7 +220,7 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
       OnlineSoftmax<kN, kD>::rescale(o, correction);
     pack_p();
   }
-  mbar_arrive(bar.q_empty);  // every S of this tile has landed: Q may be replaced
+  mbar_arrive(q_slot.empty);  // every S of this tile has landed: Q may be replaced
   my_turn();
   issue_pv(t.key_blocks - 1);
   pass_turn();
@@ -205,7 +239,58 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
     valid[i] = rows[i] < t.q_end;
     position[i] = t.first + rows[i] * r - p.q_window_begin;  // row of the out/lse window
   }
-  store_rows<T, kD>(p, t.b, t.h, position, valid, o, lse, lane);
+  if (kBlockSparse && !p.merge && p.wide_stores)
+    store_rows_wide<T, kD>(p, t.b, t.h, position, valid, o, lse, lane);
+  else
+    store_rows<T, kD>(p, t.b, t.h, position, valid, o, lse, lane);
+}
+
+// Block-sparse kernels of head_dim <= 128 run the plan's tile schedule
+// (for_each_tile) with two Q buffers (QBuffers). Their producers spilled
+// 56-128 bytes at the usual 24 registers (ptxas, CUDA 13.0), so the split
+// is 40 / 232 there (no spills; 40 x 128 + 232 x 256 <= 64K). Head_dim 256,
+// whose 64 x 256 O needs the consumers' 240, spilled 40-152 bytes in the
+// producer at 24 or 32 registers with the schedule, so it keeps the stride
+// and one Q buffer (forward_launch.cu drops the schedule for it).
+template <class Shape, bool kBlockSparse>
+struct RegSplit {
+  static constexpr bool kScheduled = kBlockSparse && Shape::kHeadDim <= 128;
+  static constexpr int kProducer = kScheduled ? 40 : Shape::kProducerRegs;
+  static constexpr int kConsumer = kScheduled ? 232 : Shape::kConsumerRegs;
+  static_assert(!kBlockSparse || Shape::kConsumerWarpgroups == 2, "block-sparse runs two consumer warpgroups");
+  static_assert(kProducer * 128 + kConsumer * 128 * Shape::kConsumerWarpgroups <= 65536, "register file");
+};
+
+// The tile indices this CTA runs, in order, each passed to body: the stride
+// idx = blockIdx.x + j gridDim.x, or for a block-sparse plan its schedule
+// (tile_schedule.hpp: balanced per-CTA lists; the launch's grid is its CTA
+// count). The stride loop is written as before, so dense kernels keep their code.
+// body(idx, entry): entry is the schedule's record of the tile, or null.
+// kPrefetch: load the next entry before running this tile, so the next tile
+// starts without waiting for it (the consumers; the producer runs ahead anyway).
+template <bool kScheduled, bool kPrefetch, class Body>
+__device__ __forceinline__ void for_each_tile(const ForwardParams& p, Body&& body) {
+  if constexpr (kScheduled) {
+    if (p.tile_list) {
+      const int end = p.tile_offsets[blockIdx.x + 1];
+      int j = p.tile_offsets[blockIdx.x];
+      TileEntry next{};
+      if (kPrefetch && j < end) next = p.tile_list[j];
+      for (; j < end; ++j) {
+        TileEntry cur;
+        if constexpr (kPrefetch) {
+          cur = next;
+          if (j + 1 < end) next = p.tile_list[j + 1];  // in flight while this tile runs
+        } else {
+          cur = p.tile_list[j];
+        }
+        body(std::int64_t(cur.idx), &cur);
+      }
+      return;
+    }
+  }
+  for (std::int64_t idx = blockIdx.x; idx < p.total_tiles; idx += gridDim.x)
+    body(idx, static_cast<const TileEntry*>(nullptr));
 }
 
 // Persistent: a grid of one CTA per SM walks the tiles (idx += gridDim.x), so
@@ -213,7 +298,8 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
 // consumers are still finishing the previous tile and writing its output.
 // (A snake order over rounds, for causal tiles of unequal cost, made the
 // 24-register producer spill 40-160 bytes in every variant, CUDA 13.0, even
-// as a stateless index map; so the order stays the plain stride.)
+// as a stateless index map; so the order stays the plain stride.) Block-
+// sparse plans run the plan's balanced per-CTA lists instead (for_each_tile).
 // kDropout: a separate instantiation, so the dropout-free kernel keeps its
 // registers (the Philox rounds would otherwise cost spills everywhere).
 // kBlockSparse: likewise, so dilated branches keep kb * BlockN arithmetic.
@@ -227,7 +313,14 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
   auto* bars = reinterpret_cast<std::uint64_t*>(smem + Shape::kOffsetBarriers);
   Barriers bar{bars, bars + 1, bars + 2, bars + 2 + Shape::kStages, bars + 2 + 2 * Shape::kStages,
                bars + 2 + 3 * Shape::kStages};
+  static_assert(!kBlockSparse || Shape::kBlockM == 128, "the plan's block-sparse counts and schedule are per 128-row tile");
   const int warpgroup = threadIdx.x / 128;
+  if constexpr (QBuffers<Shape, kBlockSparse>::kTwo) {
+    if (threadIdx.x == 0) {
+      mbar_init(bar.q_full + Shape::kBarriers, 1);
+      mbar_init(bar.q_empty + Shape::kBarriers, 128 * Shape::kConsumerWarpgroups);
+    }
+  }
   if (threadIdx.x == 0) {
     mbar_init(bar.q_full, 1);
     mbar_init(bar.q_empty, 128 * Shape::kConsumerWarpgroups);
@@ -243,7 +336,7 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
 
   std::uint32_t it = 0, tile_iter = 0;
   if (warpgroup == 0) {
-    regs_release<Shape::kProducerRegs>();  // tile_shape.hpp: the split
+    regs_release<RegSplit<Shape, kBlockSparse>::kProducer>();
     if (threadIdx.x == 0) {
       const int maps = int(args.p.pattern.dilation[args.p.branch]);  // descriptors in use
       for (int phase = 0; phase < maps && phase < kMaxPhases; ++phase) {
@@ -251,23 +344,23 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
         prefetch_tensormap(&args.k[phase]);
         prefetch_tensormap(&args.v[phase]);
       }
-      for (std::int64_t idx = blockIdx.x; idx < args.p.total_tiles; idx += gridDim.x) {
-        const QueryTile t = decode_tile<Shape::kBlockM, Shape::kBlockN>(args.p, idx);
-        if (!t.active) continue;
+      for_each_tile<RegSplit<Shape, kBlockSparse>::kScheduled, false>(args.p, [&](std::int64_t idx, const TileEntry* entry) {
+        const QueryTile t = decode_tile<Shape::kBlockM, Shape::kBlockN>(args.p, idx, entry);
+        if (!t.active) return;
         produce<Shape, kBlockSparse>(args, t, smem, bar, it, tile_iter);
         it += t.key_blocks;
         ++tile_iter;
-      }
+      });
     }
   } else {
-    regs_acquire<Shape::kConsumerRegs>();
-    for (std::int64_t idx = blockIdx.x; idx < args.p.total_tiles; idx += gridDim.x) {
-      const QueryTile t = decode_tile<Shape::kBlockM, Shape::kBlockN>(args.p, idx);
-      if (!t.active) continue;
+    regs_acquire<RegSplit<Shape, kBlockSparse>::kConsumer>();
+    for_each_tile<RegSplit<Shape, kBlockSparse>::kScheduled, true>(args.p, [&](std::int64_t idx, const TileEntry* entry) {
+      const QueryTile t = decode_tile<Shape::kBlockM, Shape::kBlockN>(args.p, idx, entry);
+      if (!t.active) return;
       consume<T, Shape, kDropout, kBlockSparse>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128, it, tile_iter);
       it += t.key_blocks;
       ++tile_iter;
-    }
+    });
   }
 #endif
 }

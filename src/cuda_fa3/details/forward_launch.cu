@@ -51,12 +51,13 @@ namespace {
 template <class T, class Shape, bool kDropout, bool kBlockSparse>
 void launch_kernel(const ForwardArgs& args, std::int64_t grid, cudaStream_t stream) {
   auto* kernel = &forward_kernel<T, Shape, kDropout, kBlockSparse>;
+  constexpr int kSmem = QBuffers<Shape, kBlockSparse>::kSmemBytes;  // Shape's, or with a second Q buffer
   static std::once_flag once;  // per instantiation: raise the shared-memory limit
   std::call_once(once, [&] {
-    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, Shape::kSmemBytes),
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem),
           "cudaFuncSetAttribute");
   });
-  kernel<<<dim3(unsigned(grid)), dim3(Shape::kThreads), Shape::kSmemBytes, stream>>>(args);
+  kernel<<<dim3(unsigned(grid)), dim3(Shape::kThreads), kSmem, stream>>>(args);
   check(cudaGetLastError(), "forward kernel launch");
 }
 }  // namespace
@@ -81,14 +82,41 @@ void launch_forward_branch(const ForwardArgs& args, std::int64_t tiles, cudaStre
   // of key blocks), but do few blocks each (~13 at 90% sparsity and N = 16K),
   // so the persistent grid's overlap of one tile's prologue with the previous
   // epilogue matters more (H100, 2026-11-27, one tile per CTA: 2.18x dense x
-  // density at 16K). DILATED_FA3_BLOCK_SPARSE_GRID=tile restores one tile per
-  // CTA for comparison.
-  static const bool bs_tile_grid = [] {
+  // density at 16K). The plan hands them out in a balanced schedule
+  // (tile_schedule.hpp), causal or not, on its own grid, and the kernel
+  // loads the next tile's Q into a second buffer (forward_kernel.cuh
+  // QBuffers); head_dim <= 128 only.
+  // For comparison: DILATED_FA3_BLOCK_SPARSE_GRID=stride restores the grid
+  // before the schedule (the stride; causal: one tile per CTA), =tile one tile
+  // per CTA; DILATED_FA3_BLOCK_SPARSE_Q=1 one Q buffer;
+  // DILATED_FA3_BLOCK_SPARSE_STORES=narrow store_rows' 4-byte stores.
+  static const std::string bs_grid = [] {
     const char* e = std::getenv("DILATED_FA3_BLOCK_SPARSE_GRID");
-    return e && std::string(e) == "tile";
+    return std::string(e ? e : "");
   }();
-  const bool one_tile_per_cta = args.p.causal || (block_sparse && bs_tile_grid);
-  const std::int64_t grid = one_tile_per_cta || tiles < sms ? tiles : sms;
+  static const bool bs_one_q = [] {
+    const char* e = std::getenv("DILATED_FA3_BLOCK_SPARSE_Q");
+    return e && std::string(e) == "1";
+  }();
+  static const bool bs_narrow = [] {
+    const char* e = std::getenv("DILATED_FA3_BLOCK_SPARSE_STORES");
+    return e && std::string(e) == "narrow";
+  }();
+  // Head_dim 256 kernels walk the stride (forward_kernel.cuh RegSplit).
+  const bool unscheduled = bs_grid == "stride" || bs_grid == "tile" || HeadDim > 128;
+  if (block_sparse && ((bs_one_q && args.p.q_buffers != 1) || (unscheduled && args.p.tile_list) ||
+                       (bs_narrow && args.p.wide_stores))) {
+    ForwardArgs a = args;
+    if (bs_one_q) a.p.q_buffers = 1;
+    if (unscheduled) a.p.tile_list = nullptr;
+    if (bs_narrow) a.p.wide_stores = false;
+    launch_forward_branch<T, HeadDim, BlockN>(a, tiles, stream);
+    return;
+  }
+  const bool one_tile_per_cta = (args.p.causal && !args.p.tile_list) || (block_sparse && bs_grid == "tile");
+  const std::int64_t grid = args.p.tile_list ? args.p.order_ctas
+                            : one_tile_per_cta || tiles < sms ? tiles
+                                                              : sms;
   if (args.p.dropout.enabled()) {
     launch_kernel<T, Shape, true, false>(args, grid, stream);
   } else if (block_sparse) {

@@ -6,6 +6,7 @@
 #include <cuda.h>
 #include <cstdint>
 
+#include "cuda_fa3/details/tile_schedule.hpp"
 #include "dilated/dropout_rng.hpp"
 #include "dilated/pattern.hpp"
 
@@ -47,6 +48,19 @@ struct ForwardParams {
   std::int64_t out_stride_b = 0, out_stride_s = 0, out_stride_h = 0;
   float* lse = nullptr;
   std::int64_t lse_stride_b = 0, lse_stride_h = 0, lse_stride_s = 0;
+  // (Last, so the fields above keep the offsets the dense kernels were tuned with.)
+  // Block-sparse: which tiles each CTA runs, in order (tile_schedule.hpp:
+  // CTA c runs tile_list[tile_offsets[c]] ..., on a grid of order_ctas);
+  // null: the stride order.
+  const std::int32_t* tile_offsets = nullptr;
+  const TileEntry* tile_list = nullptr;
+  int order_ctas = 0;
+  // Query tile buffers in shared memory: 2 (block-sparse plans) loads the
+  // next tile's Q during this one where a second buffer fits (head_dim <= 128;
+  // forward_kernel.cuh QBuffers), else 1.
+  int q_buffers = 1;
+  // Block-sparse: write out in 16-byte stores (epilogue.cuh store_rows_wide).
+  bool wide_stores = false;
 };
 
 struct ForwardArgs {

@@ -31,8 +31,11 @@ struct QueryTile {
   std::int64_t q_stride;     // positions between the tile's sparse rows (r), for the epilogue
 };
 
+// entry: the tile's record in the plan's schedule (tile_schedule.hpp), which
+// carries its key block count and runs; null: read them from the layout.
 template <int BlockM, int BlockN>
-__device__ __forceinline__ QueryTile decode_tile(const ForwardParams& p, std::int64_t idx) {
+__device__ __forceinline__ QueryTile decode_tile(const ForwardParams& p, std::int64_t idx,
+                                                 const TileEntry* entry = nullptr) {
   QueryTile t{};
   const std::int64_t groups = std::int64_t(p.batch) * p.heads * p.num_segments;
   // Causal tiles near the end of a segment do the most work: hand them out
@@ -91,14 +94,23 @@ __device__ __forceinline__ QueryTile decode_tile(const ForwardParams& p, std::in
     // One branch over the whole sequence (sparse index = position, no
     // windowed calls: plan.cu refuses them); the tile
     // lies in one query block because block_q % BlockM == 0 (plan.cu).
-    t.spans = key_spans(p.pattern, p.causal, t.h, 0, t.k_end, t.q_begin, t.q_count);
-    // The plan's per-tile counts (block_sparse_device.hpp) cost one load;
-    // counting over the runs here cost a dependent global load per run at
-    // every tile start, in every consumer thread. The plan counts 128-row
-    // tiles; other tile heights count here.
-    t.key_blocks = BlockM == 128 && p.tile_blocks
-                       ? p.tile_blocks[p.pattern.block_sparse.layout_of(t.h) * p.tiles_per_segment + qt]
-                       : count_blocks<BlockN>(t.spans);
+    if (entry) {  // key_spans' runs, from the entry: no dependent loads at the tile start
+      t.spans.runs = p.pattern.block_sparse.row_runs + 2 * std::int64_t(entry->run_begin);
+      t.spans.count = entry->run_count;
+      t.spans.block = p.pattern.block_sparse.block_k;
+      t.spans.lo = 0;
+      t.spans.hi = key_range_end(p.causal, t.k_end, t.q_begin, t.q_count);
+      t.key_blocks = entry->key_blocks;
+    } else {
+      t.spans = key_spans(p.pattern, p.causal, t.h, 0, t.k_end, t.q_begin, t.q_count);
+      // The plan's per-tile counts (block_sparse_device.hpp) cost one load;
+      // counting over the runs here cost a dependent global load per run at
+      // every tile start, in every consumer thread. The plan counts 128-row
+      // tiles; other tile heights count here.
+      t.key_blocks = BlockM == 128 && p.tile_blocks
+                         ? p.tile_blocks[p.pattern.block_sparse.layout_of(t.h) * p.tiles_per_segment + qt]
+                         : count_blocks<BlockN>(t.spans);
+    }
     if (t.key_blocks == 0) t.active = false;  // rows left as filled: out 0, lse -inf
   }
   return t;

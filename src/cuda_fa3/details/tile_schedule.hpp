@@ -1,0 +1,117 @@
+// cuda_fa3/details/tile_schedule.hpp - which query tiles each CTA of the
+// persistent block-sparse forward grid runs, in which order; computed once
+// by the plan on the host (block_sparse_device.hpp uploads it).
+//
+// Why: block-sparse tiles differ in cost (a query block lists a random
+// number of key blocks) and visit few blocks each (~13 at 90% sparsity and
+// N = 16K). With the stride assignment (CTA c runs tiles c, c + grid, ...)
+// the busiest of 132 CTAs got 1.17x the mean key blocks for bench_fa3's
+// 90% mask at N = 16K (1.04x at 64K; perf_tests/results/
+// h100-fa3-2026-11-27-bsched/), and the grid waits for it.
+//
+// List scheduling: the tiles, in the order below, go one by one to the CTA
+// whose modelled work is least so far (cost = key blocks +
+// kTileOverheadBlocks), which is what a dynamic tile counter would do with
+// these costs, without its atomics or per-launch reset. Within each (batch,
+// head) the tiles go in descending cost (largest first keeps the tail
+// short: 1.01x the mean in the case above, 1.04x causal), but (batch, head)
+// groups stay in order, so the tiles running at one time share one head's
+// K/V in L2: a tile's ~13 blocks are reused by the head's other tiles only
+// through L2, and an order mixing all 16 heads would re-read them from DRAM
+// (a model; the causal numbers below are the measured hint). The
+// kernel's causal order (last query tiles first, heads innermost) balances
+// better (1.01x) but mixes the heads: causal 90% at 16K took 2.66x dense
+// time x density with it, 2.55x head-major (H100, two calls of
+// h100-fa3-2026-11-27-bsched; DILATED_FA3_BLOCK_SPARSE_CAUSAL_ORDER=kernel).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+#include <queue>
+#include <utility>
+#include <vector>
+
+namespace dilated::cuda_fa3::details {
+
+// The fixed cost of a tile (Q load, pipeline fill and drain, epilogue) in
+// key blocks: at N = 16K the stride grid's busiest CTA ran 232 key blocks in
+// 0.509 ms where the dense forward runs 1986 per CTA in 3.51 ms (same call,
+// results/h100-fa3-2026-11-27-sched), i.e. ~3 blocks' time more per tile.
+// The balance hardly depends on it (1.01-1.02x the mean for 0 to 6).
+inline constexpr std::int64_t kTileOverheadBlocks = 3;
+
+// What a tile needs besides its index, read by the kernel in one 16-byte
+// load (prefetched a tile ahead), so a tile starts without the dependent
+// loads of its count and its row's run offsets.
+struct TileWork {
+  std::int32_t key_blocks = 0;  // 0: the kernel skips the tile
+  std::int32_t run_begin = 0;   // its query block's first run (BlockSparseRule::row_runs, in runs)
+  std::int32_t run_count = 0;
+};
+struct alignas(16) TileEntry {
+  std::int32_t idx;  // the kernel's tile index (decode order, tile_scheduler.cuh)
+  std::int32_t key_blocks, run_begin, run_count;
+};
+
+struct TileSchedule {
+  int ctas = 0;  // grid size; 0: no schedule (nothing to run, or too many tiles)
+  // CTA c runs tiles[offsets[c]] ... tiles[offsets[c + 1] - 1], in this order.
+  std::vector<std::int32_t> offsets;
+  std::vector<TileEntry> tiles;
+};
+
+// work[layout * tiles + qt] for each (layout, query tile); head h has layout
+// h, or 0 when layouts == 1. One segment per (batch, head). max_ctas: the
+// SMs (one CTA fits per SM). head_major = false hands causal tiles out in
+// the kernel's causal order instead (for comparison).
+inline TileSchedule tile_schedule(const std::vector<TileWork>& work, std::int64_t layouts, std::int64_t batch,
+                                  std::int64_t heads, std::int64_t tiles, bool causal, int max_ctas,
+                                  bool head_major = true) {
+  TileSchedule s;
+  const std::int64_t groups = batch * heads, total = groups * tiles;
+  if (total >= (std::int64_t(1) << 31) || max_ctas <= 0) return s;
+  auto at = [&](std::int64_t h, std::int64_t qt) -> const TileWork& {
+    return work[std::size_t((layouts == 1 ? 0 : h) * tiles + qt)];
+  };
+  // The tiles to run, in the order they are handed out (see the top).
+  std::vector<TileEntry> order;
+  order.reserve(std::size_t(total));
+  auto add = [&](std::int64_t idx, const TileWork& w) {
+    if (w.key_blocks > 0) order.push_back(TileEntry{std::int32_t(idx), w.key_blocks, w.run_begin, w.run_count});
+  };
+  if (causal && !head_major) {
+    for (std::int64_t idx = 0; idx < total; ++idx)  // decode_tile: qt = tiles - 1 - idx / groups
+      add(idx, at((idx % groups) % heads, tiles - 1 - idx / groups));
+  } else {
+    for (std::int64_t g = 0; g < groups; ++g) {
+      const std::size_t first = order.size();
+      for (std::int64_t qt = 0; qt < tiles; ++qt)  // decode_tile's tile index of (g, qt)
+        add(causal ? (tiles - 1 - qt) * groups + g : g * tiles + qt, at(g % heads, qt));
+      std::stable_sort(order.begin() + std::ptrdiff_t(first), order.end(),
+                       [](const TileEntry& a, const TileEntry& b) { return a.key_blocks > b.key_blocks; });
+    }
+  }
+  s.ctas = int(std::int64_t(order.size()) < max_ctas ? std::int64_t(order.size()) : max_ctas);
+  if (s.ctas == 0) return s;
+  // Least-loaded CTA first; ties to the lower CTA index (deterministic).
+  using Load = std::pair<std::int64_t, int>;
+  std::priority_queue<Load, std::vector<Load>, std::greater<Load>> free_at;
+  for (int c = 0; c < s.ctas; ++c) free_at.emplace(0, c);
+  std::vector<std::vector<TileEntry>> lists(std::size_t(s.ctas));
+  for (const TileEntry& e : order) {
+    const Load l = free_at.top();
+    free_at.pop();
+    lists[std::size_t(l.second)].push_back(e);
+    free_at.emplace(l.first + e.key_blocks + kTileOverheadBlocks, l.second);
+  }
+  s.tiles.reserve(order.size());
+  for (const auto& l : lists) {
+    s.offsets.push_back(std::int32_t(s.tiles.size()));
+    s.tiles.insert(s.tiles.end(), l.begin(), l.end());
+  }
+  s.offsets.push_back(std::int32_t(s.tiles.size()));
+  return s;
+}
+
+}  // namespace dilated::cuda_fa3::details
