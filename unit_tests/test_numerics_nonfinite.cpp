@@ -71,6 +71,9 @@ std::vector<Case> cases() {
       // 64-key tile, and from heads whose offsets skip it
       Case{make_config({{32, 1}, {64, 2}, {128, 4}}, true), {1, 128, 3, 16}},
       Case{make_config({{64, 1}, {128, 2}}), {2, 128, 2, 16}},  // non-causal, two segments
+      // head_dim 32: whole float4 rows, which Plan<Kokkos::Cuda>'s default
+      // GPU forward (pipe256l) stages with its own non-finite V check
+      Case{make_config({{64, 1}, {128, 2}}, true), {1, 128, 2, 32}},
   };
 }
 
@@ -107,7 +110,8 @@ TYPED_TEST(NumericsNonFinite, PropagatesOnlyToRowsThatAttend) {
     for (const Injection& inj : injections) {
       Tensors in = random_inputs(c.shape, seed += 10);
       // One element of (batch 0, position 70, head 1), component 3.
-      const std::size_t at = ((0 * c.shape.seq_len + 70) * c.shape.heads + 1) * 16 + 3;
+      const std::size_t at =
+          ((0 * c.shape.seq_len + 70) * c.shape.heads + 1) * c.shape.head_dim + 3;
       input(in, inj.tensor)[at] = inj.value;
       check_injection<TypeParam>(c, in, inj.name);
     }

@@ -24,6 +24,20 @@ inline bool gpu_rows_vec4(const Ref& t) {
          t.stride[2] % 4 == 0 && reinterpret_cast<std::uintptr_t>(t.data) % 16 == 0;
 }
 
+// Do 64 sparse rows of the launch's branch span fewer than 2^31 elements (the
+// lean pipelined kernel's 32-bit row offsets)?
+template <class Ref>
+inline bool gpu_tile_rows_int32(const Ref& t, const KernelParams& p) {
+  const std::int64_t step = p.pattern.dilation[p.branch] * t.stride[1];
+  return step >= 0 && step < std::numeric_limits<std::int32_t>::max() / kGpuTileK;
+}
+// The lean pipelined kernel's other limits: one key span per tile (no
+// block-sparse runs) and sparse indices (plus a tile) in 32 bits.
+inline bool gpu_lean_launch_fits(const KernelParams& p) {
+  return !p.pattern.block_sparse.enabled() &&
+         p.pattern.max_kept_count(p.branch) < std::numeric_limits<std::int32_t>::max() / 2;
+}
+
 // Whether the GPU-shaped forward serves this launch (float, head_dim <= 128,
 // its scratch fits level 0; the largest is the SPLIT pipelined kernel's).
 inline bool gpu_forward_applies(std::int64_t head_dim) {
@@ -107,6 +121,21 @@ void launch_forward_gpu_dmax(const Kokkos::Cuda& space, const char* label,
     case GpuForwardVariant::kAsync128x3:
       launch_forward_gpu_functor<ForwardBranchKernelGpuAsync<DMAX, 3>, 128, 3>(space, label, q, k,
                                                                               v, out, lse, p);
+      return;
+    case GpuForwardVariant::kPipe256l:
+      // Lean staging reads whole rows as float4: contiguous, aligned rows of
+      // exactly DMAX >= 32 elements; anything else runs pipe256.
+      if constexpr (DMAX >= kGpuChunk) {
+        if (p.head_dim == DMAX && gpu_rows_vec4(q) && gpu_rows_vec4(k) && gpu_rows_vec4(v) &&
+            gpu_tile_rows_int32(q, p) && gpu_tile_rows_int32(k, p) && gpu_tile_rows_int32(v, p) &&
+            gpu_lean_launch_fits(p)) {
+          launch_forward_gpu_functor<ForwardBranchKernelGpuPipelined<DMAX, 256, 2, false, true>,
+                                     256, 2>(space, label, q, k, v, out, lse, p);
+          return;
+        }
+      }
+      launch_forward_gpu_functor<ForwardBranchKernelGpuPipelined<DMAX, 256, 2>, 256, 2>(
+          space, label, q, k, v, out, lse, p);
       return;
     case GpuForwardVariant::kPipe256s:
       launch_forward_gpu_functor<ForwardBranchKernelGpuPipelined<DMAX, 256, 2, true>, 256, 2>(

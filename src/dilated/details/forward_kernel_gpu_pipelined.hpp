@@ -45,7 +45,21 @@
 // cap and the row max adds a barrier per key tile; the stall is the loads'
 // latency more than the shared-memory bandwidth this saves. Kept selectable
 // ("pipe256s") for when registers are freed (e.g. P in registers).
+// LEAN (256 threads, "pipe256l", the default): the same schedule with the
+// staging of rows that are whole float4 rows of exactly DMAX = 32, 64 or 128
+// elements done by hoisted 32-bit row offsets, rows past a ragged tile
+// re-read instead of zero-filled, one non-finite test per V float4, 32-bit
+// sparse indices and one MUFU.EX2 per exponential. Nsight Compute on pipe256
+// (perf_tests/results/h100-portable-2026-11-27e-gpu-forward/run1) put 24% of
+// the instructions and 35% of the stall samples in the staging code (64-bit
+// row pointers recomputed per stage and row, per-element fallbacks, the
+// prefetch registers spilled to local memory under the 128-register cap);
+// LEAN executes 14% fewer instructions and spills 180 / 280 bytes instead of
+// 316 / 696 (none of it the prefetch buffer): 26.1 TFLOP/s vs 22.5 on
+// LongNet d128 fp32 1M x 16 (run2).
 #pragma once
+
+#include <type_traits>
 
 #include "dilated/details/forward_kernel_gpu.hpp"
 
@@ -61,8 +75,20 @@ namespace dilated {
 namespace details {
 
 KOKKOS_INLINE_FUNCTION float gpu_exp2(float x) { return ::exp2f(x); }
+// 2^x by one MUFU.EX2 (PTX ex2.approx.ftz: ~2 ulp; results below 2^-126 flush
+// to 0, which a softmax term relative to its row max may lose). exp2f adds
+// the subnormal range handling around the same instruction.
+KOKKOS_INLINE_FUNCTION float gpu_exp2_approx(float x) {
+#if defined(__CUDA_ARCH__)
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+#else
+  return ::exp2f(x);
+#endif
+}
 
-template <int DMAX, int NT, int MINB, bool SPLIT = false>
+template <int DMAX, int NT, int MINB, bool SPLIT = false, bool LEAN = false>
 struct ForwardBranchKernelGpuPipelined {
   static_assert(DMAX % 16 == 0 && DMAX <= kGpuMaxHeadDim, "DMAX: 16, 32, 64 or 128");
   static_assert(NT == 128 || NT == 256, "NT: 128 or 256 threads");
@@ -85,6 +111,11 @@ struct ForwardBranchKernelGpuPipelined {
   static constexpr int NL = kGpuRegion * 2 / 4 / NT;  // float4 loads per thread and stage
   static constexpr int VF = VC * (DMAX / 4);          // float4 of one V chunk (<= NL * NT)
   static_assert(VF <= NL * NT, "a V chunk fits one stage");
+  // LEAN: V rows one pass of the team's float4 loads covers, and the passes.
+  static constexpr int kVRows = NT * 4 / DMAX;
+  static constexpr int kVI = VC / kVRows;
+  static_assert(!LEAN || (NT == 256 && !SPLIT && DMAX % kGpuChunk == 0 && kVI <= NL),
+                "LEAN: 256 threads, DMAX 32, 64 or 128");
   static_assert(kGpuTileQ == 64 && kGpuTileK == 64 && kGpuChunk == 32,
                 "S stages: 2 x 128 blocks of 4 x 4");
   using Base = ForwardBranchKernelGpu<DMAX, NT>;
@@ -104,18 +135,25 @@ struct ForwardBranchKernelGpuPipelined {
   }
 
   // Where the team is: span sp (keys [k0, kend) of it left), key tile
-  // [k0, k0 + kn), stage st of nst.
+  // [k0, k0 + kn), stage st of nst. LEAN keeps sparse indices in 32 bits
+  // (the launcher checks they fit) - 64-bit cursors cost registers that the
+  // prefetch buffer then spills for.
+  using Idx = std::conditional_t<LEAN, int, std::int64_t>;
   struct Cursor {
-    std::int64_t sp, k0, kend;
+    Idx sp, k0, kend;
     int kn, st, nst;
   };
 
   // Moves to the next non-empty key tile; false past the last span.
   KOKKOS_INLINE_FUNCTION bool next_tile(const Spans& spans, int ns, Cursor& cu) const {
     cu.k0 += kGpuTileK;
-    while (cu.k0 >= cu.kend) {
-      if (++cu.sp >= spans.count) return false;
-      spans.get(cu.sp, &cu.k0, &cu.kend);
+    if constexpr (LEAN) {  // one span (no block-sparse runs; the launcher checks)
+      if (cu.k0 >= cu.kend) return false;
+    } else {
+      while (cu.k0 >= cu.kend) {
+        if (++cu.sp >= spans.count) return false;
+        spans.get(cu.sp, &cu.k0, &cu.kend);
+      }
     }
     cu.kn = static_cast<int>(cu.kend - cu.k0 < kGpuTileK ? cu.kend - cu.k0 : kGpuTileK);
     cu.st = 0;
@@ -145,7 +183,8 @@ struct ForwardBranchKernelGpuPipelined {
     const TileRows rows = tile_rows(p, c, kGpuTileQ);
     if (rows.count == 0) return;
     const int br = p.branch;
-    const std::int64_t off = rows.offset, q0 = rows.begin, qn = rows.count;
+    const std::int64_t off = rows.offset;
+    const Idx q0 = static_cast<Idx>(rows.begin), qn = static_cast<Idx>(rows.count);
     const std::int64_t d = p.head_dim;
     const int ns = static_cast<int>((d + kGpuChunk - 1) / kGpuChunk);
     const int rank = team.team_rank();
@@ -195,7 +234,56 @@ struct ForwardBranchKernelGpuPipelined {
     // transposed tile takes each dim as one float4 store (swizzled column r ^ g,
     // conflict-free across the 8 g of a store phase).
     GpuFloat4 buf[NL];
+    // LEAN (rows contiguous, 16-byte aligned and exactly DMAX long, and 64
+    // sparse rows span < 2^31 elements; the launcher checks): the thread's
+    // staging rows as one 64-bit base per tensor plus 32-bit row offsets,
+    // instead of row pointers recomputed per stage with per-element
+    // fallbacks. S stages: warps 0-3 stage Q blocks, warps 4-7 K blocks
+    // (blk = rank below), rows lr .. lr + 3, dims 4 (rank & 7) + 0..3 of the
+    // chunk; V stages: rows vr + i kVRows, dims 4 (rank % (DMAX / 4)) + 0..3.
+    // Rows past the tile load the tile's last row again instead of zeros (no
+    // predicates, no zeroing): their K columns are masked (P = 0), their Q
+    // rows are never stored, and their V rows meet P = 0 (a non-finite
+    // element there is cleaned like any other and its flag lies past kn).
+    const bool lk = rank >= 128;
+    const int lr = 4 * ((rank & 127) >> 3);
+    const int vr = rank / (DMAX / 4);
+    const std::int64_t dil = p.pattern.dilation[br];
+    const int qrs = static_cast<int>(dil * q.stride[1]), krs = static_cast<int>(dil * k.stride[1]);
+    const int vrs = static_cast<int>(dil * v.stride[1]);
+    // Element offset of (c.b, row, c.h, 0); sparse index j's row of K or V is
+    // that of index 0 plus j * dil rows.
+    const auto eoff = [&](const auto& t, std::int64_t row) {
+      return c.b * t.stride[0] + row * t.stride[1] + c.h * t.stride[2];
+    };
+    const std::int64_t sz =
+        LEAN ? (lk ? eoff(k, p.k_row(pos(0))) : eoff(q, p.q_row(pos(q0)))) + 4 * (rank & 7) : 0;
+    const std::int64_t vz = LEAN ? eoff(v, p.k_row(pos(0))) + 4 * (rank % (DMAX / 4)) : 0;
     const auto load_stage = [&](const Cursor& cu) {
+      if constexpr (LEAN) {
+        if (cu.st < ns) {
+          const int rs = lk ? krs : qrs;
+          const float* const src =
+              (lk ? k.data + static_cast<std::int64_t>(cu.k0) * krs : q.data) + sz +
+              cu.st * kGpuChunk;
+          const int last = static_cast<int>(lk ? cu.kn : qn) - 1;
+          DILATED_GPU_UNROLL
+          for (int cc = 0; cc < 4; ++cc) {
+            const int j = lr + cc < last ? lr + cc : last;
+            buf[cc] = *reinterpret_cast<const GpuFloat4*>(src + j * rs);
+          }
+        } else {
+          const int j0 = (cu.st - ns) * VC;
+          const int last = cu.kn - j0 - 1;
+          const float* const src = v.data + vz + static_cast<std::int64_t>(cu.k0 + j0) * vrs;
+          DILATED_GPU_UNROLL
+          for (int i = 0; i < kVI; ++i) {
+            const int j = vr + i * kVRows < last ? vr + i * kVRows : last;
+            buf[i] = *reinterpret_cast<const GpuFloat4*>(src + j * vrs);
+          }
+        }
+        return;
+      }
       if (cu.st < ns) {
         const std::int64_t x0 = static_cast<std::int64_t>(cu.st) * kGpuChunk;
         const float* const qrow0 = &q(c.b, p.q_row(pos(q0)), c.h, 0);
@@ -229,6 +317,26 @@ struct ForwardBranchKernelGpuPipelined {
     };
     // Registers -> scratch (between two barriers).
     const auto store_stage = [&](const Cursor& cu) {
+      if (LEAN && cu.st >= ns) {
+        const int j0 = (cu.st - ns) * VC;
+        DILATED_GPU_UNROLL
+        for (int i = 0; i < kVI; ++i) {
+          const int jj = vr + i * kVRows;
+          GpuFloat4 e = buf[i];
+          // x * 0 is +-0 for finite x and NaN otherwise: one test per float4,
+          // the per-element clean-up only where it fails.
+          if (e.x * 0.f + e.y * 0.f + e.z * 0.f + e.w * 0.f != 0.f) {
+            if (e.x * 0.f != 0.f) e.x = 0.f;
+            if (e.y * 0.f != 0.f) e.y = 0.f;
+            if (e.z * 0.f != 0.f) e.z = 0.f;
+            if (e.w * 0.f != 0.f) e.w = 0.f;
+            vbad[j0 + jj] = 1.f;
+            *vany = 1.f;
+          }
+          *reinterpret_cast<GpuFloat4*>(vs + jj * DMAX + 4 * (rank % (DMAX / 4))) = e;
+        }
+        return;
+      }
       if (cu.st < ns) {
         DILATED_GPU_UNROLL
         for (int t = 0; t < NL / 4; ++t) {
@@ -270,7 +378,10 @@ struct ForwardBranchKernelGpuPipelined {
 
     const Spans spans =
         key_spans(p.pattern, p.causal, c.h, rows.other_begin, rows.other_end, q0, qn);
+    // LEAN: the single span [lo, hi), entered one tile before its start.
     Cursor cu{-1, 0, 0, 0, 0, 0};
+    if constexpr (LEAN)
+      cu = Cursor{0, static_cast<Idx>(spans.lo - kGpuTileK), static_cast<Idx>(spans.hi), 0, 0, 0};
     bool have = next_tile(spans, ns, cu);
     if (have) load_stage(cu);
     while (have) {
@@ -280,7 +391,7 @@ struct ForwardBranchKernelGpuPipelined {
       const Cursor cur = cu;
       have = advance(spans, ns, cu);
       if (have) load_stage(cu);  // in flight during this stage's FMAs
-      const std::int64_t k0 = cur.k0;
+      const Idx k0 = cur.k0;
       const int kn = cur.kn;
       if (cur.st < ns) {
         // ---- S += Q K^T over one 32-dim chunk (QM x 4 per thread) ----
@@ -369,10 +480,10 @@ struct ForwardBranchKernelGpuPipelined {
             float sum = 0.f;
             DILATED_GPU_UNROLL
             for (int b = 0; b < 4; ++b) {
-              s[a][b] = gpu_exp2(s[a][b] - mref);
+              s[a][b] = LEAN ? gpu_exp2_approx(s[a][b] - mref) : gpu_exp2(s[a][b] - mref);
               sum += s[a][b];  // the denominator never sees dropout
             }
-            alpha[a] = gpu_exp2(m[a] - mref);
+            alpha[a] = LEAN ? gpu_exp2_approx(m[a] - mref) : gpu_exp2(m[a] - mref);
             l[a] = l[a] * alpha[a] + sum;
             m[a] = mx;
           }

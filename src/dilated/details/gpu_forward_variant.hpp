@@ -18,13 +18,17 @@ enum class GpuForwardVariant {
   kPipe256s,    // "pipe256s": pipe256 with 4 x 8 thread warps (SPLIT rows), 5% slower
   kAsync128,    // "async128": forward_kernel_gpu_async.hpp, 32-query tiles, 4 teams/SM (11% slower)
   kAsync128x3,  // "async128x3": the same at 3 teams/SM, 168 registers (5% slower)
+  kPipe256l,    // "pipe256l": pipe256 with lean staging (32-bit row offsets, float4 rows)
 };
 
-// pipe256: fastest on the H100 (2026-11-27, LongNet d128 fp32 at 1M tokens:
-// 22.5 TFLOP/s vs pipe128 21.0, gpu256 20.2, gpu128 17.6;
-// perf_tests/results/h100-portable-2026-11-27b-gpu-forward/), Kokkos-CUDA
-// suites pass, compute-sanitizer racecheck and memcheck clean.
-constexpr GpuForwardVariant kDefaultGpuForward = GpuForwardVariant::kPipe256;
+// pipe256l: fastest on the H100 (2026-11-27, LongNet d128 fp32 at 1M tokens:
+// 26.1 TFLOP/s = 42.7% of the measured fp32 FMA rate vs pipe256 22.5, pipe128
+// 21.0, gpu256 20.2, gpu128 17.6; perf_tests/results/
+// h100-portable-2026-11-27e-gpu-forward/ and -27b-), Kokkos-CUDA float suites
+// pass, compute-sanitizer racecheck and memcheck clean. Launches it cannot
+// serve (head_dim not 32/64/128, strided or unaligned rows, block-sparse)
+// run pipe256.
+constexpr GpuForwardVariant kDefaultGpuForward = GpuForwardVariant::kPipe256l;
 
 // `name` from DILATED_PORTABLE_GPU_FORWARD (null: unset); unknown names give
 // the default.
@@ -39,7 +43,7 @@ inline GpuForwardVariant parse_gpu_forward_variant(const char* name) {
       {"gpu128", GpuForwardVariant::kSimt128},      {"gpu256", GpuForwardVariant::kSimt256},
       {"pipe128", GpuForwardVariant::kPipe128},     {"pipe256", GpuForwardVariant::kPipe256},
       {"pipe256s", GpuForwardVariant::kPipe256s},   {"async128", GpuForwardVariant::kAsync128},
-      {"async128x3", GpuForwardVariant::kAsync128x3},
+      {"async128x3", GpuForwardVariant::kAsync128x3}, {"pipe256l", GpuForwardVariant::kPipe256l},
   };
   for (const Entry& e : kNames)
     if (std::strcmp(name, e.name) == 0) return e.v;
