@@ -275,7 +275,7 @@ TEST(Fa3Backward2Layout, HeadDim128) { check_backward2_layout<128>(); }
 TEST(Fa3Backward2Layout, HeadDim128DqWriter) { check_backward2_layout<128, 2>(); }
 
 // DILATED_FA3_BWD_SCHEDULE picks the head_dim 128 member of the pipelined
-// family (p, pw, r, rw); unset or empty is the default, anything else throws
+// family (p, pw, r, rw, rwl); unset or empty is the default, anything else throws
 // rather than silently timing the wrong kernel. Needs no GPU.
 TEST(Fa3BackwardKernelChoice, ScheduleVariable) {
   using dilated::cuda_fa3::details::Bwd2Variant;
@@ -289,7 +289,8 @@ TEST(Fa3BackwardKernelChoice, ScheduleVariable) {
   const std::pair<const char*, Bwd2Variant> named[] = {{"p", Bwd2Variant::pipelined},
                                                        {"pw", Bwd2Variant::pipelined_writer},
                                                        {"r", Bwd2Variant::reordered},
-                                                       {"rw", Bwd2Variant::reordered_writer}};
+                                                       {"rw", Bwd2Variant::reordered_writer},
+                                                       {"rwl", Bwd2Variant::reordered_writer_lean}};
   for (const auto& [value, variant] : named) {
     setenv("DILATED_FA3_BWD_SCHEDULE", value, 1);
     EXPECT_EQ(backward2_variant_from_env(), variant) << value;

@@ -28,8 +28,9 @@ namespace dilated::cuda_fa3::details {
 
 // The consumers' schedule: v2 as verified (backward2_mainloop.cuh), v2p
 // (software-pipelined, backward2_pipelined.cuh) or v2r (FA3's product order,
-// backward2_reordered.cuh, head_dim 128).
-enum class Bwd2Schedule { v2, v2p, v2r };
+// backward2_reordered.cuh, head_dim 128); v2rl: v2r with the lean softmax
+// and addresses of backward2_lean.cuh.
+enum class Bwd2Schedule { v2, v2p, v2r, v2rl };
 
 // DqStages 2: the producer's warp 3 issues the dQ reductions from two staging
 // buffers per consumer warpgroup (backward2_epilogue.cuh); 1: each consumer
@@ -81,7 +82,9 @@ __global__ void __launch_bounds__(Bwd2Shape<HeadDim>::kThreads, 1)
     }
   } else {
     regs_acquire<240>();
-    if constexpr (Schedule == Bwd2Schedule::v2r)
+    if constexpr (Schedule == Bwd2Schedule::v2rl)
+      bwd2_consume_reordered<T, Shape, true>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128);
+    else if constexpr (Schedule == Bwd2Schedule::v2r)
       bwd2_consume_reordered<T, Shape>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128);
     else if constexpr (Schedule == Bwd2Schedule::v2p)
       bwd2_consume_pipelined<T, Shape>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128);

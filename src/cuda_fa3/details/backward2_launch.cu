@@ -20,8 +20,9 @@ Bwd2Variant backward2_variant_from_env() {
   if (std::strcmp(env, "pw") == 0) return Bwd2Variant::pipelined_writer;
   if (std::strcmp(env, "r") == 0) return Bwd2Variant::reordered;
   if (std::strcmp(env, "rw") == 0) return Bwd2Variant::reordered_writer;
+  if (std::strcmp(env, "rwl") == 0) return Bwd2Variant::reordered_writer_lean;
   throw Error("cuda.config",
-              std::string("DILATED_FA3_BWD_SCHEDULE=") + env + ": expected p, pw, r or rw");
+              std::string("DILATED_FA3_BWD_SCHEDULE=") + env + ": expected p, pw, r, rw or rwl");
 }
 
 template <class T, int HeadDim, bool Pipelined>

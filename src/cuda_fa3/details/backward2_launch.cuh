@@ -45,19 +45,21 @@ void launch_backward2_branch(const Backward2Args& args, std::int64_t tiles, cuda
 //                          buffers per warpgroup (backward2_epilogue.cuh);
 //   r  (reordered)         v2r, FA3's product order, backward2_reordered.cuh;
 //   rw (reordered_writer)  v2r with the dQ writer warp (default, below);
+//   rwl (reordered_writer_lean) rw with backward2_lean.cuh's softmax,
+//                          addresses and dQ staging;
 // head_dim 64 always runs v2p. An unknown value throws (rule cuda.config).
 enum class Bwd2Variant {
   pipelined,
   pipelined_writer,
   reordered,
-  reordered_writer
+  reordered_writer,
+  reordered_writer_lean
 };
-// The default: rw, which passed the float64 suites (test_fa3_backward's
-// V2Pipelined cases, test_fa3_window's head_dim 128 cases) and memcheck /
-// racecheck on the H100 and ran 1.4% / 1.2% (dense / causal) faster than p
-// in one call and 2.1% / 2.1% in another (2026-11-27,
-// perf_tests/results/h100-fa3-2026-11-27-bwd3).
-inline constexpr Bwd2Variant kBackward2DefaultVariant = Bwd2Variant::reordered_writer;
+// The default: rwl (2026-11-27 (j), perf_tests/results/h100-fa3-2026-11-27-bwd4):
+// rw's schedule with fewer instructions per step; 16% / 19% (dense / causal)
+// faster than rw in the same call on the H100. rw before it (2026-11-27 (e),
+// h100-fa3-2026-11-27-bwd3) ran 1-2% faster than p.
+inline constexpr Bwd2Variant kBackward2DefaultVariant = Bwd2Variant::reordered_writer_lean;
 Bwd2Variant backward2_variant_from_env();
 template <class T>
 void launch_backward2_d128_variant(const Backward2Args& args, std::int64_t tiles, cudaStream_t stream,

@@ -1,8 +1,10 @@
 // cuda_fa3/details/backward2_reordered.cuh - "v2r": a consumer warpgroup of
 // the v2 backward (head_dim 128) with FlashAttention-3's product order inside
 // a step and both transposed products of the next block issued behind it.
-// Selected by DILATED_FA3_BWD_SCHEDULE=r|rw where v2p would run
-// (backward2_launch.cu); v2p (backward2_pipelined.cuh) stays the default.
+// Selected by DILATED_FA3_BWD_SCHEDULE=r|rw|rwl where v2p would run
+// (backward2_launch.cu); rwl (this schedule with backward2_lean.cuh's
+// softmax, addresses and dQ staging, and the dQ writer warp) is the default
+// at head_dim 128.
 //
 // Same products, operands, masks, barriers and epilogues as v2p (read
 // backward2_pipelined.cuh first). v2p issues dV and dK together, then dQ, and
@@ -33,8 +35,10 @@
 #pragma once
 
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda_fa3/details/backward2_epilogue.cuh"
+#include "cuda_fa3/details/backward2_lean.cuh"
 #include "cuda_fa3/details/backward2_mainloop.cuh"
 #include "cuda_fa3/details/backward2_pipelined.cuh"
 #include "cuda_fa3/details/backward2_producer.cuh"
@@ -54,7 +58,10 @@ __device__ __forceinline__ void bwd2r_issue_dk(float (&dk)[Shape::kHeadDim / 2],
   wgmma_commit();
 }
 
-template <class T, class Shape>
+// Lean: the same schedule with backward2_lean.cuh's softmax, addresses and
+// staging (DILATED_FA3_BWD_SCHEDULE=rwl, the default; needs the dQ writer
+// warp).
+template <class T, class Shape, bool Lean = false>
 __device__ void bwd2_consume_reordered(const Backward2Args& args, const Bwd2Tile& t, char* smem,
                                        Bwd2Barriers bar, int wg, int thread) {
   constexpr int kD = Shape::kHeadDim;
@@ -79,14 +86,22 @@ __device__ void bwd2_consume_reordered(const Backward2Args& args, const Bwd2Tile
   float s[32], dp[32];
   std::uint32_t ap[4][4], ads[4][4];
 
+  static_assert(!Lean || Shape::kDqStages == 2, "the lean schedule stages dQ for the writer warp");
+  // The lean addresses (an empty struct without Lean, so rw's code is the
+  // same as before the lean schedule existed).
+  const std::conditional_t<Lean, Bwd2Lean<Shape>, Bwd2NoLean> lean(t, smem, wg, thread);
+
   mbar_wait(bar.kv_full, 0);
   mbar_wait(&bar.qdo_full[0], 0);
   bwd2p_issue_t<T, Shape>(s, k_rows, q_stage(0));
   bwd2p_issue_t<T, Shape>(dp, v_rows, do_stage(0));
-  bwd2p_prepare<T, Shape>(p, t, smem, 0, lane, key0, keys, keys_full, s, dp, ap, ads);
+  if constexpr (Lean)
+    bwd2l_prepare<T, Shape>(p, t, lean, 0, lane, wg, s, dp, ap, ads);
+  else
+    bwd2p_prepare<T, Shape>(p, t, smem, 0, lane, key0, keys, keys_full, s, dp, ap, ads);
 
-  // Step i begins with P^T_i (c-scaled) in ap and dS^T_i in ads, every wgmma
-  // retired.
+  // Step i begins with P^T_i (c-scaled; unscaled with Lean) in ap and dS^T_i
+  // in ads, every wgmma retired.
   for (int step = 0; step < t.q_blocks; ++step) {
     const int stage = step % Shape::kStages;
     const char* q_smem = q_stage(stage);
@@ -99,14 +114,18 @@ __device__ void bwd2_consume_reordered(const Backward2Args& args, const Bwd2Tile
     wgmma_commit();
 
     // dS^T (keys x queries, 128-byte swizzle) for dQ = dS K, as v2p.
+    if constexpr (Lean) {
+      bwd2l_store_ds<Shape>(lean, stage, ads);
+    } else {
 #pragma unroll
-    for (int j = 0; j < 8; ++j)
+      for (int j = 0; j < 8; ++j)
 #pragma unroll
-      for (int rr = 0; rr < 2; ++rr) {
-        const int key = 64 * wg + row_in_wg[rr], q = 8 * j + 2 * (lane % 4);
-        const int byte = key * 128 + ((((q * 2) >> 4) ^ (key & 7)) << 4) + ((q * 2) & 15);
-        *reinterpret_cast<std::uint32_t*>(ds_smem + byte) = ads[j / 2][(j % 2) * 2 + rr];
-      }
+        for (int rr = 0; rr < 2; ++rr) {
+          const int key = 64 * wg + row_in_wg[rr], q = 8 * j + 2 * (lane % 4);
+          const int byte = key * 128 + ((((q * 2) >> 4) ^ (key & 7)) << 4) + ((q * 2) & 15);
+          *reinterpret_cast<std::uint32_t*>(ds_smem + byte) = ads[j / 2][(j % 2) * 2 + rr];
+        }
+    }
     fence_proxy_async();
     named_sync(Shape::kBarDsReady, 256);
 
@@ -124,7 +143,10 @@ __device__ void bwd2_consume_reordered(const Backward2Args& args, const Bwd2Tile
     fence_registers(dv);
     fence_registers(dq);
     keep_alive(ap);
-    bwd2_dq_out<Shape>(args, t, smem, dq, step, wg, thread);
+    if constexpr (Lean)
+      bwd2l_stage_dq<Shape>(lean, dq, p.scale, step, wg);
+    else
+      bwd2_dq_out<Shape>(args, t, smem, dq, step, wg, thread);
 
     if (step + 1 < t.q_blocks) {
       const int next = (step + 1) % Shape::kStages;
@@ -135,7 +157,10 @@ __device__ void bwd2_consume_reordered(const Backward2Args& args, const Bwd2Tile
       fence_registers(dk);
       keep_alive(ads);
       mbar_arrive(&bar.qdo_empty[stage]);
-      bwd2p_prepare<T, Shape>(p, t, smem, step + 1, lane, key0, keys, keys_full, s, dp, ap, ads);
+      if constexpr (Lean)
+        bwd2l_prepare<T, Shape>(p, t, lean, step + 1, lane, wg, s, dp, ap, ads);
+      else
+        bwd2p_prepare<T, Shape>(p, t, smem, step + 1, lane, key0, keys, keys_full, s, dp, ap, ads);
     } else {
       wgmma_wait<0>();
       fence_registers(dk);
@@ -146,6 +171,11 @@ __device__ void bwd2_consume_reordered(const Backward2Args& args, const Bwd2Tile
   // The last reductions must finish reading shared memory before the CTA
   // exits (with the writer warp, the writer waits for its own).
   if (Shape::kDqStages == 1 && thread == 0) bulk_wait_group<0>();
+  if constexpr (Lean) {
+    // P^T was packed without the output scale c: dV = (c P)^T dO = c (P^T dO).
+#pragma unroll
+    for (int i = 0; i < kD / 2; ++i) dv[i] *= p.output_scale;
+  }
   bwd2_store_dkv<T, Shape>(args, t, dk, dv, wg, thread);
 }
 

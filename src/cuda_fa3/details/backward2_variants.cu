@@ -21,6 +21,9 @@ void launch_backward2_d128_variant(const Backward2Args& args, std::int64_t tiles
     case Bwd2Variant::reordered_writer:
       launch_backward2_kernel<T, 128, Bwd2Schedule::v2r, 2>(args, tiles, stream, "cuda_fa3 backward v2r-w: ");
       return;
+    case Bwd2Variant::reordered_writer_lean:
+      launch_backward2_kernel<T, 128, Bwd2Schedule::v2rl, 2>(args, tiles, stream, "cuda_fa3 backward v2r-wl: ");
+      return;
     case Bwd2Variant::pipelined:
       break;
   }
