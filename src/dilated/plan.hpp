@@ -544,11 +544,9 @@ class Plan {
     if constexpr (std::is_same<ExecSpace, Kokkos::Cuda>::value && std::is_same<T, float>::value) {
       if (gpu_forward_ != details::GpuForwardVariant::kClassic &&
           details::gpu_forward_applies(shape_.head_dim)) {
-        const details::GpuForwardVariant gv = details::gpu_forward_resolve(gpu_forward_);
-        const details::KernelParams pg =
-            branch_params(br, 0, false, w, details::gpu_forward_tile_q(gv));
+        const details::KernelParams pg = branch_params(br, 0, false, w, details::kGpuTileQ);
         if (pg.segments > 0)
-          details::launch_forward_gpu(space, label, qr, kr, vr, outr, lser, pg, gv);
+          details::launch_forward_gpu(space, label, qr, kr, vr, outr, lser, pg, gpu_forward_);
         return;
       }
     }

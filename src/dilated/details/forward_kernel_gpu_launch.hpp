@@ -11,7 +11,6 @@
 #include <limits>
 
 #include "dilated/details/forward_kernel_gpu.hpp"
-#include "dilated/details/forward_kernel_gpu_async.hpp"
 #include "dilated/details/forward_kernel_gpu_pipelined.hpp"
 #include "dilated/details/gpu_forward_variant.hpp"
 
@@ -45,30 +44,6 @@ inline bool gpu_forward_applies(std::int64_t head_dim) {
   return head_dim <= kGpuMaxHeadDim &&
          ForwardBranchKernelGpuPipelined<16, 256, 2, true>::scratch_bytes() <=
              static_cast<std::size_t>(Policy::scratch_size_max(0));
-}
-
-// Does a team of nt threads with `bytes` of level-0 scratch launch? Kokkos
-// 4.6 on CUDA checks scratch + (nt + 2) doubles of team-reduction space
-// against sharedMemPerBlock (48 KiB); scratch_size_max(0) assumes 1024-thread
-// teams and is 8 KiB lower. 64 bytes are left for static shared memory.
-inline bool gpu_team_scratch_fits(std::size_t bytes, int nt) {
-  return bytes + sizeof(double) * (nt + 2) + 64 <=
-         static_cast<std::size_t>(Kokkos::Cuda().cuda_device_prop().sharedMemPerBlock);
-}
-
-// The variant that runs: the async ones need 41 KiB of scratch at d = 128;
-// where that does not fit they run pipe256.
-inline GpuForwardVariant gpu_forward_resolve(GpuForwardVariant v) {
-  if ((v == GpuForwardVariant::kAsync128 || v == GpuForwardVariant::kAsync128x3) &&
-      !gpu_team_scratch_fits(ForwardBranchKernelGpuAsync<kGpuMaxHeadDim, 4>::scratch_bytes(), 128))
-    return GpuForwardVariant::kPipe256;
-  return v;
-}
-// Query rows of a team's tile (KernelParams::tile_q) for a resolved variant.
-inline std::int64_t gpu_forward_tile_q(GpuForwardVariant v) {
-  return v == GpuForwardVariant::kAsync128 || v == GpuForwardVariant::kAsync128x3
-             ? kGpuAsyncTileQ
-             : kGpuTileQ;
 }
 
 // Functor: ForwardBranchKernelGpu<DMAX, NT> or
@@ -114,14 +89,6 @@ void launch_forward_gpu_dmax(const Kokkos::Cuda& space, const char* label,
       launch_forward_gpu_functor<ForwardBranchKernelGpuPipelined<DMAX, 256, 2>, 256, 2>(
           space, label, q, k, v, out, lse, p);
       return;
-    case GpuForwardVariant::kAsync128:
-      launch_forward_gpu_functor<ForwardBranchKernelGpuAsync<DMAX, 4>, 128, 4>(space, label, q, k,
-                                                                              v, out, lse, p);
-      return;
-    case GpuForwardVariant::kAsync128x3:
-      launch_forward_gpu_functor<ForwardBranchKernelGpuAsync<DMAX, 3>, 128, 3>(space, label, q, k,
-                                                                              v, out, lse, p);
-      return;
     case GpuForwardVariant::kPipe256l:
       // Lean staging reads whole rows as float4: contiguous, aligned rows of
       // exactly DMAX >= 32 elements; anything else runs pipe256.
@@ -148,9 +115,8 @@ void launch_forward_gpu_dmax(const Kokkos::Cuda& space, const char* label,
   }
 }
 
-// p: the branch's parameters with tile_q = gpu_forward_tile_q(variant) (and
-// tiles_per_segment to match); variant: resolved (gpu_forward_resolve), any
-// but kClassic.
+// p: the branch's parameters with tile_q = kGpuTileQ (and tiles_per_segment
+// to match); variant: any but kClassic.
 inline void launch_forward_gpu(const Kokkos::Cuda& space, const char* label,
                                const TensorRef<const float, 4>& q,
                                const TensorRef<const float, 4>& k,

@@ -16,10 +16,12 @@ enum class GpuForwardVariant {
   kPipe128,     // "pipe128": forward_kernel_gpu_pipelined.hpp, 128 threads, 2 teams/SM
   kPipe256,     // "pipe256": the same, 256-thread teams
   kPipe256s,    // "pipe256s": pipe256 with 4 x 8 thread warps (SPLIT rows), 5% slower
-  kAsync128,    // "async128": forward_kernel_gpu_async.hpp, 32-query tiles, 4 teams/SM (11% slower)
-  kAsync128x3,  // "async128x3": the same at 3 teams/SM, 168 registers (5% slower)
   kPipe256l,    // "pipe256l": pipe256 with lean staging (32-bit row offsets, float4 rows)
 };
+// (Removed after pipe256l: "async128" / "async128x3", a resident 32-query Q
+// tile with cp.async K/V, 11% / 5% slower than pipe256 on the H100,
+// perf_tests/results/h100-portable-2026-11-27d-gpu-forward/; those names now
+// give the default.)
 
 // pipe256l: fastest on the H100 (2026-11-27, LongNet d128 fp32 at 1M tokens:
 // 26.1 TFLOP/s = 42.7% of the measured fp32 FMA rate vs pipe256 22.5, pipe128
@@ -42,8 +44,7 @@ inline GpuForwardVariant parse_gpu_forward_variant(const char* name) {
       {"classic", GpuForwardVariant::kClassic},     {"gpu", kDefaultGpuForward},
       {"gpu128", GpuForwardVariant::kSimt128},      {"gpu256", GpuForwardVariant::kSimt256},
       {"pipe128", GpuForwardVariant::kPipe128},     {"pipe256", GpuForwardVariant::kPipe256},
-      {"pipe256s", GpuForwardVariant::kPipe256s},   {"async128", GpuForwardVariant::kAsync128},
-      {"async128x3", GpuForwardVariant::kAsync128x3}, {"pipe256l", GpuForwardVariant::kPipe256l},
+      {"pipe256s", GpuForwardVariant::kPipe256s},   {"pipe256l", GpuForwardVariant::kPipe256l},
   };
   for (const Entry& e : kNames)
     if (std::strcmp(name, e.name) == 0) return e.v;
