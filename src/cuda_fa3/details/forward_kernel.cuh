@@ -66,6 +66,13 @@ struct QSlot {
   }
 };
 
+// wgmma_wait<0> under another asm string, for the other arm of a branch that
+// also waits (consume): identical asm in both arms would be hoisted by LLVM
+// into one wait before the branch, which is what the branch is there to prevent.
+__device__ __forceinline__ void wgmma_wait_all_unmerged() {
+  asm volatile("wgmma.wait_group.sync.aligned 0; // unmerged" ::: "memory");
+}
+
 template <class Shape>
 __device__ __forceinline__ void load_tile(const CUtensorMap* map, char* dst, std::uint64_t* bar,
                                           int rows_bytes_per_panel, std::int64_t row, int h, int b) {
@@ -133,7 +140,12 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
   float correction[2];
   OnlineSoftmax<kN, kD> softmax;
   const QSlot<Shape, kBlockSparse> q_slot(p, bar, tile_iter);
-  const char* q_smem = smem + q_slot.offset + wg * 64 * 128;  // this warpgroup's 64 rows in every panel
+  // This warpgroup's 64 rows in every panel. wg through a shuffle: the
+  // compiler then knows it is warp-uniform and keeps the Q descriptors of
+  // issue_scores in uniform registers (with wg from threadIdx it built them
+  // in ordinary registers and moved each to a uniform one before its wgmma).
+  // Not under dropout: head_dim 256 with dropout spilled 8 bytes with it.
+  const char* q_smem = smem + q_slot.offset + (kDropout ? wg : __shfl_sync(0xffffffffu, wg, 0)) * 64 * 128;
 
   constexpr int kWgs = Shape::kConsumerWarpgroups;
   auto my_turn = [&] { named_sync(1 + wg, 256); };
@@ -161,9 +173,14 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
     const char* v_smem = smem + Shape::kOffsetV + stage * Shape::kTileBytesKV;
     mbar_wait(&bar.v_full[stage], ((it + kb) / kStages) & 1);
     wgmma_fence();
+    // One descriptor and a constant step per 16 keys (2048 bytes = 128 units
+    // of 16 in the start-address field, which cannot carry: shared memory
+    // offsets stay below 2^18): rebuilding it per step cost 5 uniform
+    // instructions per wgmma, on the path the other warpgroup waits for.
+    const std::uint64_t dv = desc_mn_major_sw128(v_smem, Shape::kPanelBytesKV);
 #pragma unroll
     for (int kk = 0; kk < kN / 16; ++kk) {
-      const std::uint64_t db = desc_mn_major_sw128(v_smem + kk * 16 * 128, Shape::kPanelBytesKV);
+      const std::uint64_t db = dv + kk * (16 * 128 >> 4);
       Wgmma<T, kD>::rs_tb(o, a[kk], db, 1);
     }
     wgmma_commit();
@@ -210,14 +227,35 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
     fence_registers(s);
     mbar_arrive(&bar.k_empty[(it + kb) % kStages]);
     softmax_step(kb);
-    wgmma_wait<0>();
-    fence_registers(o);
-    keep_alive(a);
-    mbar_arrive(&bar.v_empty[(it + kb - 1) % kStages]);
     // Once the running max settles (most blocks), the factor is 1 for every
-    // row of the warp: skip the 64-wide multiply.
-    if (__any_sync(0xffffffffu, correction[0] != 1.f || correction[1] != 1.f))
+    // row of the warp: skip the 64-wide multiply. The wait for P(kb-1) V(kb-1)
+    // sits inside both arms on purpose: ptxas hoists a wgmma wait to the top
+    // of its basic block, and written after softmax_step in the same block
+    // it ran before the whole softmax (SASS, CUDA 13.0), so the softmax never
+    // overlapped the P V product. The branch ends the softmax's block.
+    // Dropout keeps the earlier order (the wait written first; ptxas runs it
+    // before the softmax): its Philox rounds next to the in-flight O and P
+    // registers spilled 64-176 bytes with the late wait (ptxas, CUDA 13.0).
+    auto release_v = [&] {  // P(kb-1) V(kb-1) has retired: its P registers and V stage are free
+      keep_alive(a);
+      mbar_arrive(&bar.v_empty[(it + kb - 1) % kStages]);
+    };
+    if constexpr (kDropout) {
+      wgmma_wait<0>();
+      fence_registers(o);
+      release_v();
+      if (__any_sync(0xffffffffu, correction[0] != 1.f || correction[1] != 1.f))
+        OnlineSoftmax<kN, kD>::rescale(o, correction);
+    } else if (__any_sync(0xffffffffu, correction[0] != 1.f || correction[1] != 1.f)) {
+      wgmma_wait<0>();
+      fence_registers(o);
+      release_v();
       OnlineSoftmax<kN, kD>::rescale(o, correction);
+    } else {
+      wgmma_wait_all_unmerged();
+      fence_registers(o);
+      release_v();
+    }
     pack_p();
   }
   mbar_arrive(q_slot.empty);  // every S of this tile has landed: Q may be replaced
