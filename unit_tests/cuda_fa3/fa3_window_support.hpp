@@ -1,6 +1,7 @@
 // Helpers of the windowed-call tests of cuda_fa3 (test_fa3_window*.cpp): the
-// cut of a sequence into windows, device tensors viewed at a window, and the
-// merge identity the windowed calls start from.
+// cut of a sequence into windows, device tensors viewed at a window, the
+// merge identity the windowed calls start from, and the walk over every
+// (branch, query window, key window) pair that src/dist's ring performs.
 #pragma once
 
 #include <algorithm>
@@ -43,6 +44,35 @@ struct Layout {
 
 inline std::vector<std::uint16_t> filled(std::size_t n, float x, DType t) {
   return std::vector<std::uint16_t>(n, to_half_bits(x, t));
+}
+
+// forward_window for every (branch, query window, key window): out and lse
+// must hold the merge identity (0, -inf) before the first call.
+inline void forward_all_windows(const dilated::cuda_fa3::Plan& plan, const Layout& L, int branches,
+                                const std::vector<Window>& qws, const std::vector<Window>& kws,
+                                const std::uint16_t* q, const std::uint16_t* k, const std::uint16_t* v,
+                                std::uint16_t* out, float* lse) {
+  for (int br = 0; br < branches; ++br)
+    for (const Window& qw : qws)
+      for (const Window& kw : kws)
+        plan.forward_window(br, qw.begin, qw.len, L.in(q, qw), L.out(out, qw), L.rows(lse, qw), kw.begin, kw.len,
+                            L.in(k, kw), L.in(v, kw), nullptr);
+}
+
+// backward_delta per query window, then backward_window for every (branch,
+// query window, key window), adding into dq, dk, dv (zeroed by the caller).
+inline void backward_all_windows(const dilated::cuda_fa3::Plan& plan, const Layout& L, int branches,
+                                 const std::vector<Window>& qws, const std::vector<Window>& kws,
+                                 const std::uint16_t* q, const std::uint16_t* k, const std::uint16_t* v,
+                                 const std::uint16_t* out, const std::uint16_t* dout, float* lse, float* delta,
+                                 std::uint16_t* dq, std::uint16_t* dk, std::uint16_t* dv) {
+  for (const Window& qw : qws) plan.backward_delta(L.in(out, qw), L.in(dout, qw), qw.len, L.rows(delta, qw), nullptr);
+  for (int br = 0; br < branches; ++br)
+    for (const Window& qw : qws)
+      for (const Window& kw : kws)
+        plan.backward_window(br, qw.begin, qw.len, L.in(q, qw), L.in(dout, qw), L.rows(lse, qw), L.rows(delta, qw),
+                             L.out(dq, qw), kw.begin, kw.len, L.in(k, kw), L.in(v, kw), L.out(dk, kw),
+                             L.out(dv, kw), nullptr);
 }
 
 }  // namespace fa3test

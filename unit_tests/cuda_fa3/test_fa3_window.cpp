@@ -147,21 +147,10 @@ TEST_P(Fa3Window, WindowPairsComposeTheWholeSequence) {
   for (auto* g : {&gq, &gk, &gv}) g->upload(filled(n, 0.f, dt));
 
   const int branches = int(wc.c.config.branches.size());
-  for (int br = 0; br < branches; ++br)
-    for (const Window& qw : qws)
-      for (const Window& kw : kws)
-        plan.forward_window(br, qw.begin, qw.len, L.in(dq_in.ptr, qw), L.out(dout_buf.ptr, qw),
-                            L.rows(dlse.ptr, qw), kw.begin, kw.len, L.in(dk_in.ptr, kw), L.in(dv_in.ptr, kw),
-                            nullptr);
+  forward_all_windows(plan, L, branches, qws, kws, dq_in.ptr, dk_in.ptr, dv_in.ptr, dout_buf.ptr, dlse.ptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  for (const Window& qw : qws)
-    plan.backward_delta(L.in(dout_buf.ptr, qw), L.in(ddo.ptr, qw), qw.len, L.rows(ddelta.ptr, qw), nullptr);
-  for (int br = 0; br < branches; ++br)
-    for (const Window& qw : qws)
-      for (const Window& kw : kws)
-        plan.backward_window(br, qw.begin, qw.len, L.in(dq_in.ptr, qw), L.in(ddo.ptr, qw), L.rows(dlse.ptr, qw),
-                             L.rows(ddelta.ptr, qw), L.out(gq.ptr, qw), kw.begin, kw.len, L.in(dk_in.ptr, kw),
-                             L.in(dv_in.ptr, kw), L.out(gk.ptr, kw), L.out(gv.ptr, kw), nullptr);
+  backward_all_windows(plan, L, branches, qws, kws, dq_in.ptr, dk_in.ptr, dv_in.ptr, dout_buf.ptr, ddo.ptr, dlse.ptr,
+                       ddelta.ptr, gq.ptr, gk.ptr, gv.ptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 
   // Forward against the reference.

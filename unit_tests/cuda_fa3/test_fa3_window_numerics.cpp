@@ -112,24 +112,14 @@ Outputs run_windows(const AttentionConfig& c, const ProblemShape& s, DType dt, c
   EXPECT_EQ(cudaMemset(delta.ptr, 0xFF, nl * 4), cudaSuccess);  // NaN: backward_delta must write it
   for (auto* g : {&gq, &gk, &gv}) g->upload(filled(n, 0.f, dt));
   const int branches = int(c.branches.size());
-  for (int br = 0; br < branches; ++br)
-    for (const Window& qw : qws)
-      for (const Window& kw : kws)
-        plan.forward_window(br, qw.begin, qw.len, L.in(q.ptr, qw), L.out(out.ptr, qw), L.rows(lse.ptr, qw),
-                            kw.begin, kw.len, L.in(k.ptr, kw), L.in(v.ptr, kw), nullptr);
+  forward_all_windows(plan, L, branches, qws, kws, q.ptr, k.ptr, v.ptr, out.ptr, lse.ptr);
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   Outputs r;
   r.out = values(out.download(), dt);
   for (float x : lse.download()) r.lse.push_back(x);
   if (!backward) return r;
-  for (const Window& qw : qws)
-    plan.backward_delta(L.in(out.ptr, qw), L.in(dout.ptr, qw), qw.len, L.rows(delta.ptr, qw), nullptr);
-  for (int br = 0; br < branches; ++br)
-    for (const Window& qw : qws)
-      for (const Window& kw : kws)
-        plan.backward_window(br, qw.begin, qw.len, L.in(q.ptr, qw), L.in(dout.ptr, qw), L.rows(lse.ptr, qw),
-                             L.rows(delta.ptr, qw), L.out(gq.ptr, qw), kw.begin, kw.len, L.in(k.ptr, kw),
-                             L.in(v.ptr, kw), L.out(gk.ptr, kw), L.out(gv.ptr, kw), nullptr);
+  backward_all_windows(plan, L, branches, qws, kws, q.ptr, k.ptr, v.ptr, out.ptr, dout.ptr, lse.ptr, delta.ptr, gq.ptr,
+                       gk.ptr, gv.ptr);
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   r.dq = values(gq.download(), dt);
   r.dk = values(gk.download(), dt);
