@@ -93,8 +93,12 @@ struct Placement {
 };
 
 // Resident whole-sequence cuda_fa3 vs StreamedPlan with `place`.
+// `two_streams`: the backward on another stream than the forward, with no
+// host synchronisation between them: the backward's H2D copies of out and
+// lse must still wait for the forward's D2H copies (StreamedPlan orders a
+// call after the previous one).
 void compare_with_resident(const AttentionConfig& config, const ProblemShape& s, std::int64_t chunk_len,
-                           const Placement& place) {
+                           const Placement& place, bool two_streams = false) {
   SCOPED_TRACE(dilated::describe(config) + " N=" + std::to_string(s.seq_len) + " H=" + std::to_string(s.heads) +
                " d=" + std::to_string(s.head_dim) + " chunk " + std::to_string(chunk_len) + " " + place.name);
   const std::size_t n = std::size_t(s.batch * s.seq_len * s.heads * s.head_dim);
@@ -109,10 +113,9 @@ void compare_with_resident(const AttentionConfig& config, const ProblemShape& s,
   fill_random(hdout.ptr, n, 4);
   DeviceBuffer<std::uint16_t> q(n), k(n), v(n), dout(n), out(n), dq(n), dk(n), dv(n);
   DeviceBuffer<float> lse(nl);
-  q.upload(std::vector<std::uint16_t>(hq.ptr, hq.ptr + n));
-  k.upload(std::vector<std::uint16_t>(hk.ptr, hk.ptr + n));
-  v.upload(std::vector<std::uint16_t>(hv.ptr, hv.ptr + n));
-  dout.upload(std::vector<std::uint16_t>(hdout.ptr, hdout.ptr + n));
+  for (auto [d, h] : {std::make_pair(q.ptr, hq.ptr), std::make_pair(k.ptr, hk.ptr), std::make_pair(v.ptr, hv.ptr),
+                       std::make_pair(dout.ptr, hdout.ptr)})
+    ASSERT_EQ(cudaMemcpy(d, h, n * 2, cudaMemcpyHostToDevice), cudaSuccess);
 
   // Resident, whole sequence.
   dilated::cuda_fa3::Plan whole(config, s, DType::bf16);
@@ -146,15 +149,18 @@ void compare_with_resident(const AttentionConfig& config, const ProblemShape& s,
   void* sdk = place.grads ? (void*)hdk.ptr : d_dk.ptr;
   void* sdv = place.grads ? (void*)hdv.ptr : d_dv.ptr;
   StreamedPlan sp(config, s, chunk_len, DType::bf16);
-  cudaStream_t stream = nullptr;
+  cudaStream_t stream = nullptr, stream2 = nullptr;
   ASSERT_EQ(cudaStreamCreate(&stream), cudaSuccess);
+  ASSERT_EQ(cudaStreamCreateWithFlags(&stream2, cudaStreamNonBlocking), cudaSuccess);
   LseTensor sl = lse_layout;
   sl.data = slse;
   sp.forward(in(sq, l), in(sk, l), in(sv, l), io(so, l), sl, stream);
   sp.backward(in(sq, l), in(sk, l), in(sv, l), in(so, l), sl, in(sdout, l), io(sdq, l), io(sdk, l), io(sdv, l),
-              stream);
-  ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
+              two_streams ? stream2 : stream);
+  ASSERT_EQ(cudaStreamSynchronize(two_streams ? stream2 : stream), cudaSuccess);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   cudaStreamDestroy(stream);
+  cudaStreamDestroy(stream2);
   auto fetch16 = [&](void* p, bool host) {
     if (host) return std::vector<std::uint16_t>(static_cast<std::uint16_t*>(p), static_cast<std::uint16_t*>(p) + n);
     std::vector<std::uint16_t> h(n);
@@ -165,7 +171,8 @@ void compare_with_resident(const AttentionConfig& config, const ProblemShape& s,
              gdv = fetch16(sdv, place.grads);
   std::vector<float> glse(nl);
   ASSERT_EQ(cudaMemcpy(glse.data(), slse, nl * 4, cudaMemcpyDefault), cudaSuccess);
-  EXPECT_EQ(differing(gout.data(), rout.data(), n), 0u) << "out: bitwise";
+  const std::size_t diff_out = differing(gout.data(), rout.data(), n);
+  EXPECT_EQ(diff_out, 0u) << "out: bitwise";
   EXPECT_EQ(std::memcmp(glse.data(), rlse.data(), nl * 4), 0) << "lse: bitwise";
   const std::size_t bad_dq = outside_bf16_tolerance(gdq.data(), rdq.data(), n);
   const std::size_t bad_dk = outside_bf16_tolerance(gdk.data(), rdk.data(), n);
@@ -174,7 +181,7 @@ void compare_with_resident(const AttentionConfig& config, const ProblemShape& s,
   EXPECT_EQ(bad_dk, 0u) << "dk";
   EXPECT_EQ(bad_dv, 0u) << "dv";
   std::printf("[ offload ] %s: differing elements vs resident: out %zu, dq %zu, dk %zu, dv %zu of %zu\n", place.name,
-              differing(gout.data(), rout.data(), n), differing(gdq.data(), rdq.data(), n),
+              diff_out, differing(gdq.data(), rdq.data(), n),
               differing(gdk.data(), rdk.data(), n), differing(gdv.data(), rdv.data(), n), n);
 }
 
@@ -212,6 +219,16 @@ TEST(OffloadFa3, SmallAllHostMatchesResident) {
   AttentionConfig c;
   c.branches = {{2048, 1}, {4096, 2}};
   compare_with_resident(c, {1, 16384, 2, 64}, 4096, kAllHost);
+}
+
+// 64 chunks of 2048 tokens, every tensor staged: short kernels between the
+// copies, so a slot reused too early would show; forward and backward on
+// different streams with no host synchronisation in between.
+TEST(OffloadFa3, ManySmallChunksTwoStreamsMatchesResident) {
+  if (!have_sm90()) GTEST_SKIP() << "needs a compute capability 9.x GPU";
+  AttentionConfig c;
+  c.branches = {{1024, 1}, {2048, 2}};
+  compare_with_resident(c, {1, 131072, 4, 128}, 2048, kAllHost, /*two_streams=*/true);
 }
 
 // Pageable host memory and host tensors not dense within a batch are
