@@ -15,6 +15,8 @@
 #include <cstdint>
 
 #include "cuda_fa3/details/forward_params.hpp"
+#include "cuda_fa3/details/merge_stage.cuh"
+#include "cuda_fa3/details/ptx_sm90.cuh"
 
 namespace dilated::cuda_fa3::details {
 
@@ -33,6 +35,32 @@ struct Pack2<__half> {
   static __device__ __forceinline__ float2 unpack(type v) { return __half22float2(v); }
 };
 
+// The merge's weights for one row: O = O_old * w_old + O_i * w_new, with
+// LSE lse_out (output_scale folded into w_new).
+struct MergeWeights {
+  float w_new, w_old, lse_out;
+  __device__ __forceinline__ MergeWeights(float old, float lse, float output_scale) {
+    const float hi = fmaxf(old, lse);
+    if (isnan(old) || isnan(lse)) {
+      // A NaN score (NaN in an attended K row) makes that side's LSE NaN;
+      // fmaxf/fminf would drop it (hi = the other side: out NaN but lse
+      // finite, or -inf when merged into the identity), and the backward
+      // would then recompute finite P for that row: keep the row's lse NaN
+      // too, as the reference does (found by test_fa3_window_numerics).
+      lse_out = NAN;
+      w_old = w_new = NAN;
+    } else if (hi == -INFINITY) {
+      w_new = 0.f;  // neither side saw a key: keep O = 0, LSE = -inf
+      w_old = 1.f;
+      lse_out = lse;
+    } else {
+      lse_out = hi + log1pf(expf(fminf(old, lse) - hi));
+      w_old = expf(old - lse_out);
+      w_new = output_scale * expf(lse - lse_out);
+    }
+  }
+};
+
 template <class T, int HeadDim>
 __device__ __forceinline__ void store_rows(const ForwardParams& p, int b, int h,
                                            const std::int64_t (&position)[2], const bool (&valid)[2],
@@ -44,24 +72,10 @@ __device__ __forceinline__ void store_rows(const ForwardParams& p, int b, int h,
     float w_new = p.output_scale, w_old = 0.f, lse_out = lse[r];
     float* lse_ptr = p.lse + b * p.lse_stride_b + h * p.lse_stride_h + position[r] * p.lse_stride_s;
     if (p.merge) {
-      const float old = *lse_ptr;
-      const float hi = fmaxf(old, lse[r]);
-      if (isnan(old) || isnan(lse[r])) {
-        // A NaN score (NaN in an attended K row) makes that side's LSE NaN;
-        // fmaxf/fminf would drop it (hi = the other side: out NaN but lse
-        // finite, or -inf when merged into the identity), and the backward
-        // would then recompute finite P for that row: keep the row's lse NaN
-        // too, as the reference does (found by test_fa3_window_numerics).
-        lse_out = NAN;
-        w_old = w_new = NAN;
-      } else if (hi == -INFINITY) {
-        w_new = 0.f;  // neither side saw a key: keep O = 0, LSE = -inf
-        w_old = 1.f;
-      } else {
-        lse_out = hi + log1pf(expf(fminf(old, lse[r]) - hi));
-        w_old = expf(old - lse_out);
-        w_new = p.output_scale * expf(lse[r] - lse_out);
-      }
+      const MergeWeights m(*lse_ptr, lse[r], p.output_scale);
+      w_new = m.w_new;
+      w_old = m.w_old;
+      lse_out = m.lse_out;
     }
     T* row = static_cast<T*>(p.out) + b * p.out_stride_b + position[r] * p.out_stride_s +
              h * p.out_stride_h;
@@ -85,13 +99,17 @@ __device__ __forceinline__ void store_rows(const ForwardParams& p, int b, int h,
 // columns, so store_rows writes HeadDim / 8 4-byte pieces per row. Here the
 // four trade words (a 4 x 4 transpose of 32-bit words per 32 columns: two
 // shuffle rounds, 4 shuffles) so each writes 8 consecutive columns at a
-// time: HeadDim / 32 stores per row. For block-sparse tiles, which write
-// their rows outright and where the epilogue is a larger share of a tile
-// (~13 key blocks at 90% sparsity, N = 16K). Every lane of the warp must call it.
+// time: HeadDim / 32 stores per row. For every launch that writes its rows
+// outright (block-sparse tiles, ~13 key blocks at 90% sparsity and N = 16K;
+// LongNet's first branch, 16 key blocks a tile at w = 2048), where the
+// epilogue is a visible share of a tile. Every lane of the warp must call it.
+// write_rows_wide scales row r by scale[r]: output_scale for rows written
+// outright (store_rows_wide, below), 1 for merged ones (store_rows_merged).
 template <class T, int HeadDim>
-__device__ __forceinline__ void store_rows_wide(const ForwardParams& p, int b, int h,
+__device__ __forceinline__ void write_rows_wide(const ForwardParams& p, int b, int h,
                                                 const std::int64_t (&position)[2], const bool (&valid)[2],
-                                                float (&o)[HeadDim / 2], const float (&lse)[2], int lane) {
+                                                const float (&o)[HeadDim / 2], const float (&scale)[2],
+                                                const float (&lse)[2], int lane) {
   using P2 = Pack2<T>;
   const int q = lane % 4;
   const bool odd = q & 1, high = q & 2;
@@ -102,7 +120,7 @@ __device__ __forceinline__ void store_rows_wide(const ForwardParams& p, int b, i
     std::uint32_t w[HeadDim / 8];
 #pragma unroll
     for (int j = 0; j < HeadDim / 8; ++j) {
-      const auto packed = P2::make(o[4 * j + 2 * r] * p.output_scale, o[4 * j + 2 * r + 1] * p.output_scale);
+      const auto packed = P2::make(o[4 * j + 2 * r] * scale[r], o[4 * j + 2 * r + 1] * scale[r]);
       w[j] = *reinterpret_cast<const std::uint32_t*>(&packed);
     }
 #pragma unroll
@@ -132,6 +150,43 @@ __device__ __forceinline__ void store_rows_wide(const ForwardParams& p, int b, i
       *reinterpret_cast<uint4*>(row + 8 * (4 * m + q)) = make_uint4(w[4 * m], w[4 * m + 1], w[4 * m + 2], w[4 * m + 3]);
     if (q == 0) p.lse[b * p.lse_stride_b + h * p.lse_stride_h + position[r] * p.lse_stride_s] = lse[r];
   }
+}
+
+template <class T, int HeadDim>
+__device__ __forceinline__ void store_rows_wide(const ForwardParams& p, int b, int h,
+                                                const std::int64_t (&position)[2], const bool (&valid)[2],
+                                                const float (&o)[HeadDim / 2], const float (&lse)[2], int lane) {
+  const float scale[2] = {p.output_scale, p.output_scale};
+  write_rows_wide<T, HeadDim>(p, b, h, position, valid, o, scale, lse, lane);
+}
+
+// store_rows' merge with the old rows and LSE from the warp's staging area
+// (merge_stage.cuh: prefetch_merge_rows at the tile start), written in
+// 16-byte stores like store_rows_wide. Every lane of the warp must call it.
+template <class T, class MS, int HeadDim>
+__device__ __forceinline__ void store_rows_merged(const ForwardParams& p, int b, int h,
+                                                  const std::int64_t (&position)[2], const bool (&valid)[2],
+                                                  float (&o)[HeadDim / 2], const float (&lse)[2],
+                                                  const char* area, int lane) {
+  using P2 = Pack2<T>;
+  cp_async_wait_all();  // this lane's copies
+  __syncwarp();         // and every other lane's
+  const float one[2] = {1.f, 1.f};
+  float lse_out[2];
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    const int row = lane / 4 + 8 * r;  // of the warp's 16 (staging rows = accumulator rows)
+    const MergeWeights m(reinterpret_cast<const float*>(area + 16 * MS::kRowBytes)[row], lse[r], p.output_scale);
+    lse_out[r] = m.lse_out;
+#pragma unroll
+    for (int j = 0; j < HeadDim / 8; ++j) {
+      const float2 prev = P2::unpack(
+          *reinterpret_cast<const typename P2::type*>(area + MS::chunk_offset(row, j) + 4 * (lane % 4)));
+      o[4 * j + 2 * r] = fmaf(prev.x, m.w_old, o[4 * j + 2 * r] * m.w_new);
+      o[4 * j + 2 * r + 1] = fmaf(prev.y, m.w_old, o[4 * j + 2 * r + 1] * m.w_new);
+    }
+  }
+  write_rows_wide<T, HeadDim>(p, b, h, position, valid, o, one, lse_out, lane);
 }
 
 }  // namespace dilated::cuda_fa3::details

@@ -17,6 +17,7 @@
 #include "cuda_fa3/details/forward_params.hpp"
 #include "cuda_fa3/details/key_walk.cuh"
 #include "cuda_fa3/details/mask.cuh"
+#include "cuda_fa3/details/merge_stage.cuh"
 #include "cuda_fa3/details/ptx_sm90.cuh"
 #include "cuda_fa3/details/softmax.cuh"
 #include "cuda_fa3/details/tile_scheduler.cuh"
@@ -109,6 +110,14 @@ __device__ void produce(const ForwardArgs& args, const QueryTile& t, char* smem,
                      Shape::kPanelBytesKV, row, t.h, t.b);
   }
 }
+
+// A merging launch stages the old rows where they fit (merge_stage.cuh),
+// after everything else the kernel lays out: QBuffers' end, whatever it
+// holds (a kernel with more shared memory must pass its own end here).
+template <class Shape, bool kBlockSparse>
+using KernelMergeStage = MergeStage<Shape, QBuffers<Shape, kBlockSparse>::kSmemBytes - 1024>;
+template <class Shape, bool kDropout, bool kBlockSparse>
+inline constexpr bool kMergeStage = KernelMergeStage<Shape, kBlockSparse>::kFits && !kBlockSparse && !kDropout;
 
 // Consumer warpgroup `wg` (0 or 1) owns query rows [64 wg, 64 wg + 64) of the tile.
 //
@@ -209,6 +218,13 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
     }
   };
 
+  // A merging launch: this warp's old O rows and LSE, read while the tile runs.
+  constexpr bool kStage = kMergeStage<Shape, kDropout, kBlockSparse>;
+  using MS = KernelMergeStage<Shape, kBlockSparse>;
+  char* merge_area = MS::warp_area(smem, wg, warp);
+  if (kStage && p.merge && p.merge_prefetch)
+    prefetch_merge_rows<T, MS>(p, t, t.q_begin + 64 * wg + 16 * warp, merge_area, lane);
+
   mbar_wait(q_slot.full, q_slot.use & 1);
   my_turn();
   issue_scores(0);
@@ -277,7 +293,9 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
     valid[i] = rows[i] < t.q_end;
     position[i] = t.first + rows[i] * r - p.q_window_begin;  // row of the out/lse window
   }
-  if (kBlockSparse && !p.merge && p.wide_stores)
+  if (kStage && p.merge && p.merge_prefetch)
+    store_rows_merged<T, MS, kD>(p, t.b, t.h, position, valid, o, lse, merge_area, lane);
+  else if (!p.merge && p.wide_stores)
     store_rows_wide<T, kD>(p, t.b, t.h, position, valid, o, lse, lane);
   else
     store_rows<T, kD>(p, t.b, t.h, position, valid, o, lse, lane);

@@ -48,16 +48,45 @@ int forward_block_m(int head_dim, const ForwardParams& p) {
 }
 
 namespace {
+// The epilogue's options (ForwardParams::merge_prefetch, and wide_stores
+// outside block-sparse plans, which set their own), on by default. H100,
+// LongNet 1M d128 kernel times (perf_tests/results/h100-fa3-2026-11-27-epilogue):
+// the merging branches 1-4 5% faster with the prefetch, branch 0 4% with
+// 16-byte stores. For comparison, DILATED_FA3_EPILOGUE (read once per
+// process): =old neither (the epilogue before them), =noprefetch / =narrow
+// without one.
+struct EpilogueOptions {
+  bool merge_prefetch = true, wide_stores = true;
+};
+const EpilogueOptions& epilogue_options() {
+  static const EpilogueOptions v = [] {
+    EpilogueOptions o;
+    const char* e = std::getenv("DILATED_FA3_EPILOGUE");
+    const std::string s = e ? e : "";
+    if (s == "old" || s == "noprefetch") o.merge_prefetch = false;
+    if (s == "old" || s == "narrow") o.wide_stores = false;
+    return o;
+  }();
+  return v;
+}
+
 template <class T, class Shape, bool kDropout, bool kBlockSparse>
 void launch_kernel(const ForwardArgs& args, std::int64_t grid, cudaStream_t stream) {
   auto* kernel = &forward_kernel<T, Shape, kDropout, kBlockSparse>;
-  constexpr int kSmem = QBuffers<Shape, kBlockSparse>::kSmemBytes;  // Shape's, or with a second Q buffer
+  constexpr int kSmemBase = QBuffers<Shape, kBlockSparse>::kSmemBytes;  // Shape's, or with a second Q buffer
+  // A merging launch stages the old rows after everything else where they fit (consume's kMergeStage).
+  constexpr bool kStage = kMergeStage<Shape, kDropout, kBlockSparse>;
+  constexpr int kSmemMax = kStage ? KernelMergeStage<Shape, kBlockSparse>::kSmemBytes : kSmemBase;
   static std::once_flag once;  // per instantiation: raise the shared-memory limit
   std::call_once(once, [&] {
-    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmem),
+    check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemMax),
           "cudaFuncSetAttribute");
   });
-  kernel<<<dim3(unsigned(grid)), dim3(Shape::kThreads), kSmem, stream>>>(args);
+  ForwardArgs a = args;
+  a.p.merge_prefetch = epilogue_options().merge_prefetch;
+  if (!kBlockSparse) a.p.wide_stores = epilogue_options().wide_stores;
+  const int smem = kStage && a.p.merge && a.p.merge_prefetch ? kSmemMax : kSmemBase;
+  kernel<<<dim3(unsigned(grid)), dim3(Shape::kThreads), smem, stream>>>(a);
   check(cudaGetLastError(), "forward kernel launch");
 }
 }  // namespace
@@ -114,6 +143,15 @@ void launch_forward_branch(const ForwardArgs& args, std::int64_t tiles, cudaStre
     return;
   }
   const bool one_tile_per_cta = (args.p.causal && !args.p.tile_list) || (block_sparse && bs_grid == "tile");
+  // Testing: DILATED_FA3_MAX_CTAS=n caps the persistent (strided) grid at n
+  // CTAs, so the float64 tests' small problems run many tiles per CTA (the
+  // cross-tile paths: the K/V ring's phases, the turns, the merge staging's
+  // reuse) as the large ones do.
+  static const int max_ctas = [] {
+    const char* e = std::getenv("DILATED_FA3_MAX_CTAS");
+    return e ? std::atoi(e) : 0;
+  }();
+  if (max_ctas > 0 && max_ctas < sms) sms = max_ctas;
   const std::int64_t grid = args.p.tile_list ? args.p.order_ctas
                             : one_tile_per_cta || tiles < sms ? tiles
                                                               : sms;

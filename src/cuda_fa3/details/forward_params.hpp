@@ -59,8 +59,14 @@ struct ForwardParams {
   // next tile's Q during this one where a second buffer fits (head_dim <= 128;
   // forward_kernel.cuh QBuffers), else 1.
   int q_buffers = 1;
-  // Block-sparse: write out in 16-byte stores (epilogue.cuh store_rows_wide).
+  // Rows written outright (no merge) go out in 16-byte stores (epilogue.cuh
+  // store_rows_wide): block-sparse plans set it; forward_launch.cu sets it
+  // for the other launches.
   bool wide_stores = false;
+  // A merging launch copies each tile's old O rows and LSE to shared memory
+  // while the tile runs (merge_stage.cuh, where it fits) instead of loading
+  // them in the epilogue (forward_launch.cu sets it).
+  bool merge_prefetch = false;
 };
 
 struct ForwardArgs {
