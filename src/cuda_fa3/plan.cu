@@ -110,6 +110,18 @@ void encode_window_maps(CUtensorMap* maps, DType dtype, const Tn& t, const Probl
   }
 }
 
+// Returns a workspace block in stream order when the launch is done (or threw).
+struct CounterGuard {
+  std::int32_t* p = nullptr;
+  cudaStream_t stream = nullptr;
+  CounterGuard() = default;
+  CounterGuard(const CounterGuard&) = delete;
+  CounterGuard& operator=(const CounterGuard&) = delete;
+  ~CounterGuard() {
+    if (p) details::workspace_free(p, stream);
+  }
+};
+
 // One branch on one window pair, merged into (out, lse) when args.p.merge.
 template <class T>
 void launch_branch(const details::ForwardParams& base, const PatternParams& pat, const ProblemShape& s,
@@ -145,6 +157,19 @@ void launch_branch(const details::ForwardParams& base, const PatternParams& pat,
   const std::int64_t tiles = s.batch * s.heads * args.p.num_segments * args.p.tiles_per_segment;
   if (tiles <= 0) return;
   args.p.total_tiles = tiles;
+  // Causal: the persistent grid's tile counter (forward_kernel.cuh
+  // produce_dynamic_tiles), 4 bytes from the workspace pool per launch and
+  // zeroed in stream order, so calls of one plan on several streams never
+  // share one (a plan-owned counter would make them race).
+  CounterGuard counter;
+  if (details::forward_dynamic_grid(int(s.head_dim), args.p, tiles)) {
+    counter.stream = stream;
+    counter.p = static_cast<std::int32_t*>(details::workspace_alloc(sizeof(std::int32_t), stream));
+    const cudaError_t e = cudaMemsetAsync(counter.p, 0, sizeof(std::int32_t), stream);
+    if (e != cudaSuccess)
+      throw Error("cuda.runtime", std::string("cuda_fa3: cudaMemsetAsync(tile counter): ") + cudaGetErrorString(e));
+    args.p.tile_counter = counter.p;
+  }
   switch (s.head_dim) {
     case 64: details::launch_forward_branch<T, 64, 128>(args, tiles, stream); break;
     case 128:

@@ -14,6 +14,7 @@
 #include <tuple>
 #include <vector>
 
+#include "cuda_fa3/details/causal_order.hpp"
 #include "cuda_fa3/details/tile_schedule.hpp"
 #include "fa3_test_support.hpp"
 #include "dilated/error.hpp"
@@ -103,6 +104,14 @@ std::vector<Case> cases() {
                 {1, 1700, 5, 128}});
   cs.push_back({"nested_r0_2_d64", make({{128, 2}, {256, 4}, {512, 8}}, false), {2, 1536, 5, 64}});
   cs.push_back({"nested_then_r6_d64", make({{128, 1}, {256, 2}, {768, 6}}, false), {1, 1536, 7, 64}});
+  // Causal, more query tiles (160-192) than an H100 has SMs (132): the
+  // persistent causal grid (forward_kernel.cuh produce_dynamic_tiles) runs
+  // one or two tiles per CTA from its tile counter; the smaller causal cases
+  // above fit one tile per CTA. (DILATED_FA3_CAUSAL_CTAS=n caps that grid,
+  // so every causal case can run many tiles per CTA.)
+  cs.push_back({"causal_many_tiles_d128", make({{512, 1}}, true), {1, 512, 48, 128}});
+  cs.push_back({"causal_many_tiles_d256", make({{256, 1}}, true), {1, 256, 80, 256}});
+  cs.push_back({"causal_many_tiles_longnet_d128", make({{256, 1}, {512, 2}, {1024, 4}}, true), {1, 2048, 12, 128}});
   // >= 8192 keys, non-causal, head_dim 128: the 176-key blocks (ragged tail).
   cs.push_back({"wide_blocks_d128", make({{8300, 1}}, false), {1, 8300, 1, 128}});
   // Dropout: the library's counter-based mask, the same as the reference's.
@@ -279,6 +288,37 @@ TEST(Fa3TileSchedule, RunsEveryTileOnceBalanced) {
     const double mean = double(sum) / sms;
     EXPECT_LE(busiest / mean, causal ? 1.06 : 1.03) << (causal ? "causal" : "");
     if (!causal) EXPECT_GE(stride_busiest / mean, 1.10);  // the imbalance the schedule removes is there
+  }
+}
+
+// The causal persistent grid's ticket order (causal_order.hpp, host only):
+// a permutation of the tile indices; ticket j lies in section j / (section *
+// tiles) (its group g has g / section == that); within a section query tiles
+// never get lighter-to-heavier (qt does not grow as j does); one section is
+// decode_tile's own causal order (idx == j).
+TEST(Fa3CausalOrder, PermutesTilesHeaviestFirstPerSection) {
+  namespace d = dilated::cuda_fa3::details;
+  for (const auto& [groups, tiles] : {std::pair{16u, 128u}, std::pair{12u, 16u}, std::pair{7u, 3u}, std::pair{1u, 5u}}) {
+    for (std::uint32_t section = 1; section <= groups; ++section) {
+      SCOPED_TRACE(std::to_string(groups) + " groups, " + std::to_string(tiles) + " tiles, section " +
+                   std::to_string(section));
+      const std::uint32_t total = groups * tiles;
+      std::vector<int> seen(total, 0);
+      std::uint32_t prev_sec = 0, prev_qt = tiles;
+      for (std::uint32_t j = 0; j < total; ++j) {
+        const std::uint32_t idx = d::causal_ticket_tile(j, groups, section, section * tiles);
+        ASSERT_LT(idx, total) << j;
+        ++seen[idx];
+        const std::uint32_t qt = tiles - 1 - idx / groups, g = idx % groups, sec = j / (section * tiles);
+        EXPECT_EQ(g / section, sec) << j;
+        if (sec != prev_sec) prev_qt = tiles;
+        EXPECT_LE(qt, prev_qt) << j;
+        prev_sec = sec;
+        prev_qt = qt;
+        if (section == groups) EXPECT_EQ(idx, j);
+      }
+      for (std::uint32_t idx = 0; idx < total; ++idx) EXPECT_EQ(seen[idx], 1) << idx;
+    }
   }
 }
 

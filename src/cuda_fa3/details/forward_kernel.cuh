@@ -12,6 +12,7 @@
 
 #include <cstdint>
 
+#include "cuda_fa3/details/causal_order.hpp"
 #include "cuda_fa3/details/dropout.cuh"
 #include "cuda_fa3/details/epilogue.cuh"
 #include "cuda_fa3/details/forward_params.hpp"
@@ -41,29 +42,45 @@ struct Barriers {
 // second Q buffer after the barriers lets the producer load the next tile's
 // Q while this one runs (ForwardParams::q_buffers == 2); its full/empty
 // barriers follow all others. Head dims 64 and 128 only (194 KiB at 128;
-// it would not fit at 256); other launches keep one.
-template <class Shape, bool kBlockSparse>
+// it would not fit at 256); other launches keep one. The causal persistent
+// kernel (kDynamic) may use it too.
+//
+// kDynamic: the producer publishes each tile's index in a slot per Q buffer
+// (TileSlots, after the second buffer's barriers) for the consumers.
+template <class Shape, bool kBlockSparse, bool kDynamic = false>
 struct QBuffers {
-  static constexpr int kOffsetQ1 = (Shape::kOffsetBarriers + 8 * (Shape::kBarriers + 2) + 1023) / 1024 * 1024;
-  static constexpr bool kTwo = kBlockSparse && Shape::kHeadDim <= 128;  // RegSplit::kScheduled
+  static constexpr int kOffsetSlots = Shape::kOffsetBarriers + 8 * (Shape::kBarriers + 2);
+  static constexpr int kOffsetQ1 = (kOffsetSlots + 8 + 1023) / 1024 * 1024;
+  static constexpr bool kTwo = (kBlockSparse || kDynamic) && Shape::kHeadDim <= 128;  // RegSplit::kScheduled
   static_assert(!kTwo || kOffsetQ1 + Shape::kTileBytesQ + 1024 <= 227 * 1024, "two Q buffers do not fit");
-  static constexpr int kSmemBytes = kTwo ? kOffsetQ1 + Shape::kTileBytesQ + 1024 : Shape::kSmemBytes;
+  static constexpr int kSmemBytes = kTwo       ? kOffsetQ1 + Shape::kTileBytesQ + 1024
+                                    : kDynamic ? kOffsetSlots + 8 + 1024
+                                               : Shape::kSmemBytes;
 };
 
 // Which Q buffer a CTA's tile_iter-th tile uses, its barriers, and how many
-// times that buffer was filled before (the barriers' phase).
-template <class Shape, bool kBlockSparse>
+// times that buffer was filled before (the barriers' phase). index: 0 or 1
+// (the buffer, and kDynamic's tile slot).
+template <class Shape, bool kBlockSparse, bool kDynamic = false>
 struct QSlot {
-  int offset;
+  int offset, index;
   std::uint64_t *full, *empty;
   std::uint32_t use;
   __device__ __forceinline__ QSlot(const ForwardParams& p, const Barriers& bar, std::uint32_t tile_iter) {
-    using QB = QBuffers<Shape, kBlockSparse>;
+    using QB = QBuffers<Shape, kBlockSparse, kDynamic>;
     const bool second = QB::kTwo && p.q_buffers == 2 && (tile_iter & 1);
+    index = second ? 1 : 0;
     offset = second ? QB::kOffsetQ1 : 0;
     full = bar.q_full + (second ? Shape::kBarriers : 0);
     empty = bar.q_empty + (second ? Shape::kBarriers : 0);
     use = QB::kTwo && p.q_buffers == 2 ? tile_iter >> 1 : tile_iter;
+  }
+  // kDynamic: the tile index the producer publishes with this buffer's Q
+  // (written before the arrive on `full`, read after the wait on it: the
+  // mbarrier's release/acquire orders it), -1 when the CTA's tiles are done.
+  __device__ __forceinline__ volatile std::int32_t* tile_slot(char* smem) const {
+    return reinterpret_cast<volatile std::int32_t*>(smem + QBuffers<Shape, kBlockSparse, kDynamic>::kOffsetSlots) +
+           index;
   }
 };
 
@@ -84,12 +101,14 @@ __device__ __forceinline__ void load_tile(const CUtensorMap* map, char* dst, std
 
 // Producer: one thread issues every TMA load. `it` counts key blocks over all
 // tiles this CTA has run (the K/V ring's position), `tile_iter` its tiles.
-template <class Shape, bool kBlockSparse>
+// kDynamic: `idx` is the tile's index, published to the consumers with its Q.
+template <class Shape, bool kBlockSparse, bool kDynamic = false>
 __device__ void produce(const ForwardArgs& args, const QueryTile& t, char* smem, Barriers bar,
-                        std::uint32_t it, std::uint32_t tile_iter) {
+                        std::uint32_t it, std::uint32_t tile_iter, std::int32_t idx = 0) {
   const CUtensorMap* qmap = &args.q[t.q_phase];
-  const QSlot<Shape, kBlockSparse> q(args.p, bar, tile_iter);
+  const QSlot<Shape, kBlockSparse, kDynamic> q(args.p, bar, tile_iter);
   if (q.use > 0) mbar_wait(q.empty, (q.use - 1) & 1);
+  if constexpr (kDynamic) *q.tile_slot(smem) = idx;
   mbar_arrive_expect_tx(q.full, Shape::kTileBytesQ);
   load_tile<Shape>(qmap, smem + q.offset, q.full, Shape::kPanelBytesQ, t.q_map_row0 + t.q_begin, t.h, t.b);
   KeyWalk<Shape::kBlockN, kBlockSparse> walk(t);  // key_walk.cuh
@@ -114,10 +133,17 @@ __device__ void produce(const ForwardArgs& args, const QueryTile& t, char* smem,
 // A merging launch stages the old rows where they fit (merge_stage.cuh),
 // after everything else the kernel lays out: QBuffers' end, whatever it
 // holds (a kernel with more shared memory must pass its own end here).
-template <class Shape, bool kBlockSparse>
-using KernelMergeStage = MergeStage<Shape, QBuffers<Shape, kBlockSparse>::kSmemBytes - 1024>;
-template <class Shape, bool kDropout, bool kBlockSparse>
-inline constexpr bool kMergeStage = KernelMergeStage<Shape, kBlockSparse>::kFits && !kBlockSparse && !kDropout;
+// The causal tile-counter kernel (kDynamic) does not stage yet: it merged
+// with the stage after its last GPU run, untested together. Its end
+// (tile slots, second Q buffer) is already QBuffers' own, so at head_dim 128
+// with 128-key blocks the stage would fit (227 KiB less 512 bytes); the
+// merging causal launches (LongNet branches after the first, windowed calls)
+// read the old rows in the epilogue meanwhile.
+template <class Shape, bool kBlockSparse, bool kDynamic = false>
+using KernelMergeStage = MergeStage<Shape, QBuffers<Shape, kBlockSparse, kDynamic>::kSmemBytes - 1024>;
+template <class Shape, bool kDropout, bool kBlockSparse, bool kDynamic = false>
+inline constexpr bool kMergeStage =
+    KernelMergeStage<Shape, kBlockSparse, kDynamic>::kFits && !kBlockSparse && !kDropout && !kDynamic;
 
 // Consumer warpgroup `wg` (0 or 1) owns query rows [64 wg, 64 wg + 64) of the tile.
 //
@@ -131,7 +157,7 @@ inline constexpr bool kMergeStage = KernelMergeStage<Shape, kBlockSparse>::kFits
 // others' products occupy the tensor cores. All warpgroups of a tile visit
 // the same number of key blocks, so the turns pair up; warpgroup 0 goes first
 // and takes one extra turn at the end (the last warpgroup's final hand-over).
-template <class T, class Shape, bool kDropout, bool kBlockSparse>
+template <class T, class Shape, bool kDropout, bool kBlockSparse, bool kDynamic = false>
 __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem, Barriers bar,
                         int wg, int thread, std::uint32_t it, std::uint32_t tile_iter) {
   constexpr int kD = Shape::kHeadDim, kN = Shape::kBlockN, kStages = Shape::kStages;
@@ -148,7 +174,7 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
   std::uint32_t a[kN / 16][4];  // P packed to 16-bit pairs: the register A operand of P V
   float correction[2];
   OnlineSoftmax<kN, kD> softmax;
-  const QSlot<Shape, kBlockSparse> q_slot(p, bar, tile_iter);
+  const QSlot<Shape, kBlockSparse, kDynamic> q_slot(p, bar, tile_iter);
   // This warpgroup's 64 rows in every panel. wg through a shuffle: the
   // compiler then knows it is warp-uniform and keeps the Q descriptors of
   // issue_scores in uniform registers (with wg from threadIdx it built them
@@ -219,8 +245,8 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
   };
 
   // A merging launch: this warp's old O rows and LSE, read while the tile runs.
-  constexpr bool kStage = kMergeStage<Shape, kDropout, kBlockSparse>;
-  using MS = KernelMergeStage<Shape, kBlockSparse>;
+  constexpr bool kStage = kMergeStage<Shape, kDropout, kBlockSparse, kDynamic>;
+  using MS = KernelMergeStage<Shape, kBlockSparse, kDynamic>;
   char* merge_area = MS::warp_area(smem, wg, warp);
   if (kStage && p.merge && p.merge_prefetch)
     prefetch_merge_rows<T, MS>(p, t, t.q_begin + 64 * wg + 16 * warp, merge_area, lane);
@@ -308,11 +334,20 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
 // whose 64 x 256 O needs the consumers' 240, spilled 40-152 bytes in the
 // producer at 24 or 32 registers with the schedule, so it keeps the stride
 // and one Q buffer (forward_launch.cu drops the schedule for it).
-template <class Shape, bool kBlockSparse>
+// The causal persistent grid (kDynamic, head_dim 128 and 256) runs 48 /
+// 224: at 24 its producer spilled 192-252 bytes, inside the K/V loop (the
+// atomicAdd's loop next to decode_tile's 64-bit divisions; ptxas, CUDA
+// 13.0), at 40 16-20 bytes once the section order (causal_ticket_tile) came
+// in, at 48 none; the consumers fit 224 without spills (head_dim 128's used
+// up to R206 at 232, head_dim 256's squeezed from R237 at 240). Head_dim
+// 64's three warpgroups spilled 120 bytes at 32 / 160 and 180 at 40 / 152,
+// so it keeps one tile per CTA (forward_dynamic_grid).
+template <class Shape, bool kBlockSparse, bool kDynamic = false>
 struct RegSplit {
   static constexpr bool kScheduled = kBlockSparse && Shape::kHeadDim <= 128;
-  static constexpr int kProducer = kScheduled ? 40 : Shape::kProducerRegs;
-  static constexpr int kConsumer = kScheduled ? 232 : Shape::kConsumerRegs;
+  static constexpr int kProducer = kDynamic ? 48 : kScheduled ? 40 : Shape::kProducerRegs;
+  static constexpr int kConsumer = kDynamic ? 224 : kScheduled ? 232 : Shape::kConsumerRegs;
+  static_assert(!kDynamic || Shape::kConsumerWarpgroups == 2, "the causal persistent grid runs two consumer warpgroups");
   static_assert(!kBlockSparse || Shape::kConsumerWarpgroups == 2, "block-sparse runs two consumer warpgroups");
   static_assert(kProducer * 128 + kConsumer * 128 * Shape::kConsumerWarpgroups <= 65536, "register file");
 };
@@ -349,6 +384,41 @@ __device__ __forceinline__ void for_each_tile(const ForwardParams& p, Body&& bod
     body(idx, static_cast<const TileEntry*>(nullptr));
 }
 
+// Causal tiles differ in cost (tile qt of a segment visits qt + 1 key
+// blocks), so a static stride over a persistent grid left the busiest CTA
+// ~6% above the mean, and one tile per CTA (the hardware's dispatch, which
+// balances well) pays a CTA start, Q load and pipeline fill per tile with no
+// overlap. Here (FA3's dynamic persistent scheduler) a grid of one CTA per SM
+// takes tiles in decode_tile's causal order (heaviest first) from a counter
+// in device memory (ForwardParams::tile_counter, zero at launch): CTA c runs
+// tile c first, then whatever atomicAdd(counter, 1) + gridDim.x returns,
+// which the producer asks for at the start of each tile (in flight while it
+// issues that tile's loads). It publishes each active tile's index with its
+// Q (QSlot::tile_slot, before the arrive on q_full), so the consumers learn
+// their next tile from the barrier they wait on anyway, and -1 when the
+// counter runs past the last tile. The next tile's Q and first K/V blocks
+// load while the consumers finish the previous one.
+template <class Shape, bool kBlockSparse>
+__device__ __forceinline__ void produce_dynamic_tiles(const ForwardArgs& args, char* smem, Barriers bar) {
+  std::uint32_t it = 0, tile_iter = 0;
+  const std::int32_t total = std::int32_t(args.p.total_tiles);  // < 2^31 - grid (forward_launch.cu)
+  for (std::int32_t j = blockIdx.x; j < total; j = atomicAdd(args.p.tile_counter, 1) + std::int32_t(gridDim.x)) {
+    const std::int32_t idx = std::int32_t(causal_ticket_tile(std::uint32_t(j), std::uint32_t(args.p.causal_groups),
+                                                            std::uint32_t(args.p.causal_section),
+                                                            std::uint32_t(args.p.causal_section_tiles)));
+    const QueryTile t = decode_tile<Shape::kBlockM, Shape::kBlockN>(args.p, idx);
+    if (t.active) {  // windowed causal: tiles whose keys all follow their queries are skipped
+      produce<Shape, kBlockSparse, true>(args, t, smem, bar, it, tile_iter, idx);
+      it += t.key_blocks;
+      ++tile_iter;
+    }
+  }
+  const QSlot<Shape, kBlockSparse, true> q(args.p, bar, tile_iter);
+  if (q.use > 0) mbar_wait(q.empty, (q.use - 1) & 1);  // the consumers have read the slot's last index
+  *q.tile_slot(smem) = -1;
+  mbar_arrive(q.full);
+}
+
 // Persistent: a grid of one CTA per SM walks the tiles (idx += gridDim.x), so
 // the producer loads the next tile's Q and first K/V blocks while the
 // consumers are still finishing the previous tile and writing its output.
@@ -359,7 +429,9 @@ __device__ __forceinline__ void for_each_tile(const ForwardParams& p, Body&& bod
 // kDropout: a separate instantiation, so the dropout-free kernel keeps its
 // registers (the Philox rounds would otherwise cost spills everywhere).
 // kBlockSparse: likewise, so dilated branches keep kb * BlockN arithmetic.
-template <class T, class Shape, bool kDropout, bool kBlockSparse>
+// kDynamic: causal launches (run_dynamic_tiles below), a separate
+// instantiation so the non-causal kernels keep their code.
+template <class T, class Shape, bool kDropout, bool kBlockSparse, bool kDynamic = false>
 __global__ void __launch_bounds__(Shape::kThreads, 1)
     forward_kernel(const __grid_constant__ ForwardArgs args) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -371,7 +443,7 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
                bars + 2 + 3 * Shape::kStages};
   static_assert(!kBlockSparse || Shape::kBlockM == 128, "the plan's block-sparse counts and schedule are per 128-row tile");
   const int warpgroup = threadIdx.x / 128;
-  if constexpr (QBuffers<Shape, kBlockSparse>::kTwo) {
+  if constexpr (QBuffers<Shape, kBlockSparse, kDynamic>::kTwo) {
     if (threadIdx.x == 0) {
       mbar_init(bar.q_full + Shape::kBarriers, 1);
       mbar_init(bar.q_empty + Shape::kBarriers, 128 * Shape::kConsumerWarpgroups);
@@ -390,15 +462,20 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
   }
   __syncthreads();
 
+  using Regs = RegSplit<Shape, kBlockSparse, kDynamic>;
   std::uint32_t it = 0, tile_iter = 0;
   if (warpgroup == 0) {
-    regs_release<RegSplit<Shape, kBlockSparse>::kProducer>();
+    regs_release<Regs::kProducer>();
     if (threadIdx.x == 0) {
       const int maps = int(args.p.pattern.dilation[args.p.branch]);  // descriptors in use
       for (int phase = 0; phase < maps && phase < kMaxPhases; ++phase) {
         prefetch_tensormap(&args.q[phase]);
         prefetch_tensormap(&args.k[phase]);
         prefetch_tensormap(&args.v[phase]);
+      }
+      if constexpr (kDynamic) {
+        produce_dynamic_tiles<Shape, kBlockSparse>(args, smem, bar);
+        return;
       }
       for_each_tile<RegSplit<Shape, kBlockSparse>::kScheduled, false>(args.p, [&](std::int64_t idx, const TileEntry* entry) {
         const QueryTile t = decode_tile<Shape::kBlockM, Shape::kBlockN>(args.p, idx, entry);
@@ -409,7 +486,19 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
       });
     }
   } else {
-    regs_acquire<RegSplit<Shape, kBlockSparse>::kConsumer>();
+    regs_acquire<Regs::kConsumer>();
+    if constexpr (kDynamic) {
+      for (;; ++tile_iter) {  // the tiles the producer publishes, until it says -1
+        const QSlot<Shape, kBlockSparse, true> q(args.p, bar, tile_iter);
+        mbar_wait(q.full, q.use & 1);
+        const std::int32_t idx = *q.tile_slot(smem);
+        if (idx < 0) return;
+        const QueryTile t = decode_tile<Shape::kBlockM, Shape::kBlockN>(args.p, idx);
+        consume<T, Shape, kDropout, kBlockSparse, true>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128, it,
+                                                        tile_iter);
+        it += t.key_blocks;
+      }
+    }
     for_each_tile<RegSplit<Shape, kBlockSparse>::kScheduled, true>(args.p, [&](std::int64_t idx, const TileEntry* entry) {
       const QueryTile t = decode_tile<Shape::kBlockM, Shape::kBlockN>(args.p, idx, entry);
       if (!t.active) return;

@@ -5,6 +5,7 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <mutex>
 #include <string>
@@ -47,6 +48,27 @@ int forward_block_m(int head_dim, const ForwardParams& p) {
   return three_warpgroups(head_dim, p) ? 192 : 128;
 }
 
+// The causal grid: DILATED_FA3_CAUSAL_GRID=tile one tile per CTA (before
+// 2026-11-27), =dynamic1 the persistent grid with one Q buffer; otherwise
+// the persistent grid with two Q buffers where they fit (head_dim <= 128),
+// so the next tile's Q loads during this one.
+namespace {
+const std::string& causal_grid_env() {
+  static const std::string v = [] {
+    const char* e = std::getenv("DILATED_FA3_CAUSAL_GRID");
+    return std::string(e ? e : "");
+  }();
+  return v;
+}
+}  // namespace
+
+bool forward_dynamic_grid(int head_dim, const ForwardParams& p, std::int64_t tiles) {
+  // Head_dim 64 (three consumer warpgroups) spilled with it (forward_kernel.cuh
+  // RegSplit). Tile indices and the counter are 32-bit: the counter ends near tiles + grid.
+  return p.causal && head_dim >= 128 && !p.dropout.enabled() && !p.pattern.block_sparse.enabled() &&
+         causal_grid_env() != "tile" && tiles < (std::int64_t(1) << 30);
+}
+
 namespace {
 // The epilogue's options (ForwardParams::merge_prefetch, and wide_stores
 // outside block-sparse plans, which set their own), on by default. H100,
@@ -70,13 +92,13 @@ const EpilogueOptions& epilogue_options() {
   return v;
 }
 
-template <class T, class Shape, bool kDropout, bool kBlockSparse>
+template <class T, class Shape, bool kDropout, bool kBlockSparse, bool kDynamic = false>
 void launch_kernel(const ForwardArgs& args, std::int64_t grid, cudaStream_t stream) {
-  auto* kernel = &forward_kernel<T, Shape, kDropout, kBlockSparse>;
-  constexpr int kSmemBase = QBuffers<Shape, kBlockSparse>::kSmemBytes;  // Shape's, or with a second Q buffer
+  auto* kernel = &forward_kernel<T, Shape, kDropout, kBlockSparse, kDynamic>;
+  constexpr int kSmemBase = QBuffers<Shape, kBlockSparse, kDynamic>::kSmemBytes;  // Shape's, or with a second Q buffer
   // A merging launch stages the old rows after everything else where they fit (consume's kMergeStage).
-  constexpr bool kStage = kMergeStage<Shape, kDropout, kBlockSparse>;
-  constexpr int kSmemMax = kStage ? KernelMergeStage<Shape, kBlockSparse>::kSmemBytes : kSmemBase;
+  constexpr bool kStage = kMergeStage<Shape, kDropout, kBlockSparse, kDynamic>;
+  constexpr int kSmemMax = kStage ? KernelMergeStage<Shape, kBlockSparse, kDynamic>::kSmemBytes : kSmemBase;
   static std::once_flag once;  // per instantiation: raise the shared-memory limit
   std::call_once(once, [&] {
     check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemMax),
@@ -141,6 +163,41 @@ void launch_forward_branch(const ForwardArgs& args, std::int64_t tiles, cudaStre
     if (bs_narrow) a.p.wide_stores = false;
     launch_forward_branch<T, HeadDim, BlockN>(a, tiles, stream);
     return;
+  }
+  if (args.p.tile_counter) {  // causal: the persistent grid with the tile counter (forward_dynamic_grid)
+    ForwardArgs a = args;
+    a.p.q_buffers = causal_grid_env() == "dynamic1" ? 1 : 2;
+    // DILATED_FA3_CAUSAL_CTAS=n (tests): at most n CTAs, so small problems
+    // run many tiles per CTA too.
+    static const std::int64_t cap = [] {
+      const char* e = std::getenv("DILATED_FA3_CAUSAL_CTAS");
+      return e ? std::atoll(e) : 0;
+    }();
+    std::int64_t grid = tiles < sms ? tiles : sms;
+    if (cap > 0 && grid > cap) grid = cap;
+    // The order's sections (causal_order.hpp): as many (batch, head,
+    // segment) groups as keep their K and V within 32 MB of L2 (FA3's
+    // budget; the H100 has 50 MB), at least one.
+    // DILATED_FA3_CAUSAL_SECTION=n: n groups per section (comparisons; 0 = all).
+    static const long long section_env = [] {
+      const char* e = std::getenv("DILATED_FA3_CAUSAL_SECTION");
+      return e ? std::atoll(e) : -1ll;
+    }();
+    const std::int64_t groups = std::int64_t(args.p.batch) * args.p.heads * args.p.num_segments;
+    const std::int64_t kv_bytes = 2 * args.p.tiles_per_segment * Shape::kBlockM * HeadDim * std::int64_t(sizeof(T));
+    std::int64_t section = section_env > 0    ? section_env
+                           : section_env == 0 ? groups
+                                              : (std::int64_t(32) << 20) / kv_bytes;
+    section = std::max<std::int64_t>(1, std::min(section, groups));
+    a.p.causal_groups = std::int32_t(groups);
+    a.p.causal_section = std::int32_t(section);
+    a.p.causal_section_tiles = std::int32_t(section * args.p.tiles_per_segment);
+    // Causal launches take the default key block (plan.cu: 176 only for non-causal).
+    if constexpr (BlockN == kDefaultBlockN<HeadDim> && HeadDim >= 128) {
+      launch_kernel<T, Shape, false, false, true>(a, grid, stream);
+      return;
+    }
+    throw Error("cuda.unsupported", "cuda_fa3: the causal persistent grid runs head_dim 128/256 with the default key block");
   }
   const bool one_tile_per_cta = (args.p.causal && !args.p.tile_list) || (block_sparse && bs_grid == "tile");
   // Testing: DILATED_FA3_MAX_CTAS=n caps the persistent (strided) grid at n

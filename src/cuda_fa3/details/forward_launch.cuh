@@ -4,6 +4,8 @@
 
 #include <cuda_runtime.h>
 
+#include <cstdint>
+
 #include "cuda_fa3/details/forward_params.hpp"
 
 namespace dilated::cuda_fa3::details {
@@ -11,6 +13,13 @@ namespace dilated::cuda_fa3::details {
 // Query rows per tile of a launch with these parameters (plan.cu counts
 // tiles with it; launch_forward_branch picks the kernel by the same rule).
 int forward_block_m(int head_dim, const ForwardParams& p);
+
+// Whether a launch with these parameters and `tiles` query tiles runs the
+// causal persistent grid (forward_kernel.cuh produce_dynamic_tiles): causal,
+// head_dim 128 or 256, no dropout, not block-sparse. The caller then passes
+// a zeroed counter in p.tile_counter. DILATED_FA3_CAUSAL_GRID=tile (read
+// once per process) restores one tile per CTA for comparison.
+bool forward_dynamic_grid(int head_dim, const ForwardParams& p, std::int64_t tiles);
 
 template <class T, int HeadDim, int BlockN>
 void launch_forward_branch(const ForwardArgs& args, std::int64_t tiles, cudaStream_t stream);

@@ -67,6 +67,14 @@ struct ForwardParams {
   // while the tile runs (merge_stage.cuh, where it fits) instead of loading
   // them in the epilogue (forward_launch.cu sets it).
   bool merge_prefetch = false;
+  // Causal (no dropout, not block-sparse): the persistent grid's tile counter
+  // (forward_kernel.cuh produce_dynamic_tiles), zero at launch; null: one tile per CTA.
+  std::int32_t* tile_counter = nullptr;
+  // Its order (causal_order.hpp causal_ticket_tile): tickets go heaviest
+  // first within sections of causal_section of the launch's causal_groups
+  // (batch, head, segment) groups; causal_section_tiles = causal_section *
+  // tiles_per_segment. Set by forward_launch.cu.
+  std::int32_t causal_groups = 0, causal_section = 0, causal_section_tiles = 0;
 };
 
 struct ForwardArgs {
