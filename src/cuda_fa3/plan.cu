@@ -144,10 +144,12 @@ void launch_branch(const details::ForwardParams& base, const PatternParams& pat,
   args.p.first_segment = first;
   args.p.num_segments = last / seg - first + 1;
   const int block_m = details::forward_block_m(int(s.head_dim), args.p);  // 192 or 128 rows
-  // Tile-size heuristic: 176 keys per block for long non-causal head_dim
-  // 128 rows (>= 8192 keys, where the ragged last block costs < 2%).
-  const bool wide = s.head_dim == 128 && !base.causal && pat.max_kept_in_window(i, w.k_len) >= 8192 &&
-                    !pat.block_sparse.enabled();  // block-sparse: 128-key blocks only
+  // Tile-size heuristic: 176 keys per block for long head_dim 128 rows
+  // (>= 8192 keys, where the ragged last block costs < 2%); causal too where
+  // forward_wide_causal says so (forward_launch.cuh).
+  const bool long_rows = pat.max_kept_in_window(i, w.k_len) >= 8192;
+  const bool wide = s.head_dim == 128 && !pat.block_sparse.enabled() &&  // block-sparse: 128-key blocks only
+                    (base.causal ? details::forward_wide_causal(long_rows) : long_rows);
   const int block_n = wide ? 176 : s.head_dim <= 128 ? 128 : 64;
   args.p.tiles_per_segment = (pat.max_kept_in_window(i, w.q_len) + block_m - 1) / block_m;
   const std::int64_t r = pat.dilation[i];

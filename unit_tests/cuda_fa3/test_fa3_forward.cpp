@@ -112,8 +112,10 @@ std::vector<Case> cases() {
   cs.push_back({"causal_many_tiles_d128", make({{512, 1}}, true), {1, 512, 48, 128}});
   cs.push_back({"causal_many_tiles_d256", make({{256, 1}}, true), {1, 256, 80, 256}});
   cs.push_back({"causal_many_tiles_longnet_d128", make({{256, 1}, {512, 2}, {1024, 4}}, true), {1, 2048, 12, 128}});
-  // >= 8192 keys, non-causal, head_dim 128: the 176-key blocks (ragged tail).
+  // >= 8192 keys, head_dim 128: the 176-key blocks (ragged tail); causal:
+  // blocks straddling the diagonal, ragged last query tile.
   cs.push_back({"wide_blocks_d128", make({{8300, 1}}, false), {1, 8300, 1, 128}});
+  cs.push_back({"wide_blocks_d128_causal", make({{8300, 1}}, true), {1, 8300, 1, 128}});
   // Dropout: the library's counter-based mask, the same as the reference's.
   for (bool causal : {false, true}) {
     AttentionConfig d = make({{256, 1}, {512, 2}, {1024, 4}}, causal);

@@ -51,7 +51,9 @@ template <class Shape, bool kBlockSparse, bool kDynamic = false>
 struct QBuffers {
   static constexpr int kOffsetSlots = Shape::kOffsetBarriers + 8 * (Shape::kBarriers + 2);
   static constexpr int kOffsetQ1 = (kOffsetSlots + 8 + 1023) / 1024 * 1024;
-  static constexpr bool kTwo = (kBlockSparse || kDynamic) && Shape::kHeadDim <= 128;  // RegSplit::kScheduled
+  // (176-key blocks at head_dim 128 leave no room for it: 212 KiB with one.)
+  static constexpr bool kTwo = (kBlockSparse || kDynamic) && Shape::kHeadDim <= 128 &&
+                               Shape::kBlockN == kDefaultBlockN<Shape::kHeadDim>;  // RegSplit::kScheduled
   static_assert(!kTwo || kOffsetQ1 + Shape::kTileBytesQ + 1024 <= 227 * 1024, "two Q buffers do not fit");
   static constexpr int kSmemBytes = kTwo       ? kOffsetQ1 + Shape::kTileBytesQ + 1024
                                     : kDynamic ? kOffsetSlots + 8 + 1024
@@ -180,7 +182,11 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
   // issue_scores in uniform registers (with wg from threadIdx it built them
   // in ordinary registers and moved each to a uniform one before its wgmma).
   // Not under dropout: head_dim 256 with dropout spilled 8 bytes with it.
-  const char* q_smem = smem + q_slot.offset + (kDropout ? wg : __shfl_sync(0xffffffffu, wg, 0)) * 64 * 128;
+  // kDynamic: the Q buffer's offset varies by tile, so the whole offset goes
+  // through the shuffle (with only wg shuffled, 15 R2UR per step remained in
+  // the loop, SASS, CUDA 13.0).
+  const char* q_smem = kDynamic ? smem + __shfl_sync(0xffffffffu, q_slot.offset + wg * 64 * 128, 0)
+                                : smem + q_slot.offset + (kDropout ? wg : __shfl_sync(0xffffffffu, wg, 0)) * 64 * 128;
 
   constexpr int kWgs = Shape::kConsumerWarpgroups;
   auto my_turn = [&] { named_sync(1 + wg, 256); };
@@ -491,7 +497,13 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
       for (;; ++tile_iter) {  // the tiles the producer publishes, until it says -1
         const QSlot<Shape, kBlockSparse, true> q(args.p, bar, tile_iter);
         mbar_wait(q.full, q.use & 1);
-        const std::int32_t idx = *q.tile_slot(smem);
+        // Through a shuffle: the compiler then knows the index, and the tile's
+        // key blocks, stages and K/V addresses derived from it, are warp-
+        // uniform. Read as a per-thread value, the consumer step grew from
+        // 896 to 991 SASS instructions (48 R2UR moving descriptors built in
+        // ordinary registers; CUDA 13.0) and ran 20% more instructions in
+        // all (ncu, h100-fa3-2026-11-27-causal/run1).
+        const std::int32_t idx = __shfl_sync(0xffffffffu, *q.tile_slot(smem), 0);
         if (idx < 0) return;
         const QueryTile t = decode_tile<Shape::kBlockM, Shape::kBlockN>(args.p, idx);
         consume<T, Shape, kDropout, kBlockSparse, true>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128, it,

@@ -62,6 +62,16 @@ const std::string& causal_grid_env() {
 }
 }  // namespace
 
+bool forward_wide_causal(bool long_rows) {
+  static const std::string keys = [] {
+    const char* e = std::getenv("DILATED_FA3_CAUSAL_KEYS");
+    return std::string(e ? e : "");
+  }();
+  if (keys == "176") return true;
+  if (keys == "128") return false;
+  return long_rows;
+}
+
 bool forward_dynamic_grid(int head_dim, const ForwardParams& p, std::int64_t tiles) {
   // Head_dim 64 (three consumer warpgroups) spilled with it (forward_kernel.cuh
   // RegSplit). Tile indices and the counter are 32-bit: the counter ends near tiles + grid.
@@ -192,12 +202,12 @@ void launch_forward_branch(const ForwardArgs& args, std::int64_t tiles, cudaStre
     a.p.causal_groups = std::int32_t(groups);
     a.p.causal_section = std::int32_t(section);
     a.p.causal_section_tiles = std::int32_t(section * args.p.tiles_per_segment);
-    // Causal launches take the default key block (plan.cu: 176 only for non-causal).
-    if constexpr (BlockN == kDefaultBlockN<HeadDim> && HeadDim >= 128) {
+    // Head_dim 128 and 256, with the default key block or (128) 176 keys.
+    if constexpr (HeadDim >= 128) {
       launch_kernel<T, Shape, false, false, true>(a, grid, stream);
       return;
     }
-    throw Error("cuda.unsupported", "cuda_fa3: the causal persistent grid runs head_dim 128/256 with the default key block");
+    throw Error("cuda.unsupported", "cuda_fa3: the causal persistent grid runs head_dim 128/256");
   }
   const bool one_tile_per_cta = (args.p.causal && !args.p.tile_list) || (block_sparse && bs_grid == "tile");
   // Testing: DILATED_FA3_MAX_CTAS=n caps the persistent (strided) grid at n

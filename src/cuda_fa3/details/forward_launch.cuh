@@ -21,6 +21,12 @@ int forward_block_m(int head_dim, const ForwardParams& p);
 // once per process) restores one tile per CTA for comparison.
 bool forward_dynamic_grid(int head_dim, const ForwardParams& p, std::int64_t tiles);
 
+// Whether a causal head_dim 128 launch takes 176-key blocks (plan.cu's
+// tile-size heuristic; long_rows: >= 8192 keys, where it takes them for
+// non-causal launches). DILATED_FA3_CAUSAL_KEYS=176 (read once per process)
+// takes them for every causal head_dim 128 launch (tests, comparisons), =128 never.
+bool forward_wide_causal(bool long_rows);
+
 template <class T, int HeadDim, int BlockN>
 void launch_forward_branch(const ForwardArgs& args, std::int64_t tiles, cudaStream_t stream);
 
