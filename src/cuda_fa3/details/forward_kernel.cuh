@@ -46,7 +46,7 @@ struct Barriers {
 // kernel (kDynamic) may use it too.
 //
 // kDynamic: the producer publishes each tile's index in a slot per Q buffer
-// (TileSlots, after the second buffer's barriers) for the consumers.
+// (kOffsetSlots, after the second buffer's barriers) for the consumers.
 template <class Shape, bool kBlockSparse, bool kDynamic = false>
 struct QBuffers {
   static constexpr int kOffsetSlots = Shape::kOffsetBarriers + 8 * (Shape::kBarriers + 2);
@@ -395,11 +395,14 @@ __device__ __forceinline__ void for_each_tile(const ForwardParams& p, Body&& bod
 // ~6% above the mean, and one tile per CTA (the hardware's dispatch, which
 // balances well) pays a CTA start, Q load and pipeline fill per tile with no
 // overlap. Here (FA3's dynamic persistent scheduler) a grid of one CTA per SM
-// takes tiles in decode_tile's causal order (heaviest first) from a counter
-// in device memory (ForwardParams::tile_counter, zero at launch): CTA c runs
-// tile c first, then whatever atomicAdd(counter, 1) + gridDim.x returns,
-// which the producer asks for at the start of each tile (in flight while it
-// issues that tile's loads). It publishes each active tile's index with its
+// takes tiles from a counter in device memory (ForwardParams::tile_counter,
+// zero at launch): CTA c runs ticket c first, then whatever
+// atomicAdd(counter, 1) + gridDim.x returns,
+// asked for once the producer has issued the previous tile's last loads (so
+// a CTA claims its next tile late, about two key blocks before its
+// consumers finish; with the result live across the K/V loop instead, the
+// producer spilled). Tickets map to tiles heaviest first within L2-sized
+// sections (causal_order.hpp). It publishes each active tile's index with its
 // Q (QSlot::tile_slot, before the arrive on q_full), so the consumers learn
 // their next tile from the barrier they wait on anyway, and -1 when the
 // counter runs past the last tile. The next tile's Q and first K/V blocks
@@ -435,7 +438,7 @@ __device__ __forceinline__ void produce_dynamic_tiles(const ForwardArgs& args, c
 // kDropout: a separate instantiation, so the dropout-free kernel keeps its
 // registers (the Philox rounds would otherwise cost spills everywhere).
 // kBlockSparse: likewise, so dilated branches keep kb * BlockN arithmetic.
-// kDynamic: causal launches (run_dynamic_tiles below), a separate
+// kDynamic: causal launches (produce_dynamic_tiles above), a separate
 // instantiation so the non-causal kernels keep their code.
 template <class T, class Shape, bool kDropout, bool kBlockSparse, bool kDynamic = false>
 __global__ void __launch_bounds__(Shape::kThreads, 1)
