@@ -135,7 +135,10 @@ void launch_forward_branch(const ForwardArgs& args, std::int64_t tiles, cudaStre
   // into the next tile. Causal tiles differ in cost, and the hardware's
   // dynamic block dispatch balances them better than a static stride
   // (measured on the H100: causal d128 559 vs 516 TFLOP/s), so causal runs
-  // one tile per CTA.
+  // one tile per CTA - or, head_dim 128/256 without dropout, a persistent
+  // grid that takes tiles from a counter in device memory (args.p.tile_counter;
+  // forward_kernel.cuh produce_dynamic_tiles): causal d128 615 vs 592-596,
+  // d256 706 vs 659 (H100, results/h100-fa3-2026-11-27-causal/run2).
   int device = 0, sms = 0;
   check(cudaGetDevice(&device), "cudaGetDevice");
   check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "SM count");
