@@ -12,7 +12,7 @@ def loop(fn):
             t=int(m.group(1),16)
             if t<a and t in addr:
                 body=ins[addr[t]:i+1]
-                if sum('HGMMA' in x for _,x in body)==int(sys.argv[3]) if len(sys.argv)>3 else 16 and (best is None or len(body)<len(best)): best=body
+                if sum('HGMMA' in x for _,x in body)==(int(sys.argv[3]) if len(sys.argv)>3 else 16) and (best is None or len(body)<len(best)): best=body
     return best
 a=loop(sys.argv[1]); b=loop(sys.argv[2])
 op=lambda s: re.sub(r'^@!?U?P\w+\s+','',s).split()[0]

@@ -177,6 +177,15 @@ void launch_forward_branch(const ForwardArgs& args, std::int64_t tiles, cudaStre
     launch_forward_branch<T, HeadDim, BlockN>(a, tiles, stream);
     return;
   }
+  // Testing: DILATED_FA3_MAX_CTAS=n caps the persistent grids (strided, and
+  // the causal tile counter's) at n CTAs, so the float64 tests' small
+  // problems run many tiles per CTA (the cross-tile paths: the K/V ring's
+  // phases, the turns, the merge staging's reuse) as the large ones do.
+  static const int max_ctas = [] {
+    const char* e = std::getenv("DILATED_FA3_MAX_CTAS");
+    return e ? std::atoi(e) : 0;
+  }();
+  if (max_ctas > 0 && max_ctas < sms) sms = max_ctas;
   if (args.p.tile_counter) {  // causal: the persistent grid with the tile counter (forward_dynamic_grid)
     ForwardArgs a = args;
     a.p.q_buffers = causal_grid_env() == "dynamic1" ? 1 : 2;
@@ -213,15 +222,6 @@ void launch_forward_branch(const ForwardArgs& args, std::int64_t tiles, cudaStre
     throw Error("cuda.unsupported", "cuda_fa3: the causal persistent grid runs head_dim 128/256");
   }
   const bool one_tile_per_cta = (args.p.causal && !args.p.tile_list) || (block_sparse && bs_grid == "tile");
-  // Testing: DILATED_FA3_MAX_CTAS=n caps the persistent (strided) grid at n
-  // CTAs, so the float64 tests' small problems run many tiles per CTA (the
-  // cross-tile paths: the K/V ring's phases, the turns, the merge staging's
-  // reuse) as the large ones do.
-  static const int max_ctas = [] {
-    const char* e = std::getenv("DILATED_FA3_MAX_CTAS");
-    return e ? std::atoi(e) : 0;
-  }();
-  if (max_ctas > 0 && max_ctas < sms) sms = max_ctas;
   const std::int64_t grid = args.p.tile_list ? args.p.order_ctas
                             : one_tile_per_cta || tiles < sms ? tiles
                                                               : sms;
