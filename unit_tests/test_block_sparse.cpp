@@ -9,6 +9,7 @@
 
 #include "dist/shard_layout.hpp"
 #include "test_harness.hpp"
+#include "error_rule.hpp"
 
 namespace dtest {
 namespace {
@@ -312,35 +313,27 @@ TEST(BlockSparseValidation, EveryRuleHasANamedError) {
   BlockSparsePattern other_n = BlockSparsePattern::local_window(80, 16, 1);  // built for N = 80
   expect_rule("block_sparse.mask_shape", block_config(other_n, false), s);
 
-  auto rule_of = [](auto&& f) {
-    try {
-      f();
-    } catch (const dilated::Error& e) {
-      return e.rule();
-    }
-    return std::string("no error");
-  };
-  EXPECT_EQ(rule_of([] { BlockSparsePattern::from_block_list(64, 16, 16, 1, {{0, 4, 0}}); }),
+  EXPECT_EQ(dilated_test::rule_of([] { BlockSparsePattern::from_block_list(64, 16, 16, 1, {{0, 4, 0}}); }),
             "block_sparse.list_index");
-  EXPECT_EQ(rule_of([] { BlockSparsePattern::from_block_list(64, 16, 16, 2, {{2, 0, 0}}); }),
+  EXPECT_EQ(dilated_test::rule_of([] { BlockSparsePattern::from_block_list(64, 16, 16, 2, {{2, 0, 0}}); }),
             "block_sparse.list_index");
-  EXPECT_EQ(rule_of([] { BlockSparsePattern::from_block_list(64, 16, 16, 0, {}); }),
+  EXPECT_EQ(dilated_test::rule_of([] { BlockSparsePattern::from_block_list(64, 16, 16, 0, {}); }),
             "block_sparse.layouts");
-  EXPECT_EQ(rule_of([] { BlockSparsePattern::local_window(64, 0, 1); }), "block_sparse.block_size");
-  EXPECT_EQ(rule_of([] { BlockSparsePattern::local_window(64, 16, -1); }),
+  EXPECT_EQ(dilated_test::rule_of([] { BlockSparsePattern::local_window(64, 0, 1); }), "block_sparse.block_size");
+  EXPECT_EQ(dilated_test::rule_of([] { BlockSparsePattern::local_window(64, 16, -1); }),
             "block_sparse.helper_argument");
-  EXPECT_EQ(rule_of([] { BlockSparsePattern::dilated_blocks(64, 16, 0, 1); }),
+  EXPECT_EQ(dilated_test::rule_of([] { BlockSparsePattern::dilated_blocks(64, 16, 0, 1); }),
             "block_sparse.helper_argument");
   // 2^31 one-row blocks: more than the int32 run bounds hold (checked before
   // the mask, so no 2^62-entry mask is needed to see it).
   BlockSparsePattern tiny;
   tiny.block_q = tiny.block_k = 1;
-  EXPECT_EQ(rule_of([&] {
+  EXPECT_EQ(dilated_test::rule_of([&] {
               dilated::validate(block_config(tiny, false), {1, std::int64_t(1) << 31, 1, 1});
             }),
             "block_sparse.block_count");
   // Sequence parallelism runs LongNet branches only.
-  EXPECT_EQ(rule_of([&] {
+  EXPECT_EQ(dilated_test::rule_of([&] {
               dilated::dist::check_size_rules(block_config(good, false), s, 2,
                                               dilated::dist::Layout::Contiguous);
             }),

@@ -7,6 +7,7 @@
 
 #include "offload/chunked_plan.hpp"
 #include "test_harness.hpp"
+#include "error_rule.hpp"
 
 namespace dtest {
 namespace {
@@ -152,18 +153,10 @@ TYPED_TEST(Offload, RefusesBadTensorsBeforeWriting) {
   poison(out);
   poison(lse);
   poison(short_out);
-  auto rule_of = [](auto&& call) {
-    try {
-      call();
-    } catch (const dilated::Error& e) {
-      return e.rule();
-    }
-    return std::string("none");
-  };
-  EXPECT_EQ(rule_of([&] { cp.forward(in.q, in.k, in.v, short_out, lse); }), "view.shape");
+  EXPECT_EQ(dilated_test::rule_of([&] { cp.forward(in.q, in.k, in.v, short_out, lse); }), "view.shape");
   typename B::ViewL short_lse("lse", 1, 2, 96);
-  EXPECT_EQ(rule_of([&] { cp.forward(in.q, in.k, in.v, out, short_lse); }), "view.shape");
-  EXPECT_EQ(rule_of([&] { cp.forward(in.q, in.k, in.v, in.q, lse); }), "view.aliasing");
+  EXPECT_EQ(dilated_test::rule_of([&] { cp.forward(in.q, in.k, in.v, out, short_lse); }), "view.shape");
+  EXPECT_EQ(dilated_test::rule_of([&] { cp.forward(in.q, in.k, in.v, in.q, lse); }), "view.aliasing");
   // One buffer of 160 rows: q = rows [32, 160), out = rows [0, 128). Chunk i
   // of out ([32i, 32i + 32)) never overlaps chunk i of q ([32i + 32, ...)),
   // but out's chunk 1 is q's chunk 0.
@@ -171,7 +164,7 @@ TYPED_TEST(Offload, RefusesBadTensorsBeforeWriting) {
   poison(buf);
   const auto q_view = Kokkos::subview(buf, Kokkos::ALL, std::make_pair(32, 160), Kokkos::ALL, Kokkos::ALL);
   const auto out_view = Kokkos::subview(buf, Kokkos::ALL, std::make_pair(0, 128), Kokkos::ALL, Kokkos::ALL);
-  EXPECT_EQ(rule_of([&] { cp.forward(q_view, in.k, in.v, out_view, lse); }), "view.aliasing");
+  EXPECT_EQ(dilated_test::rule_of([&] { cp.forward(q_view, in.k, in.v, out_view, lse); }), "view.aliasing");
   const auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), out);
   const auto hl = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), lse);
   const auto hb = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), buf);

@@ -6,6 +6,7 @@
 #include <tuple>
 
 #include "test_harness.hpp"
+#include "error_rule.hpp"
 
 namespace dtest {
 namespace {
@@ -131,24 +132,16 @@ TYPED_TEST(Window, RejectsBadWindows) {
   typename B::ViewL lse("lse", 1, 2, 32);
   poison(out);
   typename B::exec space;
-  auto rule_of = [&](auto&& call) {
-    try {
-      call();
-    } catch (const dilated::Error& e) {
-      return e.rule();
-    }
-    return std::string("none");
-  };
-  EXPECT_EQ(rule_of([&] { plan.forward_window(space, 0, 40, q, out, lse, 0, k, v); }),
+  EXPECT_EQ(dilated_test::rule_of([&] { plan.forward_window(space, 0, 40, q, out, lse, 0, k, v); }),
             "window.range");
-  EXPECT_EQ(rule_of([&] { plan.forward_window(space, 0, 0, q, out, lse, -1, k, v); }),
+  EXPECT_EQ(dilated_test::rule_of([&] { plan.forward_window(space, 0, 0, q, out, lse, -1, k, v); }),
             "window.range");
-  EXPECT_EQ(rule_of([&] { plan.forward_window(space, 2, 0, q, out, lse, 0, k, v); }),
+  EXPECT_EQ(dilated_test::rule_of([&] { plan.forward_window(space, 2, 0, q, out, lse, 0, k, v); }),
             "window.branch");
   typename B::ViewL bad_lse("lse", 1, 2, 31);
-  EXPECT_EQ(rule_of([&] { plan.forward_window(space, 0, 0, q, out, bad_lse, 0, k, v); }),
+  EXPECT_EQ(dilated_test::rule_of([&] { plan.forward_window(space, 0, 0, q, out, bad_lse, 0, k, v); }),
             "view.shape");
-  EXPECT_EQ(rule_of([&] { plan.forward_window(space, 0, 0, q, q, lse, 0, k, v); }),
+  EXPECT_EQ(dilated_test::rule_of([&] { plan.forward_window(space, 0, 0, q, q, lse, 0, k, v); }),
             "view.aliasing");
   const auto h = Kokkos::create_mirror_view_and_copy(Kokkos::HostSpace(), out);
   EXPECT_TRUE(std::isnan(static_cast<double>(h(0, 0, 0, 0))));  // nothing written

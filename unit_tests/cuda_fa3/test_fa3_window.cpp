@@ -37,6 +37,7 @@
 #include "dilated/error.hpp"
 #include "dilated/reference.hpp"
 #include "fa3_window_support.hpp"
+#include "../error_rule.hpp"
 
 namespace {
 
@@ -240,22 +241,14 @@ TEST(Fa3WindowErrors, BadWindowsAndBlockSparsePlansThrow) {
     plan.forward_window(br, qb, ql, L.in(buf.ptr, {0, 1}), L.out(buf.ptr + 8, {0, 1}), L.rows(lse.ptr, {0, 1}), kb,
                         kl, L.in(buf.ptr, {0, 1}), L.in(buf.ptr, {0, 1}), nullptr);
   };
-  auto code_of = [&](auto&& f) {
-    try {
-      f();
-    } catch (const dilated::Error& e) {
-      return e.rule();
-    }
-    return std::string("no error");
-  };
-  EXPECT_EQ(code_of([&] { call(2, 0, 16, 0, 16); }), "window.branch");
-  EXPECT_EQ(code_of([&] { call(0, 500, 16, 0, 16); }), "window.range");
-  EXPECT_EQ(code_of([&] { call(0, 0, 16, -1, 16); }), "window.range");
-  EXPECT_EQ(code_of([&] { call(0, 0, 0, 0, 16); }), "window.range");
+  EXPECT_EQ(dilated_test::rule_of([&] { call(2, 0, 16, 0, 16); }), "window.branch");
+  EXPECT_EQ(dilated_test::rule_of([&] { call(0, 500, 16, 0, 16); }), "window.range");
+  EXPECT_EQ(dilated_test::rule_of([&] { call(0, 0, 16, -1, 16); }), "window.range");
+  EXPECT_EQ(dilated_test::rule_of([&] { call(0, 0, 0, 0, 16); }), "window.range");
   AttentionConfig bs;
   bs.block_sparse = dilated::BlockSparsePattern::local_window(512, 128, 1);
   dilated::cuda_fa3::Plan sparse(bs, s, DType::bf16);
-  EXPECT_EQ(code_of([&] {
+  EXPECT_EQ(dilated_test::rule_of([&] {
               sparse.forward_window(0, 0, 16, L.in(buf.ptr, {0, 1}), L.out(buf.ptr + 8, {0, 1}),
                                     L.rows(lse.ptr, {0, 1}), 0, 16, L.in(buf.ptr, {0, 1}), L.in(buf.ptr, {0, 1}),
                                     nullptr);

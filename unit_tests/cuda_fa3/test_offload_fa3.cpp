@@ -18,6 +18,7 @@
 #include "dilated/error.hpp"
 #include "fa3_test_support.hpp"
 #include "offload/streamed_fa3.hpp"
+#include "../error_rule.hpp"
 
 namespace {
 
@@ -249,23 +250,15 @@ TEST(OffloadFa3, RefusesPageableAndStridedHostTensors) {
   std::vector<std::uint16_t> pageable(n);
   StreamedPlan sp(c, s, 4096, DType::bf16);
   const LseTensor sl{lse.ptr, 2 * 8192, 8192, 1};
-  auto rule_of = [](auto&& call) {
-    try {
-      call();
-    } catch (const dilated::Error& e) {
-      return e.rule();
-    }
-    return std::string("none");
-  };
-  EXPECT_EQ(rule_of([&] { sp.forward(in(pageable.data(), l), in(q.ptr, l), in(q.ptr, l), io(out.ptr, l), sl, nullptr); }),
+  EXPECT_EQ(dilated_test::rule_of([&] { sp.forward(in(pageable.data(), l), in(q.ptr, l), in(q.ptr, l), io(out.ptr, l), sl, nullptr); }),
             "offload.pageable");
   const Layout interleaved{2 * 8192 * 128, 2 * 128, 128};  // rows of a [.., 2H, d] buffer: not dense
-  EXPECT_EQ(rule_of([&] { sp.forward(in(q.ptr, l), in(q.ptr, l), in(q.ptr, l), io(out.ptr, interleaved), sl, nullptr); }),
+  EXPECT_EQ(dilated_test::rule_of([&] { sp.forward(in(q.ptr, l), in(q.ptr, l), in(q.ptr, l), io(out.ptr, interleaved), sl, nullptr); }),
             "offload.host_layout");
-  EXPECT_EQ(rule_of([&] { sp.forward(in(q.ptr, l), in(q.ptr, l), in(q.ptr, l), io(q.ptr, l), sl, nullptr); }),
+  EXPECT_EQ(dilated_test::rule_of([&] { sp.forward(in(q.ptr, l), in(q.ptr, l), in(q.ptr, l), io(q.ptr, l), sl, nullptr); }),
             "offload.aliasing");
   const LseTensor strided_lse{lse.ptr, 2 * 8192, 1, 2};  // [b, s, h] order: stride_s 2
-  EXPECT_EQ(rule_of([&] { sp.forward(in(q.ptr, l), in(q.ptr, l), in(q.ptr, l), io(out.ptr, l), strided_lse, nullptr); }),
+  EXPECT_EQ(dilated_test::rule_of([&] { sp.forward(in(q.ptr, l), in(q.ptr, l), in(q.ptr, l), io(out.ptr, l), strided_lse, nullptr); }),
             "offload.host_layout");
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   for (std::size_t i = 0; i < 2 * n; ++i) ASSERT_EQ(out.ptr[i], 0x3C3C);
