@@ -254,6 +254,7 @@ void Plan::forward(Tensor q, Tensor k, Tensor v, MutableTensor out, LseTensor ls
     base.order_ctas = d->order_ctas;
     base.q_buffers = 2;
     base.wide_stores = true;
+    base.entry_decode = true;  // tiles start from the schedule's host-decoded entries
   }
   if (dtype_ == DType::bf16)
     run_branches<__nv_bfloat16>(base, pattern_, shape_, dtype_, q, k, v, stream);

@@ -254,6 +254,11 @@ TEST(Fa3TileSchedule, RunsEveryTileOnceBalanced) {
           EXPECT_EQ(e.key_blocks, at(e.idx).key_blocks);
           EXPECT_EQ(e.run_begin, at(e.idx).run_begin);
           EXPECT_EQ(e.run_count, at(e.idx).run_count);
+          // The host-decoded start (tile_scheduler.cuh decode_entry_tile) is decode_tile's.
+          const std::int64_t g = causal ? e.idx % groups : e.idx / tiles;
+          EXPECT_EQ(e.b, g / heads);
+          EXPECT_EQ(e.h, g % heads);
+          EXPECT_EQ(e.q_begin, 128 * (causal ? tiles - 1 - e.idx / groups : e.idx % tiles));
           load += e.key_blocks + d::kTileOverheadBlocks;
         }
         busiest = std::max(busiest, load);

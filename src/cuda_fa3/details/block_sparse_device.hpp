@@ -97,6 +97,10 @@ inline std::shared_ptr<BlockSparseDevice> upload_block_sparse(const BlockSparseP
   if ((device >= 0 || cudaGetDevice(&device) == cudaSuccess) &&
       cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) != cudaSuccess)
     sms = 0;
+  // Testing: DILATED_FA3_MAX_CTAS=n schedules on at most n CTAs (forward_launch.cu
+  // caps its other persistent grids alike), so small problems run many tiles per CTA.
+  if (const char* cap = std::getenv("DILATED_FA3_MAX_CTAS"); cap && std::atoi(cap) > 0 && std::atoi(cap) < sms)
+    sms = std::atoi(cap);
   const bool runs_fit = l.row_runs.size() / 2 < (std::size_t(1) << 31);  // TileEntry's int32 run offsets
   // DILATED_FA3_BLOCK_SPARSE_CAUSAL_ORDER=kernel: causal tiles in the kernel's
   // order (heads innermost), for comparison (tile_schedule.hpp).

@@ -390,6 +390,16 @@ __device__ __forceinline__ void for_each_tile(const ForwardParams& p, Body&& bod
     body(idx, static_cast<const TileEntry*>(nullptr));
 }
 
+// The tile for_each_tile hands the body: a block-sparse schedule entry's
+// host-decoded start (ForwardParams::entry_decode), else decode_tile. Other
+// kernels have no entry, and their code stays decode_tile's.
+template <class Shape, bool kBlockSparse>
+__device__ __forceinline__ QueryTile start_tile(const ForwardParams& p, std::int64_t idx, const TileEntry* entry) {
+  if constexpr (RegSplit<Shape, kBlockSparse>::kScheduled)
+    if (entry && p.entry_decode) return decode_entry_tile<Shape::kBlockM>(p, *entry);
+  return decode_tile<Shape::kBlockM, Shape::kBlockN>(p, idx, entry);
+}
+
 // Causal tiles differ in cost (tile qt of a segment visits qt + 1 key
 // blocks), so a static stride over a persistent grid left the busiest CTA
 // ~6% above the mean, and one tile per CTA (the hardware's dispatch, which
@@ -487,7 +497,7 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
         return;
       }
       for_each_tile<RegSplit<Shape, kBlockSparse>::kScheduled, false>(args.p, [&](std::int64_t idx, const TileEntry* entry) {
-        const QueryTile t = decode_tile<Shape::kBlockM, Shape::kBlockN>(args.p, idx, entry);
+        const QueryTile t = start_tile<Shape, kBlockSparse>(args.p, idx, entry);
         if (!t.active) return;
         produce<Shape, kBlockSparse>(args, t, smem, bar, it, tile_iter);
         it += t.key_blocks;
@@ -515,7 +525,7 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
       }
     }
     for_each_tile<RegSplit<Shape, kBlockSparse>::kScheduled, true>(args.p, [&](std::int64_t idx, const TileEntry* entry) {
-      const QueryTile t = decode_tile<Shape::kBlockM, Shape::kBlockN>(args.p, idx, entry);
+      const QueryTile t = start_tile<Shape, kBlockSparse>(args.p, idx, entry);
       if (!t.active) return;
       consume<T, Shape, kDropout, kBlockSparse>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128, it, tile_iter);
       it += t.key_blocks;

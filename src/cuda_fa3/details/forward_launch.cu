@@ -166,19 +166,27 @@ void launch_forward_branch(const ForwardArgs& args, std::int64_t tiles, cudaStre
     const char* e = std::getenv("DILATED_FA3_BLOCK_SPARSE_STORES");
     return e && std::string(e) == "narrow";
   }();
+  // DILATED_FA3_BS=old: tiles start with decode_tile as before the
+  // schedule's host-decoded entries (ForwardParams::entry_decode).
+  static const bool bs_old_decode = [] {
+    const char* e = std::getenv("DILATED_FA3_BS");
+    return e && std::string(e) == "old";
+  }();
   // Head_dim 256 kernels walk the stride (forward_kernel.cuh RegSplit).
   const bool unscheduled = bs_grid == "stride" || bs_grid == "tile" || HeadDim > 128;
   if (block_sparse && ((bs_one_q && args.p.q_buffers != 1) || (unscheduled && args.p.tile_list) ||
-                       (bs_narrow && args.p.wide_stores))) {
+                       (bs_narrow && args.p.wide_stores) || (bs_old_decode && args.p.entry_decode))) {
     ForwardArgs a = args;
     if (bs_one_q) a.p.q_buffers = 1;
     if (unscheduled) a.p.tile_list = nullptr;
     if (bs_narrow) a.p.wide_stores = false;
+    if (bs_old_decode) a.p.entry_decode = false;
     launch_forward_branch<T, HeadDim, BlockN>(a, tiles, stream);
     return;
   }
   // Testing: DILATED_FA3_MAX_CTAS=n caps the persistent grids (strided, and
-  // the causal tile counter's) at n CTAs, so the float64 tests' small
+  // the causal tile counter's; the block-sparse schedule's when the plan
+  // builds it, block_sparse_device.hpp) at n CTAs, so the float64 tests' small
   // problems run many tiles per CTA (the cross-tile paths: the K/V ring's
   // phases, the turns, the merge staging's reuse) as the large ones do.
   static const int max_ctas = [] {

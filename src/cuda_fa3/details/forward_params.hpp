@@ -75,6 +75,11 @@ struct ForwardParams {
   // (batch, head, segment) groups; causal_section_tiles = causal_section *
   // tiles_per_segment. Set by forward_launch.cu.
   std::int32_t causal_groups = 0, causal_section = 0, causal_section_tiles = 0;
+  // Block-sparse schedule: a tile starts from its entry's host-decoded b, h,
+  // q_begin (tile_scheduler.cuh decode_entry_tile) instead of decode_tile's
+  // divisions; plan.cu sets it, DILATED_FA3_BS=old clears it (forward_launch.cu).
+  // (In the struct's tail padding: the other kernels' parameters keep their size.)
+  bool entry_decode = false;
 };
 
 struct ForwardArgs {

@@ -49,9 +49,15 @@ struct TileWork {
   std::int32_t run_begin = 0;   // its query block's first run (BlockSparseRule::row_runs, in runs)
   std::int32_t run_count = 0;
 };
+// b, h, q_begin: the tile's batch, head and first query row, decoded here
+// on the host (block-sparse: one segment, r = 1), so the kernel's tile start
+// is the entry's loads and no 64-bit divisions (tile_scheduler.cuh
+// decode_entry_tile; decode_tile's ~310 instructions a warp were 5.6% of the
+// 16K kernel's warp samples, results/h100-fa3-2026-11-27-epilogue).
 struct alignas(16) TileEntry {
   std::int32_t idx;  // the kernel's tile index (decode order, tile_scheduler.cuh)
   std::int32_t key_blocks, run_begin, run_count;
+  std::int32_t b, h, q_begin, unused;
 };
 
 struct TileSchedule {
@@ -70,24 +76,29 @@ inline TileSchedule tile_schedule(const std::vector<TileWork>& work, std::int64_
                                   bool head_major = true) {
   TileSchedule s;
   const std::int64_t groups = batch * heads, total = groups * tiles;
-  if (total >= (std::int64_t(1) << 31) || max_ctas <= 0) return s;
+  // (128 * tiles < 2^31: TileEntry::q_begin; TMA row coordinates are 32-bit anyway.)
+  if (total >= (std::int64_t(1) << 31) || 128 * tiles >= (std::int64_t(1) << 31) || max_ctas <= 0) return s;
   auto at = [&](std::int64_t h, std::int64_t qt) -> const TileWork& {
     return work[std::size_t((layouts == 1 ? 0 : h) * tiles + qt)];
   };
   // The tiles to run, in the order they are handed out (see the top).
   std::vector<TileEntry> order;
   order.reserve(std::size_t(total));
-  auto add = [&](std::int64_t idx, const TileWork& w) {
-    if (w.key_blocks > 0) order.push_back(TileEntry{std::int32_t(idx), w.key_blocks, w.run_begin, w.run_count});
+  // idx = g * tiles + qt, or causal (tiles - 1 - qt) * groups + g, with g = b * heads + h
+  // (decode_tile's order); q_begin = 128 qt (128-row tiles).
+  auto add = [&](std::int64_t idx, std::int64_t g, std::int64_t qt, const TileWork& w) {
+    if (w.key_blocks > 0)
+      order.push_back(TileEntry{std::int32_t(idx), w.key_blocks, w.run_begin, w.run_count, std::int32_t(g / heads),
+                                std::int32_t(g % heads), std::int32_t(128 * qt), 0});
   };
   if (causal && !head_major) {
     for (std::int64_t idx = 0; idx < total; ++idx)  // decode_tile: qt = tiles - 1 - idx / groups
-      add(idx, at((idx % groups) % heads, tiles - 1 - idx / groups));
+      add(idx, idx % groups, tiles - 1 - idx / groups, at((idx % groups) % heads, tiles - 1 - idx / groups));
   } else {
     for (std::int64_t g = 0; g < groups; ++g) {
       const std::size_t first = order.size();
       for (std::int64_t qt = 0; qt < tiles; ++qt)  // decode_tile's tile index of (g, qt)
-        add(causal ? (tiles - 1 - qt) * groups + g : g * tiles + qt, at(g % heads, qt));
+        add(causal ? (tiles - 1 - qt) * groups + g : g * tiles + qt, g, qt, at(g % heads, qt));
       std::stable_sort(order.begin() + std::ptrdiff_t(first), order.end(),
                        [](const TileEntry& a, const TileEntry& b) { return a.key_blocks > b.key_blocks; });
     }

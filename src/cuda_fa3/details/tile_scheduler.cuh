@@ -116,4 +116,29 @@ __device__ __forceinline__ QueryTile decode_tile(const ForwardParams& p, std::in
   return t;
 }
 
+// A block-sparse tile from its schedule entry, decoded on the host
+// (tile_schedule.hpp): one segment of the whole sequence, r = 1, sparse
+// index = position, not windowed (plan.cu), so decode_tile's result is this
+// with no divisions, and `active` since the schedule lists only tiles with
+// key blocks. (decode_tile took 5.6% of the block-sparse 16K kernel's warp
+// samples at each tile start, h100-fa3-2026-11-27-epilogue.)
+template <int BlockM>
+__device__ __forceinline__ QueryTile decode_entry_tile(const ForwardParams& p, const TileEntry& e) {
+  QueryTile t{};
+  const std::int64_t n = p.pattern.seq_len;  // kept_count of the one segment
+  t.b = e.b;
+  t.h = e.h;
+  t.q_begin = e.q_begin;
+  t.q_end = t.k_end = n;
+  t.q_stride = 1;
+  t.q_count = n - t.q_begin < BlockM ? n - t.q_begin : BlockM;
+  t.active = true;
+  t.spans.runs = p.pattern.block_sparse.row_runs + 2 * std::int64_t(e.run_begin);
+  t.spans.count = e.run_count;
+  t.spans.block = p.pattern.block_sparse.block_k;
+  t.spans.hi = key_range_end(p.causal, n, t.q_begin, t.q_count);
+  t.key_blocks = e.key_blocks;
+  return t;  // segment, k_begin, first, phases, map rows, spans.lo: 0
+}
+
 }  // namespace dilated::cuda_fa3::details
