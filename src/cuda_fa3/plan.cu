@@ -122,15 +122,26 @@ struct CounterGuard {
   }
 };
 
+// Tile-size heuristic: 176 keys per block for long head_dim 128 rows
+// (>= 8192 keys, where the ragged last block costs < 2%); causal too where
+// forward_wide_causal says so (forward_launch.cuh).
+bool wide_keys(const PatternParams& pat, const ProblemShape& s, bool causal, int i, std::int64_t k_len) {
+  const bool long_rows = pat.max_kept_in_window(i, k_len) >= 8192;
+  return s.head_dim == 128 && !pat.block_sparse.enabled() &&  // block-sparse: 128-key blocks only
+         (causal ? details::forward_wide_causal(long_rows) : long_rows);
+}
+
 // One branch on one window pair, merged into (out, lse) when args.p.merge.
+// dedup: its part of a LongNet chain (whole-sequence launches only).
 template <class T>
 void launch_branch(const details::ForwardParams& base, const PatternParams& pat, const ProblemShape& s,
                    DType dtype, int i, const Window& w, bool merge, const Tensor& q, const Tensor& k,
-                   const Tensor& v, cudaStream_t stream) {
+                   const Tensor& v, cudaStream_t stream, const details::DedupParams& dedup = {}) {
   details::ForwardArgs args{};
   args.p = base;
   args.p.branch = i;
   args.p.merge = merge;
+  args.p.dedup = dedup;
   args.p.q_window_begin = w.q_begin;
   args.p.q_window_len = w.q_len;
   args.p.k_window_begin = w.k_begin;
@@ -144,12 +155,7 @@ void launch_branch(const details::ForwardParams& base, const PatternParams& pat,
   args.p.first_segment = first;
   args.p.num_segments = last / seg - first + 1;
   const int block_m = details::forward_block_m(int(s.head_dim), args.p);  // 192 or 128 rows
-  // Tile-size heuristic: 176 keys per block for long head_dim 128 rows
-  // (>= 8192 keys, where the ragged last block costs < 2%); causal too where
-  // forward_wide_causal says so (forward_launch.cuh).
-  const bool long_rows = pat.max_kept_in_window(i, w.k_len) >= 8192;
-  const bool wide = s.head_dim == 128 && !pat.block_sparse.enabled() &&  // block-sparse: 128-key blocks only
-                    (base.causal ? details::forward_wide_causal(long_rows) : long_rows);
+  const bool wide = wide_keys(pat, s, base.causal, i, w.k_len);
   const int block_n = wide ? 176 : s.head_dim <= 128 ? 128 : 64;
   args.p.tiles_per_segment = (pat.max_kept_in_window(i, w.q_len) + block_m - 1) / block_m;
   const std::int64_t r = pat.dilation[i];
@@ -196,13 +202,26 @@ void run_branches(const details::ForwardParams& base, const PatternParams& pat,
                                 (!block_sparse || pat.block_sparse.rows_all_attend);
   if (!first_covers_all) details::launch_fill_empty<T>(base, s.head_dim, stream);
   const Window whole{0, s.seq_len, 0, s.seq_len};
+  // LongNet chains (details/longnet_dedup.hpp): nested branches skip the keys
+  // an earlier branch of their chain counts, which weights them instead.
+  // DILATED_FA3_LONGNET=dup (read once per process) visits every branch's
+  // keys as before, for comparison.
+  static const bool dup = [] {
+    const char* e = std::getenv("DILATED_FA3_LONGNET");
+    return e && std::string(e) == "dup";
+  }();
+  details::DedupParams dedup[kMaxBranches];
+  bool default_keys[kMaxBranches] = {};
+  for (int i = 0; i < pat.num_branches; ++i) default_keys[i] = !wide_keys(pat, s, base.causal, i, s.seq_len);
+  details::longnet_dedup_plan(pat, !dup && !base.causal && !base.dropout.enabled() && !block_sparse, default_keys,
+                              dedup);
   for (int i = 0; i < pat.num_branches; ++i) {
     // Block-sparse (one branch): a tile with any visible block gives every
     // one of its rows a key (blocks are 128-multiples, so a causally clipped
     // run still starts at or before the tile's first row), so its rows are
     // written outright; the fill above covers the skipped tiles. No merge read.
     const bool merge = i > 0 || (!first_covers_all && !block_sparse);
-    launch_branch<T>(base, pat, s, dtype, i, whole, merge, q, k, v, stream);
+    launch_branch<T>(base, pat, s, dtype, i, whole, merge, q, k, v, stream, dedup[i]);
   }
 }
 

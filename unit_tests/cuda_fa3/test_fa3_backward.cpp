@@ -69,6 +69,12 @@ std::vector<Case> cases() {
     cs.push_back({"head_groups_d128" + tag, make({{128, 1}, {256, 2}}, causal, HeadMode::HeadGroups),
                   {1, 256, 5, 128}});
   }
+  // LongNet chains (the forward's details/longnet_dedup.hpp: nested branches
+  // skip keys an earlier branch counts with a weight): the backward runs on
+  // the forward's merged LSE, unchanged; partial last segments.
+  cs.push_back({"longnet_chain_d128", make({{256, 1}, {512, 2}, {1024, 4}}, false, HeadMode::LongNet, true),
+                {1, 1300, 5, 128}});
+  cs.push_back({"longnet_chain_d64", make({{256, 1}, {512, 2}, {1024, 4}}, false), {1, 1024, 5, 64}});
   // Dropout: the forward's counter-based mask, recomputed in the backward.
   for (bool causal : {false, true}) {
     AttentionConfig d = make({{128, 1}, {256, 2}}, causal);

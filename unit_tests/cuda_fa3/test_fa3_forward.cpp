@@ -104,6 +104,20 @@ std::vector<Case> cases() {
                 {1, 1700, 5, 128}});
   cs.push_back({"nested_r0_2_d64", make({{128, 2}, {256, 4}, {512, 8}}, false), {2, 1536, 5, 64}});
   cs.push_back({"nested_then_r6_d64", make({{128, 1}, {256, 2}, {768, 6}}, false), {1, 1536, 7, 64}});
+  // LongNet chains (details/longnet_dedup.hpp): nested branches skip the
+  // keys of the previous branch's segment, which counts them with weight m
+  // (up to 4 with r = 1, 2, 4, 8); partial last segments; head_dim 64 (192-row
+  // tiles weighting, 128-row tiles skipping), 128, 256 (64-key blocks);
+  // r_0 = 2 (rows no branch keeps, offsets whose classes differ per branch).
+  cs.push_back({"chain_r1248_partial_d64", make({{256, 1}, {512, 2}, {1024, 4}, {2048, 8}}, false, HeadMode::LongNet, true),
+                {1, 2748, 9, 64}});
+  cs.push_back({"chain_r1248_d128", make({{256, 1}, {512, 2}, {1024, 4}, {2048, 8}}, false), {1, 2048, 9, 128}});
+  cs.push_back({"chain_r124_partial_d64", make({{256, 1}, {512, 2}, {1024, 4}}, false, HeadMode::LongNet, true),
+                {2, 1300, 5, 64}});
+  cs.push_back({"chain_r124_partial_d256", make({{256, 1}, {512, 2}, {1024, 4}}, false, HeadMode::LongNet, true),
+                {1, 1300, 5, 256}});
+  cs.push_back({"chain_r248_d128", make({{512, 2}, {1024, 4}, {2048, 8}}, false, HeadMode::LongNet, true),
+                {1, 2200, 10, 128}});
   // Causal, more query tiles (160-192) than an H100 has SMs (132): the
   // persistent causal grid (forward_kernel.cuh produce_dynamic_tiles) runs
   // one or two tiles per CTA from its tile counter; the smaller causal cases

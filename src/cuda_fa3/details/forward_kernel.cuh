@@ -104,7 +104,8 @@ __device__ __forceinline__ void load_tile(const CUtensorMap* map, char* dst, std
 // Producer: one thread issues every TMA load. `it` counts key blocks over all
 // tiles this CTA has run (the K/V ring's position), `tile_iter` its tiles.
 // kDynamic: `idx` is the tile's index, published to the consumers with its Q.
-template <class Shape, bool kBlockSparse, bool kDynamic = false>
+// kDedup: a LongNet chain branch (longnet_dedup.hpp), which may skip a run of keys.
+template <class Shape, bool kBlockSparse, bool kDynamic = false, bool kDedup = false>
 __device__ void produce(const ForwardArgs& args, const QueryTile& t, char* smem, Barriers bar,
                         std::uint32_t it, std::uint32_t tile_iter, std::int32_t idx = 0) {
   const CUtensorMap* qmap = &args.q[t.q_phase];
@@ -113,7 +114,7 @@ __device__ void produce(const ForwardArgs& args, const QueryTile& t, char* smem,
   if constexpr (kDynamic) *q.tile_slot(smem) = idx;
   mbar_arrive_expect_tx(q.full, Shape::kTileBytesQ);
   load_tile<Shape>(qmap, smem + q.offset, q.full, Shape::kPanelBytesQ, t.q_map_row0 + t.q_begin, t.h, t.b);
-  KeyWalk<Shape::kBlockN, kBlockSparse> walk(t);  // key_walk.cuh
+  KeyWalk<Shape::kBlockN, kBlockSparse, kDedup> walk(t);  // key_walk.cuh
   for (int kb = 0; kb < t.key_blocks; ++kb, ++it) {
     const int stage = it % Shape::kStages;
     const std::uint32_t round = it / Shape::kStages;
@@ -159,7 +160,12 @@ inline constexpr bool kMergeStage =
 // others' products occupy the tensor cores. All warpgroups of a tile visit
 // the same number of key blocks, so the turns pair up; warpgroup 0 goes first
 // and takes one extra turn at the end (the last warpgroup's final hand-over).
-template <class T, class Shape, bool kDropout, bool kBlockSparse, bool kDynamic = false>
+//
+// kDedup: a LongNet chain branch (longnet_dedup.hpp): its key walk skips the
+// run the previous chain branch counts, and its probabilities carry the
+// multiplicity of the later chain branches that skip them (two per-thread
+// constants per tile: rows and columns mod 8 are fixed per register).
+template <class T, class Shape, bool kDropout, bool kBlockSparse, bool kDynamic = false, bool kDedup = false>
 __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem, Barriers bar,
                         int wg, int thread, std::uint32_t it, std::uint32_t tile_iter) {
   constexpr int kD = Shape::kHeadDim, kN = Shape::kBlockN, kStages = Shape::kStages;
@@ -226,13 +232,22 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
     }
     wgmma_commit();
   };
-  KeyWalk<kN, kBlockSparse> walk(t);  // softmax_step(kb) runs once per kb, in order
+  KeyWalk<kN, kBlockSparse, kDedup> walk(t);  // softmax_step(kb) runs once per kb, in order
+  float log2_m[2] = {0.f, 0.f};  // kDedup: log2 of the multiplicity of column parity 0 / 1
+  if constexpr (kDedup) {
+#pragma unroll
+    for (int c = 0; c < 2; ++c) {
+      const int m = dedup_multiplicity(p.dedup, t.h, lane / 4, 2 * (lane % 4) + c);  // 1..4
+      log2_m[c] = m == 1 ? 0.f : m == 2 ? 1.f : m == 3 ? 1.5849625007211562f : 2.f;
+    }
+  }
   auto softmax_step = [&](int kb) {
     const KeyBlock key = walk.next(kb);
     const std::int64_t key_begin = key.key;
     if (needs_mask<kN>(key_begin, key.end, t.q_begin + 64 * wg, p.causal))
       apply_mask<kN>(s, key_begin, key.end, rows, p.causal, lane);
-    softmax.update(s, correction, p.scale_log2);
+    if constexpr (kDedup) softmax.update_weighted(s, correction, p.scale_log2, log2_m);
+    else softmax.update(s, correction, p.scale_log2);
     if constexpr (kDropout)  // after the row sums: the LSE is that of the undropped softmax
       apply_dropout<kN>(s, p.dropout, p.keep_scale, t.b, t.h, p.branch, t.first,
                         p.pattern.dilation[p.branch], rows, key_begin, lane);
@@ -450,7 +465,9 @@ __device__ __forceinline__ void produce_dynamic_tiles(const ForwardArgs& args, c
 // kBlockSparse: likewise, so dilated branches keep kb * BlockN arithmetic.
 // kDynamic: causal launches (produce_dynamic_tiles above), a separate
 // instantiation so the non-causal kernels keep their code.
-template <class T, class Shape, bool kDropout, bool kBlockSparse, bool kDynamic = false>
+// kDedup: the branches of a LongNet chain (longnet_dedup.hpp; non-causal, no
+// dropout, not block-sparse, not windowed), likewise a separate instantiation.
+template <class T, class Shape, bool kDropout, bool kBlockSparse, bool kDynamic = false, bool kDedup = false>
 __global__ void __launch_bounds__(Shape::kThreads, 1)
     forward_kernel(const __grid_constant__ ForwardArgs args) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -461,6 +478,7 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
   Barriers bar{bars, bars + 1, bars + 2, bars + 2 + Shape::kStages, bars + 2 + 2 * Shape::kStages,
                bars + 2 + 3 * Shape::kStages};
   static_assert(!kBlockSparse || Shape::kBlockM == 128, "the plan's block-sparse counts and schedule are per 128-row tile");
+  static_assert(!kDedup || (!kDropout && !kBlockSparse && !kDynamic), "LongNet chains: non-causal, no dropout, not block-sparse");
   const int warpgroup = threadIdx.x / 128;
   if constexpr (QBuffers<Shape, kBlockSparse, kDynamic>::kTwo) {
     if (threadIdx.x == 0) {
@@ -497,9 +515,10 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
         return;
       }
       for_each_tile<RegSplit<Shape, kBlockSparse>::kScheduled, false>(args.p, [&](std::int64_t idx, const TileEntry* entry) {
-        const QueryTile t = start_tile<Shape, kBlockSparse>(args.p, idx, entry);
+        QueryTile t = start_tile<Shape, kBlockSparse>(args.p, idx, entry);
+        if constexpr (kDedup) dedup_tile<Shape::kBlockN>(args.p, t);
         if (!t.active) return;
-        produce<Shape, kBlockSparse>(args, t, smem, bar, it, tile_iter);
+        produce<Shape, kBlockSparse, false, kDedup>(args, t, smem, bar, it, tile_iter);
         it += t.key_blocks;
         ++tile_iter;
       });
@@ -525,9 +544,11 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
       }
     }
     for_each_tile<RegSplit<Shape, kBlockSparse>::kScheduled, true>(args.p, [&](std::int64_t idx, const TileEntry* entry) {
-      const QueryTile t = start_tile<Shape, kBlockSparse>(args.p, idx, entry);
+      QueryTile t = start_tile<Shape, kBlockSparse>(args.p, idx, entry);
+      if constexpr (kDedup) dedup_tile<Shape::kBlockN>(args.p, t);
       if (!t.active) return;
-      consume<T, Shape, kDropout, kBlockSparse>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128, it, tile_iter);
+      consume<T, Shape, kDropout, kBlockSparse, false, kDedup>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128, it,
+                                                             tile_iter);
       it += t.key_blocks;
       ++tile_iter;
     });

@@ -39,8 +39,12 @@ bool d64_rows_128() {
   return v;
 }
 
+// A skipping branch of a LongNet chain (longnet_dedup.hpp) runs 128-row
+// tiles: its query tiles must not straddle the previous branch's segments,
+// whose kept keys (w_{i-1} / r_i) are multiples of 128, not of 192.
 bool three_warpgroups(int head_dim, const ForwardParams& p) {
-  return head_dim == 64 && !p.dropout.enabled() && !p.pattern.block_sparse.enabled() && !d64_rows_128();
+  return head_dim == 64 && !p.dropout.enabled() && !p.pattern.block_sparse.enabled() && !d64_rows_128() &&
+         p.dedup.skip_keys == 0;
 }
 }  // namespace
 
@@ -102,9 +106,9 @@ const EpilogueOptions& epilogue_options() {
   return v;
 }
 
-template <class T, class Shape, bool kDropout, bool kBlockSparse, bool kDynamic = false>
+template <class T, class Shape, bool kDropout, bool kBlockSparse, bool kDynamic = false, bool kDedup = false>
 void launch_kernel(const ForwardArgs& args, std::int64_t grid, cudaStream_t stream) {
-  auto* kernel = &forward_kernel<T, Shape, kDropout, kBlockSparse, kDynamic>;
+  auto* kernel = &forward_kernel<T, Shape, kDropout, kBlockSparse, kDynamic, kDedup>;
   constexpr int kSmemBase = QBuffers<Shape, kBlockSparse, kDynamic>::kSmemBytes;  // Shape's, or with a second Q buffer
   // A merging launch stages the old rows after everything else where they fit (consume's kMergeStage).
   constexpr bool kStage = kMergeStage<Shape, kDropout, kBlockSparse, kDynamic>;
@@ -235,6 +239,17 @@ void launch_forward_branch(const ForwardArgs& args, std::int64_t tiles, cudaStre
                                                               : sms;
   if (args.p.dropout.enabled()) {
     launch_kernel<T, Shape, true, false>(args, grid, stream);
+  } else if (args.p.dedup.active()) {
+    // A LongNet chain branch (plan.cu, longnet_dedup.hpp): the default key block only.
+    if (args.p.causal || args.p.windowed || BlockN != kDefaultBlockN<HeadDim>)
+      throw Error("cuda.internal", "cuda_fa3: LongNet chain launch on a causal, windowed or 176-key branch");
+    if constexpr (BlockN == kDefaultBlockN<HeadDim>) {
+      if (three_warpgroups(HeadDim, args.p)) {
+        if constexpr (HeadDim == 64) launch_kernel<T, TileShape<64, BlockN, 3>, false, false, false, true>(args, grid, stream);
+      } else {
+        launch_kernel<T, Shape, false, false, false, true>(args, grid, stream);
+      }
+    }
   } else if (block_sparse) {
     // Only the default key block: plan.cu never picks 176 for block-sparse.
     if constexpr (BlockN == kDefaultBlockN<HeadDim>) launch_kernel<T, Shape, false, true>(args, grid, stream);

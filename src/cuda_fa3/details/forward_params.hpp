@@ -6,6 +6,7 @@
 #include <cuda.h>
 #include <cstdint>
 
+#include "cuda_fa3/details/longnet_dedup.hpp"
 #include "cuda_fa3/details/tile_schedule.hpp"
 #include "dilated/dropout_rng.hpp"
 #include "dilated/pattern.hpp"
@@ -80,6 +81,10 @@ struct ForwardParams {
   // divisions; plan.cu sets it, DILATED_FA3_BS=old clears it (forward_launch.cu).
   // (In the struct's tail padding: the other kernels' parameters keep their size.)
   bool entry_decode = false;
+  // LongNet chains (longnet_dedup.hpp, plan.cu): this branch's skipped key
+  // run per query tile and the weights of its keys; inactive: today's
+  // kernel. Only forward_kernel<..., kDedup = true> reads it.
+  DedupParams dedup;
 };
 
 struct ForwardArgs {

@@ -20,7 +20,8 @@ struct KeyBlock {
 };
 
 // Advanced exactly once per block, in block order, by each thread that uses it.
-template <int Block, bool kBlockSparse>
+// kSkip: a skipping branch of a LongNet chain (dedup_tile, longnet_dedup.hpp).
+template <int Block, bool kBlockSparse, bool kSkip = false>
 struct KeyWalk;
 
 // One dense/dilated branch: block i starts at key k_begin + i * Block.
@@ -30,6 +31,18 @@ struct KeyWalk<Block, false> {
   __device__ __forceinline__ explicit KeyWalk(const QueryTile& tile) : t(tile) {}
   __device__ __forceinline__ KeyBlock next(int kb) {
     const std::int64_t key = t.k_begin + std::int64_t(kb) * Block;  // k_begin: 0 unless windowed
+    return KeyBlock{key, t.k_end, t.k_map_row0 + key, t.k_phase};
+  }
+};
+
+// A LongNet chain's skipping branch: block i starts at dedup_block_key (the
+// blocks of [0, k_end) without the tile's skipped run). Not windowed.
+template <int Block>
+struct KeyWalk<Block, false, true> {
+  const QueryTile& t;
+  __device__ __forceinline__ explicit KeyWalk(const QueryTile& tile) : t(tile) {}
+  __device__ __forceinline__ KeyBlock next(int kb) {
+    const std::int64_t key = dedup_block_key(kb, Block, t.skip_begin, t.skip_end);
     return KeyBlock{key, t.k_end, t.k_map_row0 + key, t.k_phase};
   }
 };

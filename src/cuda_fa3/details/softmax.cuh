@@ -34,6 +34,21 @@ struct OnlineSoftmax {
   // which O must be rescaled (applied by the caller once the previous P V
   // product, still in flight on the tensor cores, has landed).
   __device__ __forceinline__ void update(float (&s)[kS], float (&correction)[2], float scale_log2) {
+    update_impl<false>(s, correction, scale_log2, nullptr);
+  }
+  // LongNet chains (longnet_dedup.hpp): the probability of column parity c
+  // is weighted by its multiplicity m_c, log2_m[c] = log2(m_c), the same for
+  // both rows and every block of the tile: P = m exp2(s scale - max), one
+  // add per row and parity per block. The max stays unweighted (m <= 4); the
+  // row sum, P V and so the LSE carry the weights.
+  __device__ __forceinline__ void update_weighted(float (&s)[kS], float (&correction)[2], float scale_log2,
+                                                  const float (&log2_m)[2]) {
+    update_impl<true>(s, correction, scale_log2, log2_m);
+  }
+
+  template <bool kWeighted>
+  __device__ __forceinline__ void update_impl(float (&s)[kS], float (&correction)[2], float scale_log2,
+                                              const float* log2_m) {
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
       // Max of the raw scores, scaled once (the plan only admits positive scales).
@@ -51,7 +66,8 @@ struct OnlineSoftmax {
       for (int j = 0; j < kS / 4; ++j) {
 #pragma unroll
         for (int c = 0; c < 2; ++c) {
-          const float e = fast_exp2(fmaf(s[4 * j + 2 * r + c], scale_log2, -base));
+          const float add = kWeighted ? log2_m[c] - base : -base;
+          const float e = fast_exp2(fmaf(s[4 * j + 2 * r + c], scale_log2, add));
           s[4 * j + 2 * r + c] = e;
           sum += e;
         }

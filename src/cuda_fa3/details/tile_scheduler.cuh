@@ -29,6 +29,9 @@ struct QueryTile {
   bool active;               // false: nothing to do (inactive head, ragged tail, no blocks)
   Spans spans;               // block-sparse: the key runs the tile visits (pattern.hpp)
   std::int64_t q_stride;     // positions between the tile's sparse rows (r), for the epilogue
+  // LongNet chains (kDedup kernels, dedup_tile): keys [skip_begin, skip_end)
+  // are counted by the previous chain branch and not visited here.
+  std::int32_t skip_begin, skip_end;
 };
 
 // entry: the tile's record in the plan's schedule (tile_schedule.hpp), which
@@ -139,6 +142,19 @@ __device__ __forceinline__ QueryTile decode_entry_tile(const ForwardParams& p, c
   t.spans.hi = key_range_end(p.causal, n, t.q_begin, t.q_count);
   t.key_blocks = e.key_blocks;
   return t;  // segment, k_begin, first, phases, map rows, spans.lo: 0
+}
+
+// A skipping branch of a LongNet chain (longnet_dedup.hpp): the tile visits
+// its segment's keys but the run the previous chain branch counts for it.
+// Non-windowed launches only (k_begin = 0). A tile left with no key block
+// keeps the rows the earlier branches merged (its keys are all counted there).
+template <int BlockN>
+__device__ __forceinline__ void dedup_tile(const ForwardParams& p, QueryTile& t) {
+  t.skip_begin = t.skip_end = 0;
+  if (!t.active || p.dedup.skip_keys == 0) return;
+  dedup_skip(p.dedup.skip_keys, std::int32_t(t.q_begin), std::int32_t(t.k_end), BlockN, &t.skip_begin, &t.skip_end,
+             &t.key_blocks);
+  if (t.key_blocks == 0) t.active = false;
 }
 
 }  // namespace dilated::cuda_fa3::details
