@@ -47,14 +47,12 @@ struct Barriers {
 //
 // kDynamic: the producer publishes each tile's index in a slot per Q buffer
 // (kOffsetSlots, after the second buffer's barriers) for the consumers.
-// kDedup: LongNet chain kernels, whose skipping branches' tiles visit half
-// their key blocks (8 of 16 on the issue's schedule), may use it too.
-template <class Shape, bool kBlockSparse, bool kDynamic = false, bool kDedup = false>
+template <class Shape, bool kBlockSparse, bool kDynamic = false>
 struct QBuffers {
   static constexpr int kOffsetSlots = Shape::kOffsetBarriers + 8 * (Shape::kBarriers + 2);
   static constexpr int kOffsetQ1 = (kOffsetSlots + 8 + 1023) / 1024 * 1024;
   // (176-key blocks at head_dim 128 leave no room for it: 212 KiB with one.)
-  static constexpr bool kTwo = (kBlockSparse || kDynamic || kDedup) && Shape::kHeadDim <= 128 &&
+  static constexpr bool kTwo = (kBlockSparse || kDynamic) && Shape::kHeadDim <= 128 &&
                                Shape::kBlockN == kDefaultBlockN<Shape::kHeadDim>;  // RegSplit::kScheduled
   static_assert(!kTwo || kOffsetQ1 + Shape::kTileBytesQ + 1024 <= 227 * 1024, "two Q buffers do not fit");
   static constexpr int kSmemBytes = kTwo       ? kOffsetQ1 + Shape::kTileBytesQ + 1024
@@ -65,13 +63,13 @@ struct QBuffers {
 // Which Q buffer a CTA's tile_iter-th tile uses, its barriers, and how many
 // times that buffer was filled before (the barriers' phase). index: 0 or 1
 // (the buffer, and kDynamic's tile slot).
-template <class Shape, bool kBlockSparse, bool kDynamic = false, bool kDedup = false>
+template <class Shape, bool kBlockSparse, bool kDynamic = false>
 struct QSlot {
   int offset, index;
   std::uint64_t *full, *empty;
   std::uint32_t use;
   __device__ __forceinline__ QSlot(const ForwardParams& p, const Barriers& bar, std::uint32_t tile_iter) {
-    using QB = QBuffers<Shape, kBlockSparse, kDynamic, kDedup>;
+    using QB = QBuffers<Shape, kBlockSparse, kDynamic>;
     const bool second = QB::kTwo && p.q_buffers == 2 && (tile_iter & 1);
     index = second ? 1 : 0;
     offset = second ? QB::kOffsetQ1 : 0;
@@ -111,7 +109,7 @@ template <class Shape, bool kBlockSparse, bool kDynamic = false, bool kDedup = f
 __device__ void produce(const ForwardArgs& args, const QueryTile& t, char* smem, Barriers bar,
                         std::uint32_t it, std::uint32_t tile_iter, std::int32_t idx = 0) {
   const CUtensorMap* qmap = &args.q[t.q_phase];
-  const QSlot<Shape, kBlockSparse, kDynamic, kDedup> q(args.p, bar, tile_iter);
+  const QSlot<Shape, kBlockSparse, kDynamic> q(args.p, bar, tile_iter);
   if (q.use > 0) mbar_wait(q.empty, (q.use - 1) & 1);
   if constexpr (kDynamic) *q.tile_slot(smem) = idx;
   mbar_arrive_expect_tx(q.full, Shape::kTileBytesQ);
@@ -144,11 +142,11 @@ __device__ void produce(const ForwardArgs& args, const QueryTile& t, char* smem,
 // with 128-key blocks the stage would fit (227 KiB less 512 bytes); the
 // merging causal launches (LongNet branches after the first, windowed calls)
 // read the old rows in the epilogue meanwhile.
-template <class Shape, bool kBlockSparse, bool kDynamic = false, bool kDedup = false>
-using KernelMergeStage = MergeStage<Shape, QBuffers<Shape, kBlockSparse, kDynamic, kDedup>::kSmemBytes - 1024>;
-template <class Shape, bool kDropout, bool kBlockSparse, bool kDynamic = false, bool kDedup = false>
+template <class Shape, bool kBlockSparse, bool kDynamic = false>
+using KernelMergeStage = MergeStage<Shape, QBuffers<Shape, kBlockSparse, kDynamic>::kSmemBytes - 1024>;
+template <class Shape, bool kDropout, bool kBlockSparse, bool kDynamic = false>
 inline constexpr bool kMergeStage =
-    KernelMergeStage<Shape, kBlockSparse, kDynamic, kDedup>::kFits && !kBlockSparse && !kDropout && !kDynamic;
+    KernelMergeStage<Shape, kBlockSparse, kDynamic>::kFits && !kBlockSparse && !kDropout && !kDynamic;
 
 // Consumer warpgroup `wg` (0 or 1) owns query rows [64 wg, 64 wg + 64) of the tile.
 //
@@ -184,7 +182,7 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
   std::uint32_t a[kN / 16][4];  // P packed to 16-bit pairs: the register A operand of P V
   float correction[2];
   OnlineSoftmax<kN, kD> softmax;
-  const QSlot<Shape, kBlockSparse, kDynamic, kDedup> q_slot(p, bar, tile_iter);
+  const QSlot<Shape, kBlockSparse, kDynamic> q_slot(p, bar, tile_iter);
   // This warpgroup's 64 rows in every panel. wg through a shuffle: the
   // compiler then knows it is warp-uniform and keeps the Q descriptors of
   // issue_scores in uniform registers (with wg from threadIdx it built them
@@ -268,8 +266,8 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
   };
 
   // A merging launch: this warp's old O rows and LSE, read while the tile runs.
-  constexpr bool kStage = kMergeStage<Shape, kDropout, kBlockSparse, kDynamic, kDedup>;
-  using MS = KernelMergeStage<Shape, kBlockSparse, kDynamic, kDedup>;
+  constexpr bool kStage = kMergeStage<Shape, kDropout, kBlockSparse, kDynamic>;
+  using MS = KernelMergeStage<Shape, kBlockSparse, kDynamic>;
   char* merge_area = MS::warp_area(smem, wg, warp);
   if (kStage && p.merge && p.merge_prefetch)
     prefetch_merge_rows<T, MS>(p, t, t.q_begin + 64 * wg + 16 * warp, merge_area, lane);
@@ -482,7 +480,7 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
   static_assert(!kBlockSparse || Shape::kBlockM == 128, "the plan's block-sparse counts and schedule are per 128-row tile");
   static_assert(!kDedup || (!kDropout && !kBlockSparse && !kDynamic), "LongNet chains: non-causal, no dropout, not block-sparse");
   const int warpgroup = threadIdx.x / 128;
-  if constexpr (QBuffers<Shape, kBlockSparse, kDynamic, kDedup>::kTwo) {
+  if constexpr (QBuffers<Shape, kBlockSparse, kDynamic>::kTwo) {
     if (threadIdx.x == 0) {
       mbar_init(bar.q_full + Shape::kBarriers, 1);
       mbar_init(bar.q_empty + Shape::kBarriers, 128 * Shape::kConsumerWarpgroups);

@@ -109,10 +109,10 @@ const EpilogueOptions& epilogue_options() {
 template <class T, class Shape, bool kDropout, bool kBlockSparse, bool kDynamic = false, bool kDedup = false>
 void launch_kernel(const ForwardArgs& args, std::int64_t grid, cudaStream_t stream) {
   auto* kernel = &forward_kernel<T, Shape, kDropout, kBlockSparse, kDynamic, kDedup>;
-  constexpr int kSmemBase = QBuffers<Shape, kBlockSparse, kDynamic, kDedup>::kSmemBytes;  // Shape's, or with a second Q buffer
+  constexpr int kSmemBase = QBuffers<Shape, kBlockSparse, kDynamic>::kSmemBytes;  // Shape's, or with a second Q buffer
   // A merging launch stages the old rows after everything else where they fit (consume's kMergeStage).
-  constexpr bool kStage = kMergeStage<Shape, kDropout, kBlockSparse, kDynamic, kDedup>;
-  constexpr int kSmemMax = kStage ? KernelMergeStage<Shape, kBlockSparse, kDynamic, kDedup>::kSmemBytes : kSmemBase;
+  constexpr bool kStage = kMergeStage<Shape, kDropout, kBlockSparse, kDynamic>;
+  constexpr int kSmemMax = kStage ? KernelMergeStage<Shape, kBlockSparse, kDynamic>::kSmemBytes : kSmemBase;
   static std::once_flag once;  // per instantiation: raise the shared-memory limit
   std::call_once(once, [&] {
     check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, kSmemMax),
@@ -243,20 +243,11 @@ void launch_forward_branch(const ForwardArgs& args, std::int64_t tiles, cudaStre
     // A LongNet chain branch (plan.cu, longnet_dedup.hpp): the default key block only.
     if (args.p.causal || args.p.windowed || BlockN != kDefaultBlockN<HeadDim>)
       throw Error("cuda.internal", "cuda_fa3: LongNet chain launch on a causal, windowed or 176-key branch");
-    // Skipping branches' tiles visit half their key blocks: the next tile's Q
-    // loads into a second buffer during this one where it fits (head_dim <= 128,
-    // QBuffers). DILATED_FA3_LONGNET_Q=1 (read once per process) keeps one.
-    static const bool one_q = [] {
-      const char* e = std::getenv("DILATED_FA3_LONGNET_Q");
-      return e && std::string(e) == "1";
-    }();
-    ForwardArgs a = args;
-    a.p.q_buffers = args.p.dedup.skip_keys > 0 && !one_q ? 2 : 1;
     if constexpr (BlockN == kDefaultBlockN<HeadDim>) {
-      if (three_warpgroups(HeadDim, a.p)) {
-        if constexpr (HeadDim == 64) launch_kernel<T, TileShape<64, BlockN, 3>, false, false, false, true>(a, grid, stream);
+      if (three_warpgroups(HeadDim, args.p)) {
+        if constexpr (HeadDim == 64) launch_kernel<T, TileShape<64, BlockN, 3>, false, false, false, true>(args, grid, stream);
       } else {
-        launch_kernel<T, Shape, false, false, false, true>(a, grid, stream);
+        launch_kernel<T, Shape, false, false, false, true>(args, grid, stream);
       }
     }
   } else if (block_sparse) {
