@@ -109,8 +109,8 @@ std::vector<Case> cases() {
   // (up to 4 with r = 1, 2, 4, 8); partial last segments; head_dim 64 (192-row
   // tiles weighting, 128-row tiles skipping), 128, 256 (64-key blocks);
   // r_0 = 2 (rows no branch keeps, offsets whose classes differ per branch).
-  cs.push_back({"chain_r1248_partial_d64", make({{256, 1}, {512, 2}, {1024, 4}, {2048, 8}}, false, HeadMode::LongNet, true),
-                {1, 2748, 9, 64}});
+  cs.push_back({"chain_r1248_partial_d64",
+                make({{256, 1}, {512, 2}, {1024, 4}, {2048, 8}}, false, HeadMode::LongNet, true), {1, 2748, 9, 64}});
   cs.push_back({"chain_r1248_d128", make({{256, 1}, {512, 2}, {1024, 4}, {2048, 8}}, false), {1, 2048, 9, 128}});
   cs.push_back({"chain_r124_partial_d64", make({{256, 1}, {512, 2}, {1024, 4}}, false, HeadMode::LongNet, true),
                 {2, 1300, 5, 64}});

@@ -478,7 +478,8 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
   Barriers bar{bars, bars + 1, bars + 2, bars + 2 + Shape::kStages, bars + 2 + 2 * Shape::kStages,
                bars + 2 + 3 * Shape::kStages};
   static_assert(!kBlockSparse || Shape::kBlockM == 128, "the plan's block-sparse counts and schedule are per 128-row tile");
-  static_assert(!kDedup || (!kDropout && !kBlockSparse && !kDynamic), "LongNet chains: non-causal, no dropout, not block-sparse");
+  static_assert(!kDedup || (!kDropout && !kBlockSparse && !kDynamic),
+                "LongNet chains: non-causal, no dropout, not block-sparse");
   const int warpgroup = threadIdx.x / 128;
   if constexpr (QBuffers<Shape, kBlockSparse, kDynamic>::kTwo) {
     if (threadIdx.x == 0) {

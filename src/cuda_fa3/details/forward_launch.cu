@@ -245,7 +245,8 @@ void launch_forward_branch(const ForwardArgs& args, std::int64_t tiles, cudaStre
       throw Error("cuda.internal", "cuda_fa3: LongNet chain launch on a causal, windowed or 176-key branch");
     if constexpr (BlockN == kDefaultBlockN<HeadDim>) {
       if (three_warpgroups(HeadDim, args.p)) {
-        if constexpr (HeadDim == 64) launch_kernel<T, TileShape<64, BlockN, 3>, false, false, false, true>(args, grid, stream);
+        if constexpr (HeadDim == 64)
+          launch_kernel<T, TileShape<64, BlockN, 3>, false, false, false, true>(args, grid, stream);
       } else {
         launch_kernel<T, Shape, false, false, false, true>(args, grid, stream);
       }

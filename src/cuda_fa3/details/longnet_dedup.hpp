@@ -114,12 +114,18 @@ inline void longnet_dedup_plan(const PatternParams &p, bool eligible,
 // segment of this branch, this one included. row and key may be taken mod 8.
 // The ratios are powers of two, so the classes are bit masks: the kernel
 // pays one division (h / r_i) per tile and a few logic operations.
-DILATED_INLINE int dedup_multiplicity(const DedupParams& d, std::int64_t h, int row, int key) {
-  const int cls = int(std::int32_t(h) / d.dilation);  // h < 2^31 (the plan's heads)
+DILATED_INLINE int dedup_multiplicity(const DedupParams &d, std::int64_t h,
+                                      int row, int key) {
+  const int cls =
+      int(std::int32_t(h) / d.dilation); // h < 2^31 (the plan's heads)
   int m = 1;
   for (int c = 0; c < kDedupMaxWeights; ++c) {
-    const int mask = d.ratio[c] - 1;  // 2, 4, 8 -> 1, 3, 7; absent (0) -> never counts
-    m += (c < d.weights && ((row ^ cls) & mask) == 0 && ((key ^ cls) & mask) == 0) ? 1 : 0;
+    const int mask =
+        d.ratio[c] - 1; // 2, 4, 8 -> 1, 3, 7; absent (0) -> never counts
+    m += (c < d.weights && ((row ^ cls) & mask) == 0 &&
+          ((key ^ cls) & mask) == 0)
+             ? 1
+             : 0;
   }
   return m;
 }
