@@ -40,10 +40,8 @@
 
 namespace dilated::cuda_fa3::details {
 
-inline constexpr int kDedupMaxWeights =
-    3; // later chain members (ratios 2, 4, 8)
-inline constexpr int kDedupTileRows =
-    128; // query rows of a skipping branch's tile (and key alignment)
+inline constexpr int kDedupMaxWeights = 3;  // later chain members (ratios 2, 4, 8)
+inline constexpr int kDedupTileRows = 128;  // query rows of a skipping branch's tile (and key alignment)
 
 // One forward launch's part of the schedule (ForwardParams::dedup).
 struct DedupParams {
@@ -54,17 +52,15 @@ struct DedupParams {
   // r_c / r_i (2, 4 or 8) of its dilation to this branch's.
   std::int32_t weights = 0;
   std::int32_t ratio[kDedupMaxWeights] = {};
-  std::int32_t dilation = 1; // r_i
+  std::int32_t dilation = 1;  // r_i
   DILATED_INLINE bool active() const { return skip_keys > 0 || weights > 0; }
 };
 
 // Branches a < c of p nested (above). Segment lengths below 2^31 (the
 // kernel's tile arithmetic is 32-bit).
-DILATED_INLINE bool dedup_nested(const PatternParams &p, int a, int c) {
-  const std::int64_t ra = p.dilation[a], rc = p.dilation[c],
-                     wa = p.segment_length[a], wc = p.segment_length[c];
-  if (wc >= (std::int64_t(1) << 31) || rc % ra != 0)
-    return false;
+DILATED_INLINE bool dedup_nested(const PatternParams& p, int a, int c) {
+  const std::int64_t ra = p.dilation[a], rc = p.dilation[c], wa = p.segment_length[a], wc = p.segment_length[c];
+  if (wc >= (std::int64_t(1) << 31) || rc % ra != 0) return false;
   const std::int64_t k = rc / ra;
   return (k == 2 || k == 4 || k == 8) && wc % wa == 0 && wa % rc == 0;
 }
@@ -74,38 +70,28 @@ DILATED_INLINE bool dedup_nested(const PatternParams &p, int a, int c) {
 // not block-sparse, whole-sequence launches); default_keys[i]: branch i
 // runs its head_dim's default key block (the dedup kernels are instantiated
 // for those only: 128, or 64 at head_dim 256; not the 176 of long rows).
-inline void longnet_dedup_plan(const PatternParams &p, bool eligible,
-                               const bool *default_keys, DedupParams *out) {
-  for (int i = 0; i < p.num_branches; ++i)
-    out[i] = DedupParams{};
-  if (!eligible || p.head_mode != 0)
-    return;
+inline void longnet_dedup_plan(const PatternParams& p, bool eligible, const bool* default_keys, DedupParams* out) {
+  for (int i = 0; i < p.num_branches; ++i) out[i] = DedupParams{};
+  if (!eligible || p.head_mode != 0) return;
   int start = 0;
   while (start < p.num_branches) {
-    int end = start + 1; // members [start, end)
+    int end = start + 1;  // members [start, end)
     if (default_keys[start]) {
       while (end < p.num_branches && default_keys[end] &&
-             p.segment_length[end - 1] %
-                     (std::int64_t(kDedupTileRows) * p.dilation[end]) ==
-                 0) {
+             p.segment_length[end - 1] % (std::int64_t(kDedupTileRows) * p.dilation[end]) == 0) {
         bool nested = true;
-        for (int m = start; m < end; ++m)
-          nested = nested && dedup_nested(p, m, end);
-        if (!nested)
-          break;
+        for (int m = start; m < end; ++m) nested = nested && dedup_nested(p, m, end);
+        if (!nested) break;
         ++end;
       }
     }
     for (int i = start; i < end; ++i) {
-      DedupParams &d = out[i];
+      DedupParams& d = out[i];
       d.dilation = std::int32_t(p.dilation[i]);
-      if (i > start)
-        d.skip_keys = std::int32_t(p.segment_length[i - 1] / p.dilation[i]);
-      for (int c = i + 1; c < end; ++c)
-        d.ratio[d.weights++] = std::int32_t(p.dilation[c] / p.dilation[i]);
+      if (i > start) d.skip_keys = std::int32_t(p.segment_length[i - 1] / p.dilation[i]);
+      for (int c = i + 1; c < end; ++c) d.ratio[d.weights++] = std::int32_t(p.dilation[c] / p.dilation[i]);
     }
-    if (end == start + 1)
-      out[start] = DedupParams{}; // a chain of one: today's kernel
+    if (end == start + 1) out[start] = DedupParams{};  // a chain of one: today's kernel
     start = end;
   }
 }
@@ -114,18 +100,12 @@ inline void longnet_dedup_plan(const PatternParams &p, bool eligible,
 // segment of this branch, this one included. row and key may be taken mod 8.
 // The ratios are powers of two, so the classes are bit masks: the kernel
 // pays one division (h / r_i) per tile and a few logic operations.
-DILATED_INLINE int dedup_multiplicity(const DedupParams &d, std::int64_t h,
-                                      int row, int key) {
-  const int cls =
-      int(std::int32_t(h) / d.dilation); // h < 2^31 (the plan's heads)
+DILATED_INLINE int dedup_multiplicity(const DedupParams& d, std::int64_t h, int row, int key) {
+  const int cls = int(std::int32_t(h) / d.dilation);  // h < 2^31 (the plan's heads)
   int m = 1;
   for (int c = 0; c < kDedupMaxWeights; ++c) {
-    const int mask =
-        d.ratio[c] - 1; // 2, 4, 8 -> 1, 3, 7; absent (0) -> never counts
-    m += (c < d.weights && ((row ^ cls) & mask) == 0 &&
-          ((key ^ cls) & mask) == 0)
-             ? 1
-             : 0;
+    const int mask = d.ratio[c] - 1;  // 2, 4, 8 -> 1, 3, 7; absent (0) -> never counts
+    m += (c < d.weights && ((row ^ cls) & mask) == 0 && ((key ^ cls) & mask) == 0) ? 1 : 0;
   }
   return m;
 }
@@ -134,10 +114,8 @@ DILATED_INLINE int dedup_multiplicity(const DedupParams &d, std::int64_t h,
 // [*skip_begin, *skip_end), in *blocks blocks of `block` keys (block |
 // skip_keys; a tile starting at q_begin lies in one of the previous branch's
 // segments).
-DILATED_INLINE void dedup_skip(std::int32_t skip_keys, std::int32_t q_begin,
-                               std::int32_t k_end, int block,
-                               std::int32_t *skip_begin, std::int32_t *skip_end,
-                               int *blocks) {
+DILATED_INLINE void dedup_skip(std::int32_t skip_keys, std::int32_t q_begin, std::int32_t k_end, int block,
+                               std::int32_t* skip_begin, std::int32_t* skip_end, int* blocks) {
   const std::int32_t b = q_begin / skip_keys * skip_keys;
   const std::int32_t e = b + skip_keys < k_end ? b + skip_keys : k_end;
   *skip_begin = b;
@@ -146,11 +124,9 @@ DILATED_INLINE void dedup_skip(std::int32_t skip_keys, std::int32_t q_begin,
 }
 
 // First key of the tile's kb-th visited block.
-DILATED_INLINE std::int32_t dedup_block_key(int kb, int block,
-                                            std::int32_t skip_begin,
-                                            std::int32_t skip_end) {
+DILATED_INLINE std::int32_t dedup_block_key(int kb, int block, std::int32_t skip_begin, std::int32_t skip_end) {
   const std::int32_t key = std::int32_t(kb) * block;
   return key >= skip_begin ? key + (skip_end - skip_begin) : key;
 }
 
-} // namespace dilated::cuda_fa3::details
+}  // namespace dilated::cuda_fa3::details
