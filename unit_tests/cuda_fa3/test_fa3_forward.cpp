@@ -78,6 +78,10 @@ std::vector<Case> cases() {
     // batches and per-head layouts, with query block 9 empty.
     cs.push_back({"block_sparse_many_tiles_d128" + tag,
                   block_sparse(random_blocks(2048, 128, 128, 4, 0.15, 9), causal), {3, 2048, 4, 128}});
+    // 4 tiles of one head: small enough for compute-sanitizer racecheck, and
+    // with DILATED_FA3_MAX_CTAS=1 one CTA runs them all (the cross-tile turns).
+    cs.push_back({"block_sparse_tiny_d128" + tag, block_sparse(BSP::local_window(512, 128, 1), causal),
+                  {1, 512, 1, 128}});
   }
   for (bool causal : {false, true}) {
     const std::string tag = causal ? "_causal" : "";
@@ -220,6 +224,91 @@ TEST(Fa3BlockSparseSupport, UnsupportedShapesSayWhy) {
                                s, DType::bf16);
   EXPECT_TRUE(plan.support().ok);
   EXPECT_TRUE(plan.backward_support().ok) << plan.backward_support().reason;  // v1 walks the rule too
+}
+
+// One forward call of `plan` on tensors stored [b, s, h, d] (or, heads_major,
+// [b, h, s, d]) in the given buffers, with fresh random inputs from `seed`;
+// returns how many outputs and LSEs miss the float64 reference (out poisoned).
+std::size_t wrong_outputs(const dilated::cuda_fa3::Plan& plan, DType dt, bool heads_major,
+                          DeviceBuffer<std::uint16_t>& bq, DeviceBuffer<std::uint16_t>& bk,
+                          DeviceBuffer<std::uint16_t>& bv, DeviceBuffer<std::uint16_t>& bo, DeviceBuffer<float>& bl,
+                          std::uint64_t seed) {
+  const ProblemShape& s = plan.shape();
+  const std::size_t n = std::size_t(s.batch * s.seq_len * s.heads * s.head_dim);
+  const std::size_t nl = std::size_t(s.batch * s.heads * s.seq_len);
+  const std::int64_t sb = s.seq_len * s.heads * s.head_dim;
+  const std::int64_t ss = heads_major ? s.head_dim : s.heads * s.head_dim;
+  const std::int64_t sh = heads_major ? s.seq_len * s.head_dim : s.head_dim;
+  // Element i of the canonical [b, s, h, d] order sits at place(i) in the buffers.
+  auto place = [&](std::size_t i) {
+    const std::int64_t d = std::int64_t(i) % s.head_dim, h = (std::int64_t(i) / s.head_dim) % s.heads,
+                       t = (std::int64_t(i) / (s.head_dim * s.heads)) % s.seq_len,
+                       b = std::int64_t(i) / (s.head_dim * s.heads * s.seq_len);
+    return std::size_t(b * sb + t * ss + h * sh + d);
+  };
+  std::mt19937_64 rng(seed);
+  std::vector<double> q, k, v;
+  const std::vector<std::uint16_t> qc = random_tensor(n, dt, rng, &q), kc = random_tensor(n, dt, rng, &k),
+                                   vc = random_tensor(n, dt, rng, &v);
+  std::vector<std::uint16_t> qs(n), ks(n), vs(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    qs[place(i)] = qc[i];
+    ks[place(i)] = kc[i];
+    vs[place(i)] = vc[i];
+  }
+  bq.upload(qs);
+  bk.upload(ks);
+  bv.upload(vs);
+  EXPECT_EQ(cudaMemset(bo.ptr, 0xFF, n * 2), cudaSuccess);
+  EXPECT_EQ(cudaMemset(bl.ptr, 0xFF, nl * 4), cudaSuccess);
+  using dilated::cuda_fa3::LseTensor;
+  using dilated::cuda_fa3::MutableTensor;
+  using dilated::cuda_fa3::Tensor;
+  plan.forward(Tensor{bq.ptr, sb, ss, sh, 1}, Tensor{bk.ptr, sb, ss, sh, 1}, Tensor{bv.ptr, sb, ss, sh, 1},
+               MutableTensor{bo.ptr, sb, ss, sh, 1}, LseTensor{bl.ptr, s.heads * s.seq_len, s.seq_len, 1}, nullptr);
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  const auto got = bo.download();
+  const auto got_lse = bl.download();
+  std::vector<double> want(n), want_lse(nl);
+  dilated::reference::forward(plan.config(), s, q.data(), k.data(), v.data(), want.data(), want_lse.data());
+  const Tol tol = tolerance(dt);
+  std::size_t bad = 0;
+  for (std::size_t i = 0; i < n; ++i)
+    if (!(std::abs(from_half_bits(got[place(i)], dt) - want[i]) <= tol.out)) ++bad;
+  for (std::size_t i = 0; i < nl; ++i) {
+    const bool ok = std::isinf(want_lse[i])
+                        ? std::isinf(got_lse[i]) && got_lse[i] < 0
+                        : std::abs(got_lse[i] - want_lse[i]) / std::max(1.0, std::abs(want_lse[i])) <= tol.lse;
+    if (!ok) ++bad;
+  }
+  return bad;
+}
+
+// One plan, called in turn with new data in the same buffers, the same
+// buffers under other strides ([b, h, s, d]), other buffers, and the first
+// buffers again, must read what each call gives it (a plan that kept
+// anything of a call's tensors, such as their TMA descriptors, would read
+// the wrong rows or buffer). LongNet with dilation 2 (two descriptors per
+// tensor) and a block-sparse plan.
+TEST(Fa3PlanReuse, EachCallReadsItsOwnTensors) {
+  if (!have_sm90()) GTEST_SKIP() << "needs a compute capability 9.x GPU";
+  const ProblemShape s{2, 1024, 3, 128};
+  const std::vector<AttentionConfig> configs = {
+      make({{256, 1}, {512, 2}}, false), block_sparse(random_blocks(1024, 128, 128, 3, 0.3, 2), false)};
+  for (const AttentionConfig& config : configs) {
+    SCOPED_TRACE(config.block_sparse ? "block-sparse" : "longnet");
+    dilated::cuda_fa3::Plan plan(config, s, DType::bf16);
+    ASSERT_TRUE(plan.support().ok) << plan.support().reason;
+    const std::size_t n = std::size_t(s.batch * s.seq_len * s.heads * s.head_dim);
+    const std::size_t nl = std::size_t(s.batch * s.heads * s.seq_len);
+    DeviceBuffer<std::uint16_t> q1(n), k1(n), v1(n), o1(n), q2(n), k2(n), v2(n), o2(n);
+    DeviceBuffer<float> l1(nl), l2(nl);
+    EXPECT_EQ(wrong_outputs(plan, DType::bf16, false, q1, k1, v1, o1, l1, 1), 0u) << "first call";
+    EXPECT_EQ(wrong_outputs(plan, DType::bf16, false, q1, k1, v1, o1, l1, 2), 0u) << "new data, same buffers";
+    EXPECT_EQ(wrong_outputs(plan, DType::bf16, true, q1, k1, v1, o1, l1, 3), 0u) << "same buffers, [b, h, s, d]";
+    EXPECT_EQ(wrong_outputs(plan, DType::bf16, false, q2, k2, v2, o2, l2, 4), 0u) << "other buffers";
+    EXPECT_EQ(wrong_outputs(plan, DType::bf16, false, q1, k1, v1, o1, l1, 5), 0u) << "first buffers again";
+  }
 }
 
 // The block-sparse forward's tile schedule (host only, no GPU): every tile
