@@ -88,7 +88,8 @@ struct QSlot {
 
 // wgmma_wait<0> under another asm string, for the other arm of a branch that
 // also waits (consume): identical asm in both arms would be hoisted by LLVM
-// into one wait before the branch, which is what the branch is there to prevent.
+// into one wait before the branch, which is what the branch is there to
+// prevent (the branch is warpgroup-uniform: .aligned waits allow no other).
 __device__ __forceinline__ void wgmma_wait_all_unmerged() {
   asm volatile("wgmma.wait_group.sync.aligned 0; // unmerged" ::: "memory");
 }
@@ -291,14 +292,36 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
     mbar_arrive(&bar.k_empty[(it + kb) % kStages]);
     softmax_step(kb);
     // Once the running max settles (most blocks), the factor is 1 for every
-    // row of the warp: skip the 64-wide multiply. The wait for P(kb-1) V(kb-1)
-    // sits inside both arms on purpose: ptxas hoists a wgmma wait to the top
-    // of its basic block, and written after softmax_step in the same block
-    // it ran before the whole softmax (SASS, CUDA 13.0), so the softmax never
-    // overlapped the P V product. The branch ends the softmax's block.
+    // row of the warp: skip the 64-wide multiply (`need`, voted per warp).
+    // The wait for P(kb-1) V(kb-1) must come after softmax_step in the SASS
+    // and be one instruction for the whole warpgroup:
+    //  - ptxas hoists a wgmma wait to the top of its basic block: written
+    //    after softmax_step in the same block, it ran before the whole
+    //    softmax (SASS, CUDA 13.0), so the softmax never overlapped P V. A
+    //    branch must end the softmax's block before the wait.
+    //  - wgmma.wait_group is .sync.aligned: every warp of the warpgroup must
+    //    execute the same wait instruction. Waiting inside the arms of the
+    //    per-warp `need` branch (main until 2026-11-27) let warps of one
+    //    warpgroup take different arms (compute-sanitizer synccheck:
+    //    "Mismatching warpgroup instruction pc between warps"), and voting
+    //    `need` over the warpgroup with bar.red cost 6-13% of every forward
+    //    (H100, 9371cba: ptxas no longer knew the branch was warp-uniform and
+    //    moved the loop's descriptor arithmetic off the uniform datapath;
+    //    with an __any_sync of the vote's result it kept it: -2.3% to +0.8%).
+    // So the block ends at a branch on kb's parity, the same for all 128
+    // threads: both arms are the same wait (two asm strings, so LLVM does not
+    // merge them back into the softmax's block), every warp runs the same
+    // one, and either arm is right whatever the condition. The per-warp
+    // `need` branch after it holds no wgmma instruction. Check the SASS
+    // (cuobjdump -sass) after changing this: one WARPGROUP.DEPBAR.LE gsb0,
+    // 0x0 per path, after the block's MUFU.EX2 run.
     // Dropout keeps the earlier order (the wait written first; ptxas runs it
     // before the softmax): its Philox rounds next to the in-flight O and P
     // registers spilled 64-176 bytes with the late wait (ptxas, CUDA 13.0).
+    // Its one wait is outside the per-warp branch, so it is legal as it is.
+    // H100, 2026-11-27 (perf_tests/results/h100-fa3-2026-11-27-vote): synccheck
+    // 0 errors with this form where the per-warp arms gave 3; the forward
+    // within -1.1% to +0.7% of them (d64 to d256, dense and causal, LongNet).
     auto release_v = [&] {  // P(kb-1) V(kb-1) has retired: its P registers and V stage are free
       keep_alive(a);
       mbar_arrive(&bar.v_empty[(it + kb - 1) % kStages]);
@@ -309,15 +332,15 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
       release_v();
       if (__any_sync(0xffffffffu, correction[0] != 1.f || correction[1] != 1.f))
         OnlineSoftmax<kN, kD>::rescale(o, correction);
-    } else if (__any_sync(0xffffffffu, correction[0] != 1.f || correction[1] != 1.f)) {
-      wgmma_wait<0>();
-      fence_registers(o);
-      release_v();
-      OnlineSoftmax<kN, kD>::rescale(o, correction);
     } else {
-      wgmma_wait_all_unmerged();
+      const bool need = __any_sync(0xffffffffu, correction[0] != 1.f || correction[1] != 1.f);
+      if (kb & 1)
+        wgmma_wait<0>();
+      else
+        wgmma_wait_all_unmerged();
       fence_registers(o);
       release_v();
+      if (need) OnlineSoftmax<kN, kD>::rescale(o, correction);
     }
     pack_p();
   }
