@@ -192,15 +192,21 @@ void launch_branch(const details::ForwardParams& base, const PatternParams& pat,
 template <class T>
 void run_branches(const details::ForwardParams& base, const PatternParams& pat,
                   const ProblemShape& s, DType dtype, const Tensor& q, const Tensor& k,
-                  const Tensor& v, cudaStream_t stream) {
+                  const Tensor& v, cudaStream_t stream, const details::BlockSparseDevice* bs = nullptr) {
   // The first branch may write rows outright only if it writes every row:
   // LongNet mode with dilation 1. Otherwise start from the merge identity.
   // A block-sparse pattern covers every row unless some rows attend to
-  // nothing (whole query tiles with no visible block: the kernel skips them).
+  // nothing (whole query tiles with no visible block: the kernel skips
+  // them); the fill then writes only those tiles' rows, from the plan's list.
   const bool block_sparse = pat.block_sparse.enabled();
   const bool first_covers_all = pat.head_mode == 0 && pat.dilation[0] == 1 &&
                                 (!block_sparse || pat.block_sparse.rows_all_attend);
-  if (!first_covers_all) details::launch_fill_empty<T>(base, s.head_dim, stream);
+  if (!first_covers_all) {
+    if (block_sparse && bs && bs->empty_listed)
+      details::launch_fill_empty<T>(base, s.head_dim, stream, bs->empty_tiles, bs->empty_count);
+    else
+      details::launch_fill_empty<T>(base, s.head_dim, stream);
+  }
   const Window whole{0, s.seq_len, 0, s.seq_len};
   // LongNet chains (details/longnet_dedup.hpp): nested branches skip the keys
   // an earlier branch of their chain counts, which weights them instead.
@@ -265,8 +271,9 @@ void Plan::forward(Tensor q, Tensor k, Tensor v, MutableTensor out, LseTensor ls
 
   details::ForwardParams base = forward_base(config_, shape_, pattern_, out, lse);
   // Block-sparse: the per-tile key block counts and the tile schedule.
+  const auto* bs = static_cast<const details::BlockSparseDevice*>(block_sparse_storage_.get());
   if (config_.block_sparse) {
-    const auto* d = static_cast<const details::BlockSparseDevice*>(block_sparse_storage_.get());
+    const auto* d = bs;
     base.tile_blocks = d->tile_blocks;
     base.tile_offsets = d->tile_offsets;
     base.tile_list = d->tile_list;
@@ -276,9 +283,9 @@ void Plan::forward(Tensor q, Tensor k, Tensor v, MutableTensor out, LseTensor ls
     base.entry_decode = true;  // tiles start from the schedule's host-decoded entries
   }
   if (dtype_ == DType::bf16)
-    run_branches<__nv_bfloat16>(base, pattern_, shape_, dtype_, q, k, v, stream);
+    run_branches<__nv_bfloat16>(base, pattern_, shape_, dtype_, q, k, v, stream, bs);
   else
-    run_branches<__half>(base, pattern_, shape_, dtype_, q, k, v, stream);
+    run_branches<__half>(base, pattern_, shape_, dtype_, q, k, v, stream, bs);
 }
 
 Support Plan::window_support(bool backward) const {

@@ -71,6 +71,13 @@ std::vector<Case> cases() {
     // 256-row query blocks, 128-key blocks, N not a multiple of either; d256 (64-key steps).
     cs.push_back({"block_sparse_rect_d256" + tag,
                   block_sparse(random_blocks(1000, 256, 128, 1, 0.4, -1), causal), {1, 1000, 2, 256}});
+    // N not a multiple of 128 on the scheduled kernels (head_dim <= 128): a
+    // tile's last key block is partial and masked from the entry's last_key;
+    // query block 1 (tiles 2 and 3) empty, so the fill writes only those.
+    cs.push_back({"block_sparse_ragged_d128" + tag,
+                  block_sparse(random_blocks(1000, 256, 128, 2, 0.5, 1), causal), {2, 1000, 2, 128}});
+    cs.push_back({"block_sparse_ragged_d64" + tag,
+                  block_sparse(random_blocks(1000, 128, 128, 1, 0.5, -1), causal), {1, 1000, 3, 64}});
     cs.push_back({"block_sparse_dilated_d64" + tag,
                   block_sparse(BSP::dilated_blocks(2048, 128, 8, 2), causal), {1, 2048, 2, 64}});
     // 192 tiles (3 x 4 heads x 16), more than an H100's 132 CTAs: CTAs run
@@ -369,6 +376,18 @@ TEST(Fa3TileSchedule, RunsEveryTileOnceBalanced) {
       for (std::int64_t idx = 0; idx < total; ++idx)
         EXPECT_EQ(seen[std::size_t(idx)], at(idx).key_blocks > 0 ? 1 : 0) << idx;
       EXPECT_LE(double(busiest), double(sum) / s.ctas + double(max_cost));
+      // The fill's list (empty_tiles) holds exactly the tiles the schedule leaves out.
+      std::vector<int> filled(std::size_t(groups * tiles), 0);  // by (b * heads + h) * tiles + qt
+      for (const d::EmptyTile& e : d::empty_tiles(work, layouts, batch, heads, tiles)) {
+        ASSERT_TRUE(e.b >= 0 && e.b < batch && e.h >= 0 && e.h < heads && e.q_begin % 128 == 0 &&
+                    e.q_begin / 128 < tiles);
+        ++filled[std::size_t((std::int64_t(e.b) * heads + e.h) * tiles + e.q_begin / 128)];
+      }
+      for (std::int64_t g = 0; g < groups; ++g)
+        for (std::int64_t qt = 0; qt < tiles; ++qt)
+          EXPECT_EQ(filled[std::size_t(g * tiles + qt)],
+                    work[std::size_t((layouts == 1 ? 0 : g % heads) * tiles + qt)].key_blocks == 0 ? 1 : 0)
+              << "group " << g << ", tile " << qt;
     }
   // bench_fa3's mask (its random_blocks(16384, 0.1)): per-tile key blocks.
   const std::int64_t nb = 128, heads = 16;

@@ -50,14 +50,18 @@ inline std::vector<TileWork> tile_work(const BlockSparseLayout& l, BlockSparseRu
     for (std::int64_t t = 0; t < tiles; ++t) {
       const std::int64_t q0 = 128 * t, qn = seq_len - q0 < 128 ? seq_len - q0 : 128;
       const Spans spans = key_spans(p, causal, layout, 0, seq_len, q0, qn);  // head `layout` has layout `layout`
-      std::int64_t n = 0;
+      std::int64_t n = 0, last = 0;
       for (std::int64_t i = 0; i < spans.count; ++i) {
         std::int64_t b, e;
         spans.get(i, &b, &e);
-        if (e > b) n += (e - b + block - 1) / block;
+        if (e > b) {
+          n += (e - b + block - 1) / block;
+          last = b + (e - b - 1) / block * block;  // KeyWalk's last block of this run
+        }
       }
       TileWork& w = work[std::size_t(layout * tiles + t)];
       w.key_blocks = std::int32_t(n);
+      w.last_key = std::int32_t(last);  // < seq_len, which the schedule keeps below 2^31
       w.run_begin = std::int32_t((spans.runs - l.row_runs.data()) / 2);  // used if the runs fit int32
       w.run_count = std::int32_t(spans.count);
     }
@@ -73,6 +77,11 @@ struct BlockSparseDevice {
   const std::int32_t* tile_offsets = nullptr;  // TileSchedule::offsets; null: no schedule
   const TileEntry* tile_list = nullptr;        // TileSchedule::tiles
   int order_ctas = 0;                          // TileSchedule::ctas
+  // empty_tiles(): the rows the fill writes, when listed (sequences < 2^24
+  // tiles); otherwise plan.cu fills every row first, as for dilated configs.
+  bool empty_listed = false;
+  const EmptyTile* empty_tiles = nullptr;
+  std::int64_t empty_count = 0;
   BlockSparseDevice() = default;
   BlockSparseDevice(const BlockSparseDevice&) = delete;
   BlockSparseDevice& operator=(const BlockSparseDevice&) = delete;
@@ -109,17 +118,23 @@ inline std::shared_ptr<BlockSparseDevice> upload_block_sparse(const BlockSparseP
   const TileSchedule order = runs_fit ? tile_schedule(work, l.layouts, batch, heads, (seq_len + 127) / 128, causal,
                                                       sms, head_major)
                                       : TileSchedule{};
-  const std::size_t sizes[7] = {counts.size() * sizeof(std::int32_t),
+  // (128 * tiles < 2^31: EmptyTile::q_begin, like TileEntry's.)
+  const std::int64_t q_tiles = (seq_len + 127) / 128;
+  const bool empty_listed = 128 * q_tiles < (std::int64_t(1) << 31);
+  const std::vector<EmptyTile> empty =
+      empty_listed ? empty_tiles(work, l.layouts, batch, heads, q_tiles) : std::vector<EmptyTile>{};
+  const std::size_t sizes[8] = {counts.size() * sizeof(std::int32_t),
                                 order.offsets.size() * sizeof(std::int32_t),
                                 order.tiles.size() * sizeof(TileEntry),
                                 l.row_offsets.size() * sizeof(std::int64_t),
                                 l.col_offsets.size() * sizeof(std::int64_t),
                                 l.row_runs.size() * sizeof(std::int32_t),
-                                l.col_runs.size() * sizeof(std::int32_t)};
-  const void* src[7] = {counts.data(),        order.offsets.data(), order.tiles.data(), l.row_offsets.data(),
-                        l.col_offsets.data(), l.row_runs.data(),    l.col_runs.data()};
-  std::size_t offset[7], total = 0;
-  for (int i = 0; i < 7; ++i) {  // one allocation, 16-byte aligned parts
+                                l.col_runs.size() * sizeof(std::int32_t),
+                                empty.size() * sizeof(EmptyTile)};
+  const void* src[8] = {counts.data(),        order.offsets.data(), order.tiles.data(), l.row_offsets.data(),
+                        l.col_offsets.data(), l.row_runs.data(),    l.col_runs.data(),  empty.data()};
+  std::size_t offset[8], total = 0;
+  for (int i = 0; i < 8; ++i) {  // one allocation, 16-byte aligned parts
     offset[i] = total;
     total += (sizes[i] + 15) / 16 * 16;
   }
@@ -129,7 +144,7 @@ inline std::shared_ptr<BlockSparseDevice> upload_block_sparse(const BlockSparseP
     throw Error("cuda.runtime", "cuda_fa3: cannot allocate the block-sparse layout");
   }
   char* bytes = static_cast<char*>(d->base);
-  for (int i = 0; i < 7; ++i)
+  for (int i = 0; i < 8; ++i)
     if (sizes[i] > 0 &&
         cudaMemcpy(bytes + offset[i], src[i], sizes[i], cudaMemcpyHostToDevice) != cudaSuccess)
       throw Error("cuda.runtime", "cuda_fa3: cannot copy the block-sparse layout");
@@ -139,6 +154,9 @@ inline std::shared_ptr<BlockSparseDevice> upload_block_sparse(const BlockSparseP
     d->tile_list = reinterpret_cast<const TileEntry*>(bytes + offset[2]);
     d->order_ctas = order.ctas;
   }
+  d->empty_listed = empty_listed;
+  d->empty_tiles = reinterpret_cast<const EmptyTile*>(bytes + offset[7]);
+  d->empty_count = std::int64_t(empty.size());
   rule->row_offsets = reinterpret_cast<const std::int64_t*>(bytes + offset[3]);
   rule->col_offsets = reinterpret_cast<const std::int64_t*>(bytes + offset[4]);
   rule->row_runs = reinterpret_cast<const std::int32_t*>(bytes + offset[5]);

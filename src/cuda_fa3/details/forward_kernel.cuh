@@ -50,13 +50,16 @@ struct Barriers {
 template <class Shape, bool kBlockSparse, bool kDynamic = false>
 struct QBuffers {
   static constexpr int kOffsetSlots = Shape::kOffsetBarriers + 8 * (Shape::kBarriers + 2);
-  static constexpr int kOffsetQ1 = (kOffsetSlots + 8 + 1023) / 1024 * 1024;
+  // Slots: kDynamic's two tile indices, or the scheduled block-sparse
+  // kernels' two TileEntry records (32 bytes each).
+  static constexpr int kSlotBytes = 64;
+  static constexpr int kOffsetQ1 = (kOffsetSlots + kSlotBytes + 1023) / 1024 * 1024;
   // (176-key blocks at head_dim 128 leave no room for it: 212 KiB with one.)
   static constexpr bool kTwo = (kBlockSparse || kDynamic) && Shape::kHeadDim <= 128 &&
                                Shape::kBlockN == kDefaultBlockN<Shape::kHeadDim>;  // RegSplit::kScheduled
   static_assert(!kTwo || kOffsetQ1 + Shape::kTileBytesQ + 1024 <= 227 * 1024, "two Q buffers do not fit");
   static constexpr int kSmemBytes = kTwo       ? kOffsetQ1 + Shape::kTileBytesQ + 1024
-                                    : kDynamic ? kOffsetSlots + 8 + 1024
+                                    : kDynamic ? kOffsetSlots + kSlotBytes + 1024
                                                : Shape::kSmemBytes;
 };
 
@@ -84,7 +87,44 @@ struct QSlot {
     return reinterpret_cast<volatile std::int32_t*>(smem + QBuffers<Shape, kBlockSparse, kDynamic>::kOffsetSlots) +
            index;
   }
+  // Scheduled block-sparse kernels: the TileEntry of the tile whose Q this
+  // buffer holds, written by the producer before its arrive on `full` and
+  // read by the consumers after their wait on it (the mbarrier orders it),
+  // so a consumer starts a tile without a global load in its path (with the
+  // entry read from the schedule, ptxas moved it to uniform registers right
+  // after the load: 1.2-1.5% of the warps' stall samples at the tile start,
+  // ncu, h100-fa3-2026-11-27-fill).
+  __device__ __forceinline__ std::uint32_t entry_slot(const char* smem) const {
+    return smem_u32(smem + QBuffers<Shape, kBlockSparse, kDynamic>::kOffsetSlots + 32 * index);
+  }
 };
+
+// What the consumers need of an entry (they do not walk its runs): key
+// blocks, b, h, q_begin, last_key. (The whole 32-byte entry, kept live in
+// the producer until the Q buffer frees, spilled 20 bytes at head_dim 64.)
+__device__ __forceinline__ void store_entry(std::uint32_t slot, const TileEntry& e) {
+  asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n"
+               "st.shared.b32 [%0+16], %5;" ::"r"(slot),
+               "r"(e.key_blocks), "r"(e.b), "r"(e.h), "r"(e.q_begin), "r"(e.last_key)
+               : "memory");
+}
+
+// Every lane reads the entry; lane 0's copy is broadcast so the compiler
+// knows it is warp-uniform (as the kDynamic tile index, consumer loop).
+__device__ __forceinline__ TileEntry load_entry(std::uint32_t slot) {
+  TileEntry e{};
+  asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%5];\n"
+               "ld.shared.b32 %4, [%5+16];"
+               : "=r"(e.key_blocks), "=r"(e.b), "=r"(e.h), "=r"(e.q_begin), "=r"(e.last_key)
+               : "r"(slot)
+               : "memory");
+  e.key_blocks = __shfl_sync(0xffffffffu, e.key_blocks, 0);
+  e.b = __shfl_sync(0xffffffffu, e.b, 0);
+  e.h = __shfl_sync(0xffffffffu, e.h, 0);
+  e.q_begin = __shfl_sync(0xffffffffu, e.q_begin, 0);
+  e.last_key = __shfl_sync(0xffffffffu, e.last_key, 0);
+  return e;  // idx, run_begin, run_count: 0 (not read by the consumers)
+}
 
 // wgmma_wait<0> under another asm string, for the other arm of a branch that
 // also waits (consume): identical asm in both arms would be hoisted by LLVM
@@ -106,13 +146,17 @@ __device__ __forceinline__ void load_tile(const CUtensorMap* map, char* dst, std
 // tiles this CTA has run (the K/V ring's position), `tile_iter` its tiles.
 // kDynamic: `idx` is the tile's index, published to the consumers with its Q.
 // kDedup: a LongNet chain branch (longnet_dedup.hpp), which may skip a run of keys.
+// entry (scheduled block-sparse tiles): published in the Q buffer's slot for the consumers.
 template <class Shape, bool kBlockSparse, bool kDynamic = false, bool kDedup = false>
 __device__ void produce(const ForwardArgs& args, const QueryTile& t, char* smem, Barriers bar,
-                        std::uint32_t it, std::uint32_t tile_iter, std::int32_t idx = 0) {
+                        std::uint32_t it, std::uint32_t tile_iter, std::int32_t idx = 0,
+                        const TileEntry* entry = nullptr) {
   const CUtensorMap* qmap = &args.q[t.q_phase];
   const QSlot<Shape, kBlockSparse, kDynamic> q(args.p, bar, tile_iter);
   if (q.use > 0) mbar_wait(q.empty, (q.use - 1) & 1);
   if constexpr (kDynamic) *q.tile_slot(smem) = idx;
+  if constexpr (kBlockSparse && !kDynamic && QBuffers<Shape, kBlockSparse>::kTwo)
+    if (entry) store_entry(q.entry_slot(smem), *entry);
   mbar_arrive_expect_tx(q.full, Shape::kTileBytesQ);
   load_tile<Shape>(qmap, smem + q.offset, q.full, Shape::kPanelBytesQ, t.q_map_row0 + t.q_begin, t.h, t.b);
   KeyWalk<Shape::kBlockN, kBlockSparse, kDedup> walk(t);  // key_walk.cuh
@@ -233,7 +277,11 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
     }
     wgmma_commit();
   };
-  KeyWalk<kN, kBlockSparse, kDedup> walk(t);  // softmax_step(kb) runs once per kb, in order
+  // Scheduled block-sparse tiles (the entry's last_key, QueryTile): no run
+  // walk here, only the last block can need a mask. Others walk their keys.
+  const bool keys_from_entry = kBlockSparse && QBuffers<Shape, kBlockSparse>::kTwo && !kDynamic && p.tile_list &&
+                               p.entry_decode;
+  KeyWalk<kN, kBlockSparse, kDedup> walk(t, !keys_from_entry);  // softmax_step(kb) runs once per kb, in order
   float log2_m[2] = {0.f, 0.f};  // kDedup: log2 of the multiplicity of column parity 0 / 1
   if constexpr (kDedup) {
 #pragma unroll
@@ -243,10 +291,18 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
     }
   }
   auto softmax_step = [&](int kb) {
-    const KeyBlock key = walk.next(kb);
-    const std::int64_t key_begin = key.key;
-    if (needs_mask<kN>(key_begin, key.end, t.q_begin + 64 * wg, p.causal))
-      apply_mask<kN>(s, key_begin, key.end, rows, p.causal, lane);
+    std::int64_t key_begin, key_end;
+    if (keys_from_entry) {
+      // Far below every query: needs_mask is false for all blocks but the last.
+      key_begin = kb == t.key_blocks - 1 ? t.last_key : -(std::int64_t(1) << 40);
+      key_end = t.k_end;
+    } else {
+      const KeyBlock key = walk.next(kb);
+      key_begin = key.key;
+      key_end = key.end;
+    }
+    if (needs_mask<kN>(key_begin, key_end, t.q_begin + 64 * wg, p.causal))
+      apply_mask<kN>(s, key_begin, key_end, rows, p.causal, lane);
     if constexpr (kDedup) softmax.update_weighted(s, correction, p.scale_log2, log2_m);
     else softmax.update(s, correction, p.scale_log2);
     if constexpr (kDropout)  // after the row sums: the LSE is that of the undropped softmax
@@ -389,8 +445,16 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
 template <class Shape, bool kBlockSparse, bool kDynamic = false>
 struct RegSplit {
   static constexpr bool kScheduled = kBlockSparse && Shape::kHeadDim <= 128;
-  static constexpr int kProducer = kDynamic ? 48 : kScheduled ? 40 : Shape::kProducerRegs;
-  static constexpr int kConsumer = kDynamic ? 224 : kScheduled ? 232 : Shape::kConsumerRegs;
+  // (Head_dim 64 scheduled: 48 / 224 since its producer publishes the tile
+  // entries (QSlot::entry_slot): at 40 it spilled 12 bytes; its consumers need far fewer.)
+  static constexpr int kProducer = kDynamic                                 ? 48
+                                   : kScheduled && Shape::kHeadDim == 64 ? 48
+                                   : kScheduled                             ? 40
+                                                                            : Shape::kProducerRegs;
+  static constexpr int kConsumer = kDynamic                                 ? 224
+                                   : kScheduled && Shape::kHeadDim == 64 ? 224
+                                   : kScheduled                             ? 232
+                                                                            : Shape::kConsumerRegs;
   static_assert(!kDynamic || Shape::kConsumerWarpgroups == 2, "the causal persistent grid runs two consumer warpgroups");
   static_assert(!kBlockSparse || Shape::kConsumerWarpgroups == 2, "block-sparse runs two consumer warpgroups");
   static_assert(kProducer * 128 + kConsumer * 128 * Shape::kConsumerWarpgroups <= 65536, "register file");
@@ -542,7 +606,7 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
         QueryTile t = start_tile<Shape, kBlockSparse>(args.p, idx, entry);
         if constexpr (kDedup) dedup_tile<Shape::kBlockN>(args.p, t);
         if (!t.active) return;
-        produce<Shape, kBlockSparse, false, kDedup>(args, t, smem, bar, it, tile_iter);
+        produce<Shape, kBlockSparse, false, kDedup>(args, t, smem, bar, it, tile_iter, 0, entry);
         it += t.key_blocks;
         ++tile_iter;
       });
@@ -565,6 +629,21 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
         consume<T, Shape, kDropout, kBlockSparse, true>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128, it,
                                                         tile_iter);
         it += t.key_blocks;
+      }
+    }
+    if constexpr (kBlockSparse && QBuffers<Shape, kBlockSparse>::kTwo) {
+      if (args.p.tile_list && args.p.entry_decode) {  // the entries the producer publishes (QSlot::entry_slot)
+        const int tiles = args.p.tile_offsets[blockIdx.x + 1] - args.p.tile_offsets[blockIdx.x];
+        for (int j = 0; j < tiles; ++j) {
+          const QSlot<Shape, kBlockSparse> q(args.p, bar, tile_iter);
+          mbar_wait(q.full, q.use & 1);
+          const QueryTile t = decode_entry_tile<Shape::kBlockM>(args.p, load_entry(q.entry_slot(smem)));
+          consume<T, Shape, kDropout, kBlockSparse>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128, it,
+                                                    tile_iter);
+          it += t.key_blocks;
+          ++tile_iter;
+        }
+        return;
       }
     }
     for_each_tile<RegSplit<Shape, kBlockSparse>::kScheduled, true>(args.p, [&](std::int64_t idx, const TileEntry* entry) {

@@ -261,21 +261,47 @@ void launch_forward_branch(const ForwardArgs& args, std::int64_t tiles, cudaStre
   }
 }
 
+// One thread per 16 bytes of a row (head_dim / 8 of them; rows are 16-byte
+// aligned, plan.cu check_tensor), so the fill runs at store bandwidth: the
+// element-wise form with 64-bit divisions per element took 182 us for
+// 16K x 16 x 128 bf16 on the H100 (0.36 TB/s; ncu, 2026-11-27,
+// perf_tests/results/h100-fa3-2026-11-27-fill), as long as the causal
+// block-sparse forward it preceded. Rows: the whole [batch, seq, heads]
+// range, or 128 per listed tile (tiles != nullptr).
 template <class T>
-__global__ void fill_empty_kernel(ForwardParams p, std::int64_t head_dim) {
-  const std::int64_t rows = std::int64_t(p.batch) * p.seq_len * p.heads;
-  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < rows * head_dim;
+__global__ void fill_empty_kernel(ForwardParams p, std::int64_t head_dim, const EmptyTile* tiles,
+                                  std::int64_t rows) {
+  static_assert(sizeof(T) == 2, "16-bit outputs: 8 elements per 16-byte store");
+  const std::int64_t chunks = head_dim / 8;
+  for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < rows * chunks;
        i += std::int64_t(gridDim.x) * blockDim.x) {
-    const std::int64_t d = i % head_dim, row = i / head_dim;
-    const std::int64_t h = row % p.heads, s = (row / p.heads) % p.seq_len, b = row / (p.heads * p.seq_len);
-    static_cast<T*>(p.out)[b * p.out_stride_b + s * p.out_stride_s + h * p.out_stride_h + d] = T(0.f);
-    if (d == 0) p.lse[b * p.lse_stride_b + h * p.lse_stride_h + s * p.lse_stride_s] = -INFINITY;
+    const std::int64_t c = i % chunks, row = i / chunks;
+    std::int64_t b, s, h;
+    if (tiles) {
+      const EmptyTile t = tiles[row / 128];
+      b = t.b;
+      h = t.h;
+      s = t.q_begin + row % 128;
+      if (s >= p.seq_len) continue;
+    } else {
+      h = row % p.heads;
+      s = (row / p.heads) % p.seq_len;
+      b = row / (std::int64_t(p.heads) * p.seq_len);
+    }
+    T* o = static_cast<T*>(p.out) + b * p.out_stride_b + s * p.out_stride_s + h * p.out_stride_h;
+    reinterpret_cast<uint4*>(o)[c] = make_uint4(0u, 0u, 0u, 0u);  // +0.0 in bf16 and fp16
+    if (c == 0) p.lse[b * p.lse_stride_b + h * p.lse_stride_h + s * p.lse_stride_s] = -INFINITY;
   }
 }
 
 template <class T>
-void launch_fill_empty(const ForwardParams& p, std::int64_t head_dim, cudaStream_t stream) {
-  fill_empty_kernel<T><<<4096, 256, 0, stream>>>(p, head_dim);
+void launch_fill_empty(const ForwardParams& p, std::int64_t head_dim, cudaStream_t stream, const EmptyTile* tiles,
+                       std::int64_t count) {
+  const std::int64_t rows = tiles ? 128 * count : std::int64_t(p.batch) * p.seq_len * p.heads;
+  if (rows <= 0) return;
+  const std::int64_t threads = rows * (head_dim / 8);
+  const std::int64_t blocks = std::min<std::int64_t>((threads + 255) / 256, 132 * 16);
+  fill_empty_kernel<T><<<unsigned(blocks), 256, 0, stream>>>(p, head_dim, tiles, rows);
   check(cudaGetLastError(), "fill kernel launch");
 }
 
@@ -290,7 +316,9 @@ DILATED_FA3_INSTANTIATE(__half, 128, 128)
 DILATED_FA3_INSTANTIATE(__half, 128, 176)
 DILATED_FA3_INSTANTIATE(__half, 256, 64)
 #undef DILATED_FA3_INSTANTIATE
-template void launch_fill_empty<__nv_bfloat16>(const ForwardParams&, std::int64_t, cudaStream_t);
-template void launch_fill_empty<__half>(const ForwardParams&, std::int64_t, cudaStream_t);
+template void launch_fill_empty<__nv_bfloat16>(const ForwardParams&, std::int64_t, cudaStream_t, const EmptyTile*,
+                                               std::int64_t);
+template void launch_fill_empty<__half>(const ForwardParams&, std::int64_t, cudaStream_t, const EmptyTile*,
+                                        std::int64_t);
 
 }  // namespace dilated::cuda_fa3::details

@@ -30,9 +30,13 @@ bool forward_wide_causal(bool long_rows);
 template <class T, int HeadDim, int BlockN>
 void launch_forward_branch(const ForwardArgs& args, std::int64_t tiles, cudaStream_t stream);
 
-// out = 0 and lse = -inf on every row: the identity of the LSE merge, for
-// configs whose first branch does not write every row.
+// out = 0 and lse = -inf: the identity of the LSE merge. Without a list, on
+// every row (configs whose first branch does not write every row); with
+// one, on the rows of the listed 128-row query tiles only (block-sparse
+// tiles with no visible key block, which the forward kernel skips; rows
+// past seq_len are not touched). count == 0 launches nothing.
 template <class T>
-void launch_fill_empty(const ForwardParams& p, std::int64_t head_dim, cudaStream_t stream);
+void launch_fill_empty(const ForwardParams& p, std::int64_t head_dim, cudaStream_t stream,
+                       const EmptyTile* tiles = nullptr, std::int64_t count = -1);
 
 }  // namespace dilated::cuda_fa3::details

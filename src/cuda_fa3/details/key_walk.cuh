@@ -28,7 +28,7 @@ struct KeyWalk;
 template <int Block>
 struct KeyWalk<Block, false> {
   const QueryTile& t;
-  __device__ __forceinline__ explicit KeyWalk(const QueryTile& tile) : t(tile) {}
+  __device__ __forceinline__ explicit KeyWalk(const QueryTile& tile, bool = true) : t(tile) {}
   __device__ __forceinline__ KeyBlock next(int kb) {
     const std::int64_t key = t.k_begin + std::int64_t(kb) * Block;  // k_begin: 0 unless windowed
     return KeyBlock{key, t.k_end, t.k_map_row0 + key, t.k_phase};
@@ -40,7 +40,7 @@ struct KeyWalk<Block, false> {
 template <int Block>
 struct KeyWalk<Block, false, true> {
   const QueryTile& t;
-  __device__ __forceinline__ explicit KeyWalk(const QueryTile& tile) : t(tile) {}
+  __device__ __forceinline__ explicit KeyWalk(const QueryTile& tile, bool = true) : t(tile) {}
   __device__ __forceinline__ KeyBlock next(int kb) {
     const std::int64_t key = dedup_block_key(kb, Block, t.skip_begin, t.skip_end);
     return KeyBlock{key, t.k_end, t.k_map_row0 + key, t.k_phase};
@@ -62,8 +62,10 @@ struct KeyWalk<Block, true> {
   __device__ __forceinline__ int2 load(int i) const {
     return *reinterpret_cast<const int2*>(t.spans.runs + 2 * i);  // 8-byte aligned (plan upload)
   }
-  __device__ __forceinline__ explicit KeyWalk(const QueryTile& tile) : t(tile) {
-    if (t.spans.count > 0) pending = load(0);
+  // walk = false: the caller never calls next() (consumers of scheduled
+  // tiles mask from QueryTile::last_key), so nothing is loaded.
+  __device__ __forceinline__ explicit KeyWalk(const QueryTile& tile, bool walk = true) : t(tile) {
+    if (walk && t.spans.count > 0) pending = load(0);
   }
   __device__ __forceinline__ KeyBlock next(int) {
     while (row >= end) {  // skips runs emptied by causal clipping

@@ -48,17 +48,43 @@ struct TileWork {
   std::int32_t key_blocks = 0;  // 0: the kernel skips the tile
   std::int32_t run_begin = 0;   // its query block's first run (BlockSparseRule::row_runs, in runs)
   std::int32_t run_count = 0;
+  std::int32_t last_key = 0;    // first key of its last key block (see TileEntry)
 };
 // b, h, q_begin: the tile's batch, head and first query row, decoded here
 // on the host (block-sparse: one segment, r = 1), so the kernel's tile start
 // is the entry's loads and no 64-bit divisions (tile_scheduler.cuh
 // decode_entry_tile; decode_tile's ~310 instructions a warp were 5.6% of the
 // 16K kernel's warp samples, results/h100-fa3-2026-11-27-epilogue).
+// last_key: the first key of the tile's last key block. Runs ascend and are
+// clipped at the causal limit and the sequence end, so only that block can
+// need a mask (the causal diagonal, a partial block at the end): the
+// consumers mask from it alone and do not walk the runs (forward_kernel.cuh
+// consume); the producer still walks them for the TMA rows.
 struct alignas(16) TileEntry {
   std::int32_t idx;  // the kernel's tile index (decode order, tile_scheduler.cuh)
   std::int32_t key_blocks, run_begin, run_count;
+  std::int32_t b, h, q_begin, last_key;
+};
+
+// A 128-row query tile of (b, h) whose rows see no key block: the forward
+// kernel skips it, so the fill kernel writes its rows' out = 0, lse = -inf
+// (forward_launch.cuh launch_fill_empty), and nothing else is filled.
+struct EmptyTile {
   std::int32_t b, h, q_begin, unused;
 };
+
+// The tiles of work[layout * tiles + qt] (see tile_schedule below) with no
+// key block, for every (batch, head), in (b, h, qt) order.
+inline std::vector<EmptyTile> empty_tiles(const std::vector<TileWork>& work, std::int64_t layouts,
+                                          std::int64_t batch, std::int64_t heads, std::int64_t tiles) {
+  std::vector<EmptyTile> out;
+  for (std::int64_t b = 0; b < batch; ++b)
+    for (std::int64_t h = 0; h < heads; ++h)
+      for (std::int64_t qt = 0; qt < tiles; ++qt)
+        if (work[std::size_t((layouts == 1 ? 0 : h) * tiles + qt)].key_blocks == 0)
+          out.push_back(EmptyTile{std::int32_t(b), std::int32_t(h), std::int32_t(128 * qt), 0});
+  return out;
+}
 
 struct TileSchedule {
   int ctas = 0;  // grid size; 0: no schedule (nothing to run, or too many tiles)
@@ -89,7 +115,7 @@ inline TileSchedule tile_schedule(const std::vector<TileWork>& work, std::int64_
   auto add = [&](std::int64_t idx, std::int64_t g, std::int64_t qt, const TileWork& w) {
     if (w.key_blocks > 0)
       order.push_back(TileEntry{std::int32_t(idx), w.key_blocks, w.run_begin, w.run_count, std::int32_t(g / heads),
-                                std::int32_t(g % heads), std::int32_t(128 * qt), 0});
+                                std::int32_t(g % heads), std::int32_t(128 * qt), w.last_key});
   };
   if (causal && !head_major) {
     for (std::int64_t idx = 0; idx < total; ++idx)  // decode_tile: qt = tiles - 1 - idx / groups

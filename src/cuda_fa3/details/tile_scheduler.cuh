@@ -32,6 +32,9 @@ struct QueryTile {
   // LongNet chains (kDedup kernels, dedup_tile): keys [skip_begin, skip_end)
   // are counted by the previous chain branch and not visited here.
   std::int32_t skip_begin, skip_end;
+  // Block-sparse schedule entries (decode_entry_tile): the first key of the
+  // tile's last key block, the only one that may need a mask (TileEntry).
+  std::int64_t last_key;
 };
 
 // entry: the tile's record in the plan's schedule (tile_schedule.hpp), which
@@ -141,6 +144,7 @@ __device__ __forceinline__ QueryTile decode_entry_tile(const ForwardParams& p, c
   t.spans.block = p.pattern.block_sparse.block_k;
   t.spans.hi = key_range_end(p.causal, n, t.q_begin, t.q_count);
   t.key_blocks = e.key_blocks;
+  t.last_key = e.last_key;
   return t;  // segment, k_begin, first, phases, map rows, spans.lo: 0
 }
 
