@@ -190,9 +190,9 @@ void launch_branch(const details::ForwardParams& base, const PatternParams& pat,
 }
 
 template <class T>
-void run_branches(const details::ForwardParams& base, const PatternParams& pat,
-                  const ProblemShape& s, DType dtype, const Tensor& q, const Tensor& k,
-                  const Tensor& v, cudaStream_t stream, const details::BlockSparseDevice* bs = nullptr) {
+void run_branches(const details::ForwardParams& base, const PatternParams& pat, const ProblemShape& s, DType dtype,
+                  const Tensor& q, const Tensor& k, const Tensor& v, cudaStream_t stream,
+                  const details::BlockSparseDevice* bs = nullptr) {
   // The first branch may write rows outright only if it writes every row:
   // LongNet mode with dilation 1. Otherwise start from the merge identity.
   // A block-sparse pattern covers every row unless some rows attend to

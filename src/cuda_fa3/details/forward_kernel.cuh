@@ -103,21 +103,23 @@ struct QSlot {
 // blocks, b, h, q_begin, last_key. (The whole 32-byte entry, kept live in
 // the producer until the Q buffer frees, spilled 20 bytes at head_dim 64.)
 __device__ __forceinline__ void store_entry(std::uint32_t slot, const TileEntry& e) {
-  asm volatile("st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n"
-               "st.shared.b32 [%0+16], %5;" ::"r"(slot),
-               "r"(e.key_blocks), "r"(e.b), "r"(e.h), "r"(e.q_begin), "r"(e.last_key)
-               : "memory");
+  asm volatile(
+      "st.shared.v4.b32 [%0], {%1, %2, %3, %4};\n"
+      "st.shared.b32 [%0+16], %5;" ::"r"(slot),
+      "r"(e.key_blocks), "r"(e.b), "r"(e.h), "r"(e.q_begin), "r"(e.last_key)
+      : "memory");
 }
 
 // Every lane reads the entry; lane 0's copy is broadcast so the compiler
 // knows it is warp-uniform (as the kDynamic tile index, consumer loop).
 __device__ __forceinline__ TileEntry load_entry(std::uint32_t slot) {
   TileEntry e{};
-  asm volatile("ld.shared.v4.b32 {%0, %1, %2, %3}, [%5];\n"
-               "ld.shared.b32 %4, [%5+16];"
-               : "=r"(e.key_blocks), "=r"(e.b), "=r"(e.h), "=r"(e.q_begin), "=r"(e.last_key)
-               : "r"(slot)
-               : "memory");
+  asm volatile(
+      "ld.shared.v4.b32 {%0, %1, %2, %3}, [%5];\n"
+      "ld.shared.b32 %4, [%5+16];"
+      : "=r"(e.key_blocks), "=r"(e.b), "=r"(e.h), "=r"(e.q_begin), "=r"(e.last_key)
+      : "r"(slot)
+      : "memory");
   e.key_blocks = __shfl_sync(0xffffffffu, e.key_blocks, 0);
   e.b = __shfl_sync(0xffffffffu, e.b, 0);
   e.h = __shfl_sync(0xffffffffu, e.h, 0);
@@ -148,9 +150,8 @@ __device__ __forceinline__ void load_tile(const CUtensorMap* map, char* dst, std
 // kDedup: a LongNet chain branch (longnet_dedup.hpp), which may skip a run of keys.
 // entry (scheduled block-sparse tiles): published in the Q buffer's slot for the consumers.
 template <class Shape, bool kBlockSparse, bool kDynamic = false, bool kDedup = false>
-__device__ void produce(const ForwardArgs& args, const QueryTile& t, char* smem, Barriers bar,
-                        std::uint32_t it, std::uint32_t tile_iter, std::int32_t idx = 0,
-                        const TileEntry* entry = nullptr) {
+__device__ void produce(const ForwardArgs& args, const QueryTile& t, char* smem, Barriers bar, std::uint32_t it,
+                        std::uint32_t tile_iter, std::int32_t idx = 0, const TileEntry* entry = nullptr) {
   const CUtensorMap* qmap = &args.q[t.q_phase];
   const QSlot<Shape, kBlockSparse, kDynamic> q(args.p, bar, tile_iter);
   if (q.use > 0) mbar_wait(q.empty, (q.use - 1) & 1);
@@ -279,8 +280,8 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
   };
   // Scheduled block-sparse tiles (the entry's last_key, QueryTile): no run
   // walk here, only the last block can need a mask. Others walk their keys.
-  const bool keys_from_entry = kBlockSparse && QBuffers<Shape, kBlockSparse>::kTwo && !kDynamic && p.tile_list &&
-                               p.entry_decode;
+  const bool keys_from_entry =
+      kBlockSparse && QBuffers<Shape, kBlockSparse>::kTwo && !kDynamic && p.tile_list && p.entry_decode;
   KeyWalk<kN, kBlockSparse, kDedup> walk(t, !keys_from_entry);  // softmax_step(kb) runs once per kb, in order
   float log2_m[2] = {0.f, 0.f};  // kDedup: log2 of the multiplicity of column parity 0 / 1
   if constexpr (kDedup) {
@@ -447,14 +448,14 @@ struct RegSplit {
   static constexpr bool kScheduled = kBlockSparse && Shape::kHeadDim <= 128;
   // (Head_dim 64 scheduled: 48 / 224 since its producer publishes the tile
   // entries (QSlot::entry_slot): at 40 it spilled 12 bytes; its consumers need far fewer.)
-  static constexpr int kProducer = kDynamic                                 ? 48
+  static constexpr int kProducer = kDynamic                              ? 48
                                    : kScheduled && Shape::kHeadDim == 64 ? 48
-                                   : kScheduled                             ? 40
-                                                                            : Shape::kProducerRegs;
-  static constexpr int kConsumer = kDynamic                                 ? 224
+                                   : kScheduled                          ? 40
+                                                                         : Shape::kProducerRegs;
+  static constexpr int kConsumer = kDynamic                              ? 224
                                    : kScheduled && Shape::kHeadDim == 64 ? 224
-                                   : kScheduled                             ? 232
-                                                                            : Shape::kConsumerRegs;
+                                   : kScheduled                          ? 232
+                                                                         : Shape::kConsumerRegs;
   static_assert(!kDynamic || Shape::kConsumerWarpgroups == 2, "the causal persistent grid runs two consumer warpgroups");
   static_assert(!kBlockSparse || Shape::kConsumerWarpgroups == 2, "block-sparse runs two consumer warpgroups");
   static_assert(kProducer * 128 + kConsumer * 128 * Shape::kConsumerWarpgroups <= 65536, "register file");

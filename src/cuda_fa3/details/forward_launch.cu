@@ -269,8 +269,7 @@ void launch_forward_branch(const ForwardArgs& args, std::int64_t tiles, cudaStre
 // block-sparse forward it preceded. Rows: the whole [batch, seq, heads]
 // range, or 128 per listed tile (tiles != nullptr).
 template <class T>
-__global__ void fill_empty_kernel(ForwardParams p, std::int64_t head_dim, const EmptyTile* tiles,
-                                  std::int64_t rows) {
+__global__ void fill_empty_kernel(ForwardParams p, std::int64_t head_dim, const EmptyTile* tiles, std::int64_t rows) {
   static_assert(sizeof(T) == 2, "16-bit outputs: 8 elements per 16-byte store");
   const std::int64_t chunks = head_dim / 8;
   for (std::int64_t i = blockIdx.x * std::int64_t(blockDim.x) + threadIdx.x; i < rows * chunks;

@@ -48,7 +48,7 @@ struct TileWork {
   std::int32_t key_blocks = 0;  // 0: the kernel skips the tile
   std::int32_t run_begin = 0;   // its query block's first run (BlockSparseRule::row_runs, in runs)
   std::int32_t run_count = 0;
-  std::int32_t last_key = 0;    // first key of its last key block (see TileEntry)
+  std::int32_t last_key = 0;  // first key of its last key block (see TileEntry)
 };
 // b, h, q_begin: the tile's batch, head and first query row, decoded here
 // on the host (block-sparse: one segment, r = 1), so the kernel's tile start
@@ -75,8 +75,8 @@ struct EmptyTile {
 
 // The tiles of work[layout * tiles + qt] (see tile_schedule below) with no
 // key block, for every (batch, head), in (b, h, qt) order.
-inline std::vector<EmptyTile> empty_tiles(const std::vector<TileWork>& work, std::int64_t layouts,
-                                          std::int64_t batch, std::int64_t heads, std::int64_t tiles) {
+inline std::vector<EmptyTile> empty_tiles(const std::vector<TileWork>& work, std::int64_t layouts, std::int64_t batch,
+                                          std::int64_t heads, std::int64_t tiles) {
   std::vector<EmptyTile> out;
   for (std::int64_t b = 0; b < batch; ++b)
     for (std::int64_t h = 0; h < heads; ++h)
