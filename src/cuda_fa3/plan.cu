@@ -165,6 +165,23 @@ void launch_branch(const details::ForwardParams& base, const PatternParams& pat,
   const std::int64_t tiles = s.batch * s.heads * args.p.num_segments * args.p.tiles_per_segment;
   if (tiles <= 0) return;
   args.p.total_tiles = tiles;
+  // decode_tile without 64-bit divisions (fast_decode.hpp) where every number fits 31 bits.
+  // DILATED_FA3_DECODE=old (read once per process) keeps the 64-bit decode, for comparison.
+  static const bool old_decode = [] {
+    const char* e = std::getenv("DILATED_FA3_DECODE");
+    return e && std::string(e) == "old";
+  }();
+  constexpr std::int64_t k31 = std::int64_t(1) << 31;
+  if (!old_decode && !args.p.windowed && pat.head_mode == 0 && !pat.block_sparse.enabled() &&
+      s.seq_len + r < k31 && tiles < k31) {
+    details::TileDivisors& d = args.p.decode;
+    d.tiles = details::FastDiv::make(std::uint32_t(args.p.tiles_per_segment));
+    d.groups = details::FastDiv::make(std::uint32_t(s.batch * s.heads * args.p.num_segments));
+    d.segments = details::FastDiv::make(std::uint32_t(args.p.num_segments));
+    d.heads = details::FastDiv::make(std::uint32_t(s.heads));
+    d.dilation = details::FastDiv::make(std::uint32_t(r));
+    d.enabled = true;
+  }
   // Causal: the persistent grid's tile counter (forward_kernel.cuh
   // produce_dynamic_tiles), 4 bytes from the workspace pool per launch and
   // zeroed in stream order, so calls of one plan on several streams never

@@ -496,11 +496,12 @@ __device__ __forceinline__ void for_each_tile(const ForwardParams& p, Body&& bod
 // The tile for_each_tile hands the body: a block-sparse schedule entry's
 // host-decoded start (ForwardParams::entry_decode), else decode_tile. Other
 // kernels have no entry, and their code stays decode_tile's.
-template <class Shape, bool kBlockSparse>
+// kConsumer: the consumers' decode (decode_tile's kFast).
+template <class Shape, bool kBlockSparse, bool kConsumer = false>
 __device__ __forceinline__ QueryTile start_tile(const ForwardParams& p, std::int64_t idx, const TileEntry* entry) {
   if constexpr (RegSplit<Shape, kBlockSparse>::kScheduled)
     if (entry && p.entry_decode) return decode_entry_tile<Shape::kBlockM>(p, *entry);
-  return decode_tile<Shape::kBlockM, Shape::kBlockN>(p, idx, entry);
+  return decode_tile<Shape::kBlockM, Shape::kBlockN, kConsumer>(p, idx, entry);
 }
 
 // Causal tiles differ in cost (tile qt of a segment visits qt + 1 key
@@ -626,7 +627,7 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
         // all (ncu, h100-fa3-2026-11-27-causal/run1).
         const std::int32_t idx = __shfl_sync(0xffffffffu, *q.tile_slot(smem), 0);
         if (idx < 0) return;
-        const QueryTile t = decode_tile<Shape::kBlockM, Shape::kBlockN>(args.p, idx);
+        const QueryTile t = decode_tile<Shape::kBlockM, Shape::kBlockN, true>(args.p, idx);
         consume<T, Shape, kDropout, kBlockSparse, true>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128, it,
                                                         tile_iter);
         it += t.key_blocks;
@@ -648,7 +649,7 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
       }
     }
     for_each_tile<RegSplit<Shape, kBlockSparse>::kScheduled, true>(args.p, [&](std::int64_t idx, const TileEntry* entry) {
-      QueryTile t = start_tile<Shape, kBlockSparse>(args.p, idx, entry);
+      QueryTile t = start_tile<Shape, kBlockSparse, true>(args.p, idx, entry);
       if constexpr (kDedup) dedup_tile<Shape::kBlockN>(args.p, t);
       if (!t.active) return;
       consume<T, Shape, kDropout, kBlockSparse, false, kDedup>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128, it,

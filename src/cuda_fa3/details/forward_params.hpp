@@ -6,6 +6,7 @@
 #include <cuda.h>
 #include <cstdint>
 
+#include "cuda_fa3/details/fast_decode.hpp"
 #include "cuda_fa3/details/longnet_dedup.hpp"
 #include "cuda_fa3/details/tile_schedule.hpp"
 #include "dilated/dropout_rng.hpp"
@@ -85,6 +86,10 @@ struct ForwardParams {
   // run per query tile and the weights of its keys; inactive: today's
   // kernel. Only forward_kernel<..., kDedup = true> reads it.
   DedupParams dedup;
+  // decode_tile's divisors as multiply-shift pairs (fast_decode.hpp) where
+  // they fit 31 bits; plan.cu sets them (whole-sequence LongNet-mode launches,
+  // not block-sparse), DILATED_FA3_DECODE=old leaves them off.
+  TileDivisors decode;
 };
 
 struct ForwardArgs {

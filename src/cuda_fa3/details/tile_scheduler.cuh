@@ -39,10 +39,44 @@ struct QueryTile {
 
 // entry: the tile's record in the plan's schedule (tile_schedule.hpp), which
 // carries its key block count and runs; null: read them from the layout.
-template <int BlockM, int BlockN>
+// kFast: the consumers' decode, by multiply-shift where the launch enables it
+// (fast_decode.hpp); the producer (24 registers) keeps the 64-bit one, which
+// it runs ahead of the consumers anyway: with both, ptxas spilled 68-372
+// bytes in the forward kernels (CUDA 13.0).
+template <int BlockM, int BlockN, bool kFast = false>
 __device__ __forceinline__ QueryTile decode_tile(const ForwardParams& p, std::int64_t idx,
                                                  const TileEntry* entry = nullptr) {
   QueryTile t{};
+  const int i = p.branch;
+  if (kFast && p.decode.enabled) {  // fast_decode.hpp: the same numbers without 64-bit divisions
+    const std::int64_t r = p.pattern.dilation[i];
+    const TileCoords c = fast_tile_coords(p.decode, std::uint32_t(idx), p.causal, p.tiles_per_segment,
+                                          p.first_segment, p.pattern.segment_length[i], p.pattern.seq_len);
+    t.segment = c.segment;
+    t.h = c.h;
+    t.b = c.b;
+    t.active = true;  // LongNet mode: every head runs every branch
+    t.q_stride = r;
+    t.k_begin = 0;
+    t.q_end = t.k_end = c.kept;
+    t.q_begin = c.qt * BlockM;
+    if (t.q_begin >= t.q_end) {
+      t.active = false;
+      return t;
+    }
+    t.q_count = t.q_end - t.q_begin < BlockM ? t.q_end - t.q_begin : BlockM;
+    t.first = c.first;
+    const std::uint32_t row0 = p.decode.dilation.div(std::uint32_t(c.first));
+    t.q_phase = t.k_phase = int(std::uint32_t(c.first) - row0 * std::uint32_t(r));
+    t.q_map_row0 = t.k_map_row0 = row0;
+    const std::int64_t keys = key_range_end(p.causal, t.k_end, t.q_begin, t.q_count);
+    if (keys <= 0) {
+      t.active = false;
+      return t;
+    }
+    t.key_blocks = int((keys + BlockN - 1) / BlockN);
+    return t;
+  }
   const std::int64_t groups = std::int64_t(p.batch) * p.heads * p.num_segments;
   // Causal tiles near the end of a segment do the most work: hand them out
   // first so the grid's tail is short. Otherwise neighbouring CTAs share a
@@ -58,14 +92,14 @@ __device__ __forceinline__ QueryTile decode_tile(const ForwardParams& p, std::in
   t.segment = p.first_segment + g % p.num_segments;
   t.h = int((g / p.num_segments) % p.heads);
   t.b = int(g / (std::int64_t(p.num_segments) * p.heads));
-  const int i = p.branch;
   t.active = p.pattern.active(t.h, i);
   const std::int64_t o = p.pattern.offset(t.h, i);
   // Sparse rows of this (segment, offset) inside the query and key windows.
   // Whole-sequence launches keep the earlier arithmetic ([0, kept) for both,
   // one descriptor row for Q and K); windowed ones use window_rows (32-bit:
   // with 64-bit divisions ptxas spilled 100-260 bytes in every forward
-  // variant, CUDA 13.0; this form has none).
+  // variant, CUDA 13.0; this form has none). (r loaded here, not at the top:
+  // live across the divisions above, it made the 24-register producer spill.)
   const std::int64_t r = p.pattern.dilation[i];
   t.q_stride = r;
   std::int64_t q0 = 0;
