@@ -41,18 +41,20 @@ namespace dilated::cuda_fa3::details {
 // The balance hardly depends on it (1.01-1.02x the mean for 0 to 6).
 inline constexpr std::int64_t kTileOverheadBlocks = 3;
 
-// What a tile needs besides its index, read by the kernel in one 16-byte
-// load (prefetched a tile ahead), so a tile starts without the dependent
-// loads of its count and its row's run offsets.
+// What the plan counts per (layout, 128-row query tile) (block_sparse_device.hpp
+// tile_work); the schedule copies it into each TileEntry, so a tile starts
+// without the dependent loads of its count and its row's run offsets.
 struct TileWork {
   std::int32_t key_blocks = 0;  // 0: the kernel skips the tile
   std::int32_t run_begin = 0;   // its query block's first run (BlockSparseRule::row_runs, in runs)
   std::int32_t run_count = 0;
   std::int32_t last_key = 0;  // first key of its last key block (see TileEntry)
 };
-// b, h, q_begin: the tile's batch, head and first query row, decoded here
-// on the host (block-sparse: one segment, r = 1), so the kernel's tile start
-// is the entry's loads and no 64-bit divisions (tile_scheduler.cuh
+// The producer reads each entry from the schedule and publishes what the
+// consumers need in a shared-memory slot with the tile's Q (forward_kernel.cuh
+// QSlot::entry_slot). b, h, q_begin: the tile's batch, head and first query
+// row, decoded here on the host (block-sparse: one segment, r = 1), so the
+// kernel's tile start has no 64-bit divisions (tile_scheduler.cuh
 // decode_entry_tile; decode_tile's ~310 instructions a warp were 5.6% of the
 // 16K kernel's warp samples, results/h100-fa3-2026-11-27-epilogue).
 // last_key: the first key of the tile's last key block. Runs ascend and are
