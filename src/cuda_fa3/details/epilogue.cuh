@@ -54,13 +54,9 @@ struct MergeWeights {
       w_old = 1.f;
       lse_out = lse;
     } else {
-      // The fast exp/log (ex2.approx / lg2.approx, a few ulp; the softmax
-      // already runs on ex2.approx): the accurate log1pf and expf were ~1.7%
-      // of the merging branches' warp samples, once per row and tile in the
-      // epilogue (ncu with line info, h100-fa3-2026-11-27-fill).
-      lse_out = hi + __logf(1.f + __expf(fminf(old, lse) - hi));
-      w_old = __expf(old - lse_out);
-      w_new = output_scale * __expf(lse - lse_out);
+      lse_out = hi + log1pf(expf(fminf(old, lse) - hi));
+      w_old = expf(old - lse_out);
+      w_new = output_scale * expf(lse - lse_out);
     }
   }
 };

@@ -55,20 +55,15 @@ __device__ __forceinline__ void prefetch_merge_rows(const ForwardParams& p, cons
   // The warp's lanes read the previous tile's copies in its epilogue; all of
   // those reads come before any lane overwrites them.
   __syncwarp();
-  // Lane: chunk c of rows r0, r0 + kStep, ...: one source pointer advanced by
-  // kStep rows and one shared base address (the per-copy 64-bit position
-  // arithmetic and address conversions were ~2.8% of the merging branches'
-  // warp samples at the tile start, ncu with line info, h100-fa3-2026-11-27-fill).
-  constexpr int kStep = 32 / MS::kChunks;
-  const int c = lane % MS::kChunks, r0 = lane / MS::kChunks;
-  const T* src = static_cast<const T*>(p.out) + t.b * p.out_stride_b + t.h * p.out_stride_h +
-                 (t.first + (row0 + r0) * t.q_stride - p.q_window_begin) * p.out_stride_s + 8 * c;
-  const std::int64_t step = kStep * t.q_stride * p.out_stride_s;
-  const std::uint32_t base = smem_u32(area);
+  const T* out = static_cast<const T*>(p.out) + t.b * p.out_stride_b + t.h * p.out_stride_h;
 #pragma unroll
-  for (int i = 0; i < 16 / kStep; ++i, src += step) {
-    const int r = r0 + kStep * i;
-    if (row0 + r < t.q_end) cp_async_16(base + std::uint32_t(MS::chunk_offset(r, c)), src);
+  for (int i = 0; i < 16 * MS::kChunks / 32; ++i) {
+    const int idx = 32 * i + lane, r = idx / MS::kChunks, c = idx % MS::kChunks;
+    const std::int64_t row = row0 + r;
+    if (row < t.q_end) {
+      const std::int64_t position = t.first + row * t.q_stride - p.q_window_begin;
+      cp_async_16(area + MS::chunk_offset(r, c), out + position * p.out_stride_s + 8 * c);
+    }
   }
   if (lane < 16 && row0 + lane < t.q_end) {
     const std::int64_t position = t.first + (row0 + lane) * t.q_stride - p.q_window_begin;
