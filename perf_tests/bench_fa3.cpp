@@ -17,6 +17,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "cuda_fa3/fa3.hpp"
@@ -257,11 +258,11 @@ StreamTiming stream_timing(const fa3::Plan& bs, const fa3::Plan& dense, double b
   return t;
 }
 
-void BM_Fa3BlockSparseVsDense(benchmark::State& state) {
-  const ProblemShape s{1, state.range(0), state.range(1), state.range(2)};
-  const bool causal = state.range(3) != 0;
+// One block-sparse pattern against dense of the same shape (the counters above).
+void block_sparse_vs_dense(benchmark::State& state, const ProblemShape& s, bool causal,
+                           dilated::BlockSparsePattern pattern, const std::string& label) {
   AttentionConfig bs_config;
-  bs_config.block_sparse = random_blocks(s.seq_len, 0.1);
+  bs_config.block_sparse = std::move(pattern);
   bs_config.causal = causal;
   const AttentionConfig dense_config = AttentionConfig::dense(s.seq_len, causal);
   fa3::Plan bs(bs_config, s, fa3::DType::bf16), dense(dense_config, s, fa3::DType::bf16);
@@ -311,9 +312,16 @@ void BM_Fa3BlockSparseVsDense(benchmark::State& state) {
   state.counters["host_dense_us"] = st.dense_host_us;
   state.counters["TFLOP/s"] = benchmark::Counter(dilated::forward_flops(bs_config, s) * 1e-12,
                                                  benchmark::Counter::kIsIterationInvariantRate);
-  state.SetLabel(causal ? "block-sparse 90% causal" : "block-sparse 90%");
+  state.SetLabel(label);
   cudaEventDestroy(e0);
   cudaEventDestroy(e1);
+}
+
+void BM_Fa3BlockSparseVsDense(benchmark::State& state) {
+  const ProblemShape s{1, state.range(0), state.range(1), state.range(2)};
+  const bool causal = state.range(3) != 0;
+  block_sparse_vs_dense(state, s, causal, random_blocks(s.seq_len, 0.1),
+                        causal ? "block-sparse 90% causal" : "block-sparse 90%");
 }
 BENCHMARK(BM_Fa3BlockSparseVsDense)
     ->ArgNames({"seq", "heads", "dim", "causal"})
@@ -321,6 +329,32 @@ BENCHMARK(BM_Fa3BlockSparseVsDense)
     ->Args({16384, 16, 128, 1})
     ->Args({65536, 16, 128, 0})
     ->Args({16384, 16, 64, 0})
+    ->UseManualTime()
+    ->Unit(benchmark::kMillisecond)
+    ->MinTime(min_time());
+
+// The patterns users run, same counters: pattern 0 = a sliding window of 8
+// key blocks on each side (1024 keys back when causal: 9 blocks a query
+// tile, the window FlexAttention's sliding-window figure uses), 1 = the same
+// plus one global block (Longformer / BigBird style, global_local).
+// Args: seq, heads, head_dim, causal, pattern.
+void BM_Fa3BlockSparsePatterns(benchmark::State& state) {
+  const ProblemShape s{1, state.range(0), state.range(1), state.range(2)};
+  const bool causal = state.range(3) != 0;
+  const bool global = state.range(4) != 0;
+  using BSP = dilated::BlockSparsePattern;
+  std::string label = global ? "global + local window 8 blocks" : "local window 8 blocks";
+  if (causal) label += " causal";
+  block_sparse_vs_dense(state, s, causal,
+                        global ? BSP::global_local(s.seq_len, 128, 1, 8) : BSP::local_window(s.seq_len, 128, 8),
+                        label);
+}
+BENCHMARK(BM_Fa3BlockSparsePatterns)
+    ->ArgNames({"seq", "heads", "dim", "causal", "pattern"})
+    ->Args({16384, 16, 128, 1, 0})
+    ->Args({16384, 16, 128, 0, 0})
+    ->Args({16384, 16, 128, 1, 1})
+    ->Args({65536, 16, 128, 1, 0})
     ->UseManualTime()
     ->Unit(benchmark::kMillisecond)
     ->MinTime(min_time());
