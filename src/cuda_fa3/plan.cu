@@ -206,6 +206,38 @@ void launch_branch(const details::ForwardParams& base, const PatternParams& pat,
   }
 }
 
+// A LongNet chain in one launch (details/longnet_fused_chain.hpp), whole
+// sequence: descriptors of the last member's dilation, 128-row class tiles.
+template <class T>
+void launch_fused_chain(const details::ForwardParams& base, const PatternParams& pat, const ProblemShape& s,
+                        DType dtype, const details::FusedChainParams& f, bool merge, const Tensor& q, const Tensor& k,
+                        const Tensor& v, cudaStream_t stream) {
+  details::ForwardArgs args{};
+  args.p = base;
+  args.p.branch = f.first_branch + f.members - 1;  // the descriptors' stride: r_L
+  args.p.merge = merge;
+  args.p.chain = f;
+  args.p.q_window_begin = args.p.k_window_begin = 0;
+  args.p.q_window_len = args.p.k_window_len = s.seq_len;
+  args.p.windowed = false;
+  args.p.first_segment = 0;
+  args.p.num_segments = f.units;
+  args.p.tiles_per_segment = f.tiles_per_unit;
+  const std::int64_t r = pat.dilation[args.p.branch];
+  const int block_n = s.head_dim <= 128 ? 128 : 64;
+  encode_window_maps(args.q, dtype, q, s, s.seq_len, r, details::kFusedTileRows);
+  encode_window_maps(args.k, dtype, k, s, s.seq_len, r, block_n);
+  encode_window_maps(args.v, dtype, v, s, s.seq_len, r, block_n);
+  const std::int64_t tiles = s.batch * s.heads * std::int64_t(f.units) * f.tiles_per_unit;
+  args.p.total_tiles = tiles;
+  switch (s.head_dim) {
+    case 64: details::launch_forward_branch<T, 64, 128>(args, tiles, stream); break;
+    case 128: details::launch_forward_branch<T, 128, 128>(args, tiles, stream); break;
+    case 256: details::launch_forward_branch<T, 256, 64>(args, tiles, stream); break;
+    default: break;  // excluded by query_support
+  }
+}
+
 template <class T>
 void run_branches(const details::ForwardParams& base, const PatternParams& pat, const ProblemShape& s, DType dtype,
                   const Tensor& q, const Tensor& k, const Tensor& v, cudaStream_t stream,
@@ -227,12 +259,15 @@ void run_branches(const details::ForwardParams& base, const PatternParams& pat, 
   const Window whole{0, s.seq_len, 0, s.seq_len};
   // LongNet chains (details/longnet_dedup.hpp): nested branches skip the keys
   // an earlier branch of their chain counts, which weights them instead.
-  // DILATED_FA3_LONGNET=dup (read once per process) visits every branch's
-  // keys as before, for comparison.
-  static const bool dup = [] {
+  // Eligible chains run as one launch (details/longnet_fused_chain.hpp).
+  // For comparison, DILATED_FA3_LONGNET (read once per process): =dup visits
+  // every branch's keys as before the chains, =chain runs a chain one launch
+  // per member (before the fused launch).
+  static const std::string longnet_env = [] {
     const char* e = std::getenv("DILATED_FA3_LONGNET");
-    return e && std::string(e) == "dup";
+    return std::string(e ? e : "");
   }();
+  const bool dup = longnet_env == "dup";
   details::DedupParams dedup[kMaxBranches];
   bool default_keys[kMaxBranches] = {};
   for (int i = 0; i < pat.num_branches; ++i) default_keys[i] = !wide_keys(pat, s, base.causal, i, s.seq_len);
@@ -244,6 +279,14 @@ void run_branches(const details::ForwardParams& base, const PatternParams& pat, 
     // run still starts at or before the tile's first row), so its rows are
     // written outright; the fill above covers the skipped tiles. No merge read.
     const bool merge = i > 0 || (!first_covers_all && !block_sparse);
+    if (!dup && longnet_env != "chain") {
+      const details::FusedChainParams f = details::fused_chain_plan(pat, dedup, i, s.batch, s.heads);
+      if (f.active()) {
+        launch_fused_chain<T>(base, pat, s, dtype, f, merge, q, k, v, stream);
+        i += f.members - 1;
+        continue;
+      }
+    }
     launch_branch<T>(base, pat, s, dtype, i, whole, merge, q, k, v, stream, dedup[i]);
   }
 }

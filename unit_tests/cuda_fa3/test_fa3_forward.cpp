@@ -129,6 +129,19 @@ std::vector<Case> cases() {
                 {1, 1300, 5, 256}});
   cs.push_back({"chain_r248_d128", make({{512, 2}, {1024, 4}, {2048, 8}}, false, HeadMode::LongNet, true),
                 {1, 2200, 10, 128}});
+  // Fused LongNet chains (details/longnet_fused_chain.hpp): a chain whose
+  // w_0 is a multiple of 128 r_L and whose segments are whole runs as one
+  // launch of class tiles: r = 1, 2, 4 at every head_dim and two batch
+  // entries; r = 1, 2, 4, 8 (weights up to 4); r_0 = 2 (the fill, then a
+  // merging fused launch); a later branch merging on top (r = 6); a chain
+  // after a branch it does not nest with (fused launch at branch 1, merging).
+  cs.push_back({"fused_r124_d128", make({{512, 1}, {1024, 2}, {2048, 4}}, false), {2, 4096, 5, 128}});
+  cs.push_back({"fused_r124_d64", make({{512, 1}, {1024, 2}, {2048, 4}}, false), {1, 4096, 5, 64}});
+  cs.push_back({"fused_r124_d256", make({{512, 1}, {1024, 2}, {2048, 4}}, false), {1, 4096, 3, 256}});
+  cs.push_back({"fused_r1248_d128", make({{1024, 1}, {2048, 2}, {4096, 4}, {8192, 8}}, false), {1, 8192, 9, 128}});
+  cs.push_back({"fused_r248_d128", make({{1024, 2}, {2048, 4}, {4096, 8}}, false), {1, 8192, 10, 128}});
+  cs.push_back({"fused_then_r6_d128", make({{512, 1}, {1024, 2}, {2048, 4}, {3072, 6}}, false), {1, 6144, 7, 128}});
+  cs.push_back({"fused_after_r3_d64", make({{768, 3}, {512, 1}, {1024, 2}, {2048, 4}}, false), {1, 6144, 7, 64}});
   // Causal, more query tiles (160-192) than an H100 has SMs (132): the
   // persistent causal grid (forward_kernel.cuh produce_dynamic_tiles) runs
   // one or two tiles per CTA from its tile counter; the smaller causal cases

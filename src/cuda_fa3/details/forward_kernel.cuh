@@ -11,6 +11,7 @@
 #include <cuda.h>
 
 #include <cstdint>
+#include <type_traits>
 
 #include "cuda_fa3/details/causal_order.hpp"
 #include "cuda_fa3/details/dropout.cuh"
@@ -149,7 +150,8 @@ __device__ __forceinline__ void load_tile(const CUtensorMap* map, char* dst, std
 // kDynamic: `idx` is the tile's index, published to the consumers with its Q.
 // kDedup: a LongNet chain branch (longnet_dedup.hpp), which may skip a run of keys.
 // entry (scheduled block-sparse tiles): published in the Q buffer's slot for the consumers.
-template <class Shape, bool kBlockSparse, bool kDynamic = false, bool kDedup = false>
+// kFused: a fused LongNet chain (longnet_fused_chain.hpp): blocks from several units and classes.
+template <class Shape, bool kBlockSparse, bool kDynamic = false, bool kDedup = false, bool kFused = false>
 __device__ void produce(const ForwardArgs& args, const QueryTile& t, char* smem, Barriers bar, std::uint32_t it,
                         std::uint32_t tile_iter, std::int32_t idx = 0, const TileEntry* entry = nullptr) {
   const CUtensorMap* qmap = &args.q[t.q_phase];
@@ -160,7 +162,8 @@ __device__ void produce(const ForwardArgs& args, const QueryTile& t, char* smem,
     if (entry) store_entry(q.entry_slot(smem), *entry);
   mbar_arrive_expect_tx(q.full, Shape::kTileBytesQ);
   load_tile<Shape>(qmap, smem + q.offset, q.full, Shape::kPanelBytesQ, t.q_map_row0 + t.q_begin, t.h, t.b);
-  KeyWalk<Shape::kBlockN, kBlockSparse, kDedup> walk(t);  // key_walk.cuh
+  using Walk = std::conditional_t<kFused, FusedKeyWalk<Shape::kBlockN>, KeyWalk<Shape::kBlockN, kBlockSparse, kDedup>>;
+  Walk walk = make_key_walk<Walk, kFused>(args.p, t, true);  // key_walk.cuh
   for (int kb = 0; kb < t.key_blocks; ++kb, ++it) {
     const int stage = it % Shape::kStages;
     const std::uint32_t round = it / Shape::kStages;
@@ -211,7 +214,11 @@ inline constexpr bool kMergeStage =
 // run the previous chain branch counts, and its probabilities carry the
 // multiplicity of the later chain branches that skip them (two per-thread
 // constants per tile: rows and columns mod 8 are fixed per register).
-template <class T, class Shape, bool kDropout, bool kBlockSparse, bool kDynamic = false, bool kDedup = false>
+//
+// kFused: a fused LongNet chain (longnet_fused_chain.hpp): whole blocks of
+// several units and classes, each with one weight (FusedKeyWalk).
+template <class T, class Shape, bool kDropout, bool kBlockSparse, bool kDynamic = false, bool kDedup = false,
+          bool kFused = false>
 __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem, Barriers bar,
                         int wg, int thread, std::uint32_t it, std::uint32_t tile_iter) {
   constexpr int kD = Shape::kHeadDim, kN = Shape::kBlockN, kStages = Shape::kStages;
@@ -282,7 +289,8 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
   // walk here, only the last block can need a mask. Others walk their keys.
   const bool keys_from_entry =
       kBlockSparse && QBuffers<Shape, kBlockSparse>::kTwo && !kDynamic && p.tile_list && p.entry_decode;
-  KeyWalk<kN, kBlockSparse, kDedup> walk(t, !keys_from_entry);  // softmax_step(kb) runs once per kb, in order
+  using Walk = std::conditional_t<kFused, FusedKeyWalk<kN>, KeyWalk<kN, kBlockSparse, kDedup>>;
+  Walk walk = make_key_walk<Walk, kFused>(p, t, !keys_from_entry);  // softmax_step(kb) runs once per kb, in order
   float log2_m[2] = {0.f, 0.f};  // kDedup: log2 of the multiplicity of column parity 0 / 1
   if constexpr (kDedup) {
 #pragma unroll
@@ -292,6 +300,12 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
     }
   }
   auto softmax_step = [&](int kb) {
+    if constexpr (kFused) {  // whole blocks: no mask; one weight for the block
+      walk.next(kb);
+      const float lm[2] = {walk.log2_m, walk.log2_m};
+      softmax.update_weighted(s, correction, p.scale_log2, lm);
+      return;
+    }
     std::int64_t key_begin, key_end;
     if (keys_from_entry) {
       // Far below every query: needs_mask is false for all blocks but the last.
@@ -443,16 +457,22 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
 // up to R206 at 232, head_dim 256's squeezed from R237 at 240). Head_dim
 // 64's three warpgroups spilled 120 bytes at 32 / 160 and 180 at 40 / 152,
 // so it keeps one tile per CTA (forward_dynamic_grid).
-template <class Shape, bool kBlockSparse, bool kDynamic = false>
+// Fused LongNet chains (kFused) walk several units and classes per tile: the
+// producer keeps the walk's counters, so head_dim <= 128 runs 40 / 232 as
+// the scheduled block-sparse kernels do.
+template <class Shape, bool kBlockSparse, bool kDynamic = false, bool kFused = false>
 struct RegSplit {
   static constexpr bool kScheduled = kBlockSparse && Shape::kHeadDim <= 128;
+  static constexpr bool kFusedSplit = kFused && Shape::kHeadDim <= 128;
   // (Head_dim 64 scheduled: 48 / 224 since its producer publishes the tile
   // entries (QSlot::entry_slot): at 40 it spilled 12 bytes; its consumers need far fewer.)
-  static constexpr int kProducer = kDynamic                              ? 48
+  static constexpr int kProducer = kFusedSplit                           ? 40
+                                   : kDynamic                            ? 48
                                    : kScheduled && Shape::kHeadDim == 64 ? 48
                                    : kScheduled                          ? 40
                                                                          : Shape::kProducerRegs;
-  static constexpr int kConsumer = kDynamic                              ? 224
+  static constexpr int kConsumer = kFusedSplit                           ? 232
+                                   : kDynamic                            ? 224
                                    : kScheduled && Shape::kHeadDim == 64 ? 224
                                    : kScheduled                          ? 232
                                                                          : Shape::kConsumerRegs;
@@ -556,7 +576,9 @@ __device__ __forceinline__ void produce_dynamic_tiles(const ForwardArgs& args, c
 // instantiation so the non-causal kernels keep their code.
 // kDedup: the branches of a LongNet chain (longnet_dedup.hpp; non-causal, no
 // dropout, not block-sparse, not windowed), likewise a separate instantiation.
-template <class T, class Shape, bool kDropout, bool kBlockSparse, bool kDynamic = false, bool kDedup = false>
+// kFused: a LongNet chain in one launch (longnet_fused_chain.hpp), likewise.
+template <class T, class Shape, bool kDropout, bool kBlockSparse, bool kDynamic = false, bool kDedup = false,
+          bool kFused = false>
 __global__ void __launch_bounds__(Shape::kThreads, 1)
     forward_kernel(const __grid_constant__ ForwardArgs args) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -567,8 +589,9 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
   Barriers bar{bars, bars + 1, bars + 2, bars + 2 + Shape::kStages, bars + 2 + 2 * Shape::kStages,
                bars + 2 + 3 * Shape::kStages};
   static_assert(!kBlockSparse || Shape::kBlockM == 128, "the plan's block-sparse counts and schedule are per 128-row tile");
-  static_assert(!kDedup || (!kDropout && !kBlockSparse && !kDynamic),
+  static_assert(!(kDedup || kFused) || (!kDropout && !kBlockSparse && !kDynamic),
                 "LongNet chains: non-causal, no dropout, not block-sparse");
+  static_assert(!(kDedup && kFused), "a fused chain is one launch, not a member's");
   const int warpgroup = threadIdx.x / 128;
   if constexpr (QBuffers<Shape, kBlockSparse, kDynamic>::kTwo) {
     if (threadIdx.x == 0) {
@@ -589,7 +612,7 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
   }
   __syncthreads();
 
-  using Regs = RegSplit<Shape, kBlockSparse, kDynamic>;
+  using Regs = RegSplit<Shape, kBlockSparse, kDynamic, kFused>;
   std::uint32_t it = 0, tile_iter = 0;
   if (warpgroup == 0) {
     regs_release<Regs::kProducer>();
@@ -605,10 +628,13 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
         return;
       }
       for_each_tile<RegSplit<Shape, kBlockSparse>::kScheduled, false>(args.p, [&](std::int64_t idx, const TileEntry* entry) {
-        QueryTile t = start_tile<Shape, kBlockSparse>(args.p, idx, entry);
+        QueryTile t = [&] {
+          if constexpr (kFused) return decode_fused_tile<Shape::kBlockM, Shape::kBlockN>(args.p, idx);
+          else return start_tile<Shape, kBlockSparse>(args.p, idx, entry);
+        }();
         if constexpr (kDedup) dedup_tile<Shape::kBlockN>(args.p, t);
         if (!t.active) return;
-        produce<Shape, kBlockSparse, false, kDedup>(args, t, smem, bar, it, tile_iter, 0, entry);
+        produce<Shape, kBlockSparse, false, kDedup, kFused>(args, t, smem, bar, it, tile_iter, 0, entry);
         it += t.key_blocks;
         ++tile_iter;
       });
@@ -649,11 +675,14 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
       }
     }
     for_each_tile<RegSplit<Shape, kBlockSparse>::kScheduled, true>(args.p, [&](std::int64_t idx, const TileEntry* entry) {
-      QueryTile t = start_tile<Shape, kBlockSparse, true>(args.p, idx, entry);
+      QueryTile t = [&] {
+        if constexpr (kFused) return decode_fused_tile<Shape::kBlockM, Shape::kBlockN>(args.p, idx);
+        else return start_tile<Shape, kBlockSparse, true>(args.p, idx, entry);
+      }();
       if constexpr (kDedup) dedup_tile<Shape::kBlockN>(args.p, t);
       if (!t.active) return;
-      consume<T, Shape, kDropout, kBlockSparse, false, kDedup>(args, t, smem, bar, warpgroup - 1, threadIdx.x % 128, it,
-                                                             tile_iter);
+      consume<T, Shape, kDropout, kBlockSparse, false, kDedup, kFused>(args, t, smem, bar, warpgroup - 1,
+                                                                      threadIdx.x % 128, it, tile_iter);
       it += t.key_blocks;
       ++tile_iter;
     });

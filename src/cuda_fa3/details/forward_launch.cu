@@ -44,7 +44,7 @@ bool d64_rows_128() {
 // whose kept keys (w_{i-1} / r_i) are multiples of 128, not of 192.
 bool three_warpgroups(int head_dim, const ForwardParams& p) {
   return head_dim == 64 && !p.dropout.enabled() && !p.pattern.block_sparse.enabled() && !d64_rows_128() &&
-         p.dedup.skip_keys == 0;
+         p.dedup.skip_keys == 0 && !p.chain.active();
 }
 }  // namespace
 
@@ -106,9 +106,10 @@ const EpilogueOptions& epilogue_options() {
   return v;
 }
 
-template <class T, class Shape, bool kDropout, bool kBlockSparse, bool kDynamic = false, bool kDedup = false>
+template <class T, class Shape, bool kDropout, bool kBlockSparse, bool kDynamic = false, bool kDedup = false,
+          bool kFused = false>
 void launch_kernel(const ForwardArgs& args, std::int64_t grid, cudaStream_t stream) {
-  auto* kernel = &forward_kernel<T, Shape, kDropout, kBlockSparse, kDynamic, kDedup>;
+  auto* kernel = &forward_kernel<T, Shape, kDropout, kBlockSparse, kDynamic, kDedup, kFused>;
   constexpr int kSmemBase = QBuffers<Shape, kBlockSparse, kDynamic>::kSmemBytes;  // Shape's, or with a second Q buffer
   // A merging launch stages the old rows after everything else where they fit (consume's kMergeStage).
   constexpr bool kStage = kMergeStage<Shape, kDropout, kBlockSparse, kDynamic>;
@@ -237,7 +238,13 @@ void launch_forward_branch(const ForwardArgs& args, std::int64_t tiles, cudaStre
   const std::int64_t grid = args.p.tile_list ? args.p.order_ctas
                             : one_tile_per_cta || tiles < sms ? tiles
                                                               : sms;
-  if (args.p.dropout.enabled()) {
+  if (args.p.chain.active()) {
+    // A fused LongNet chain (plan.cu, longnet_fused_chain.hpp): 128-row tiles, the default key block.
+    if (args.p.causal || args.p.windowed || args.p.dropout.enabled() || block_sparse ||
+        BlockN != kDefaultBlockN<HeadDim>)
+      throw Error("cuda.internal", "cuda_fa3: fused LongNet chain launch on a causal, windowed or 176-key branch");
+    if constexpr (BlockN == kDefaultBlockN<HeadDim>) launch_kernel<T, Shape, false, false, false, false, true>(args, grid, stream);
+  } else if (args.p.dropout.enabled()) {
     launch_kernel<T, Shape, true, false>(args, grid, stream);
   } else if (args.p.dedup.active()) {
     // A LongNet chain branch (plan.cu, longnet_dedup.hpp): the default key block only.

@@ -8,6 +8,7 @@
 
 #include "cuda_fa3/details/fast_decode.hpp"
 #include "cuda_fa3/details/longnet_dedup.hpp"
+#include "cuda_fa3/details/longnet_fused_chain.hpp"
 #include "cuda_fa3/details/tile_schedule.hpp"
 #include "dilated/dropout_rng.hpp"
 #include "dilated/pattern.hpp"
@@ -90,6 +91,11 @@ struct ForwardParams {
   // they fit 31 bits; plan.cu sets them (whole-sequence LongNet-mode launches,
   // not block-sparse), DILATED_FA3_DECODE=old leaves them off.
   TileDivisors decode;
+  // A LongNet chain in one launch (longnet_fused_chain.hpp; plan.cu sets it,
+  // DILATED_FA3_LONGNET=chain runs the chain one launch per member). Only
+  // forward_kernel<..., kFused = true> reads it; branch is its last member
+  // (whose dilation the descriptors take).
+  FusedChainParams chain;
 };
 
 struct ForwardArgs {

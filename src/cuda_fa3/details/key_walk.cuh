@@ -80,4 +80,34 @@ struct KeyWalk<Block, true> {
   }
 };
 
+// A fused LongNet chain's tile (longnet_fused_chain.hpp): every block is
+// Block whole keys of one class of one unit (no masks), read through the
+// descriptor of its class's residue, with the weight of its pair classes.
+template <int Block>
+struct FusedKeyWalk {
+  FusedWalker w;
+  std::int32_t phase0, step;  // descriptor of key class k: phase0 + step * k
+  float log2_m = 0.f;         // the last block's log2 multiplicity
+  __device__ __forceinline__ FusedKeyWalk(const ForwardParams& p, const QueryTile& t)
+      : w(p.chain, t.h, t.chain_class, t.chain_unit, Block),
+        phase0(t.h % p.chain.dilation0),
+        step(p.chain.dilation0) {}
+  __device__ __forceinline__ KeyBlock next(int) {
+    const FusedBlock b = w.current();
+    w.advance();
+    const int m = b.multiplicity;  // 1..4
+    log2_m = m == 1 ? 0.f : m == 2 ? 1.f : m == 3 ? 1.5849625007211562f : 2.f;
+    const std::int64_t row = std::int64_t(b.unit) * w.f->class_rows + b.first;
+    // key/end: a whole block (needs_mask is false).
+    return KeyBlock{0, Block, row, phase0 + step * b.kcls};
+  }
+};
+
+// The walk of a tile: KeyWalk(tile, walk), or for fused chains FusedKeyWalk(p, tile).
+template <class Walk, bool kFused>
+__device__ __forceinline__ Walk make_key_walk(const ForwardParams& p, const QueryTile& t, bool walk) {
+  if constexpr (kFused) return Walk(p, t);
+  else return Walk(t, walk);
+}
+
 }  // namespace dilated::cuda_fa3::details

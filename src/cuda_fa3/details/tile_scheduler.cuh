@@ -35,6 +35,8 @@ struct QueryTile {
   // Block-sparse schedule entries (decode_entry_tile): the first key of the
   // tile's last key block, the only one that may need a mask (TileEntry).
   std::int64_t last_key;
+  // Fused LongNet chains (decode_fused_tile): the tile's unit and row class.
+  std::int32_t chain_unit, chain_class;
 };
 
 // entry: the tile's record in the plan's schedule (tile_schedule.hpp), which
@@ -180,6 +182,34 @@ __device__ __forceinline__ QueryTile decode_entry_tile(const ForwardParams& p, c
   t.key_blocks = e.key_blocks;
   t.last_key = e.last_key;
   return t;  // segment, k_begin, first, phases, map rows, spans.lo: 0
+}
+
+// A tile of a fused LongNet chain (longnet_fused_chain.hpp): 128 rows of one
+// class of one unit, read through the descriptor of residue o_0 + r_0 c
+// (stride r_L), whose rows are unit * class_rows + i. Every tile is whole
+// and has keys (fused_chain_plan).
+template <int BlockM, int BlockN>
+__device__ __forceinline__ QueryTile decode_fused_tile(const ForwardParams& p, std::int64_t idx) {
+  static_assert(BlockM == kFusedTileRows, "fused chains run 128-row tiles");
+  const FusedChainParams& f = p.chain;
+  const FusedTileCoords c = fused_tile_coords(f, std::uint32_t(idx), std::uint32_t(p.heads));
+  QueryTile t{};
+  t.b = c.b;
+  t.h = c.h;
+  t.segment = c.unit;
+  t.chain_unit = c.unit;
+  t.chain_class = c.cls;
+  const std::int32_t phase = c.h % f.dilation0 + f.dilation0 * c.cls;
+  t.q_phase = t.k_phase = phase;
+  t.q_stride = std::int64_t(f.dilation0) * f.classes;
+  t.q_map_row0 = t.k_map_row0 = std::int64_t(c.unit) * f.class_rows;
+  t.first = std::int64_t(c.unit) * f.unit + phase;
+  t.q_begin = std::int64_t(c.sub) * BlockM;
+  t.q_end = t.k_end = f.class_rows;
+  t.q_count = BlockM;
+  t.key_blocks = fused_tile_blocks(f, c.h, c.cls, BlockN);
+  t.active = true;
+  return t;
 }
 
 // A skipping branch of a LongNet chain (longnet_dedup.hpp): the tile visits
