@@ -63,15 +63,17 @@ Walked walk_all(const PatternParams& p, const d::FusedChainParams& f, std::int64
       }
     }
     for (std::int64_t idx = 0; idx < tiles; ++idx) {
-      const d::FusedTileCoords c = d::fused_tile_coords(f, std::uint32_t(idx), std::uint32_t(heads));
+      const d::FusedTileCoords c = d::fused_tile_coords(f, std::uint32_t(idx));
       if (c.h != h) continue;
       EXPECT_EQ(c.b, 0);
       // decode_fused_tile: rows of the descriptor of residue o_0 + r_0 c, stride r_L.
       const std::int64_t phase = h % f.dilation0 + f.dilation0 * c.cls;
       const std::int64_t stride = std::int64_t(f.dilation0) * f.classes;
       const std::int64_t first = std::int64_t(c.unit) * f.unit + phase;
-      const std::int32_t blocks = d::fused_tile_blocks(f, std::int32_t(h), c.cls, block);
-      d::FusedWalker walker(f, std::int32_t(h), c.cls, c.unit, block);
+      const std::int32_t hc = d::fused_head_class(f, std::int32_t(h));
+      EXPECT_EQ(hc, h / f.dilation0);
+      const std::int32_t blocks = d::fused_tile_blocks(f, hc, c.cls, block);
+      d::FusedWalker walker(f, hc, c.cls, c.unit, block);
       for (std::int32_t kb = 0; kb < blocks; ++kb) {
         const d::FusedBlock b = walker.current();
         walker.advance();
@@ -83,7 +85,7 @@ Walked walk_all(const PatternParams& p, const d::FusedChainParams& f, std::int64
           }
       }
       // The count and the walk end together: after the last member keeping the class.
-      if (walker.m != d::fused_members_of(f, std::int32_t(h), c.cls)) ++w.bad_counts;
+      if (walker.m != d::fused_members_of(f, hc, c.cls)) ++w.bad_counts;
       for (std::int64_t row = c.sub * 128; row < c.sub * 128 + 128; ++row) ++row_seen[std::size_t(first + row * stride)];
     }
     for (int x : count) w.mismatched_pairs += x != 0 ? 1 : 0;
@@ -132,6 +134,27 @@ TEST(LongNetFusedChain, WalkCountsEveryPairAsTheBranches) {
   }
 }
 
+// Tile indices map one to one onto (batch, head, unit, class, sub-tile),
+// by the multiply-shift divisions the kernel uses.
+TEST(LongNetFusedChain, TileCoordinatesCoverEveryTileOnce) {
+  const std::int64_t batch = 3, heads = 5;
+  const PatternParams p = pattern({{512, 1}, {1024, 2}, {2048, 4}}, 8192, heads);
+  const auto dd = dedup_plan(p);
+  const d::FusedChainParams f = d::fused_chain_plan(p, dd.data(), 0, batch, heads);
+  ASSERT_EQ(f.members, 3);
+  const std::int64_t per_class = f.class_rows / 128;
+  const std::int64_t tiles = batch * heads * f.units * f.tiles_per_unit;
+  std::vector<int> seen(std::size_t(tiles), 0);
+  for (std::int64_t idx = 0; idx < tiles; ++idx) {
+    const d::FusedTileCoords c = d::fused_tile_coords(f, std::uint32_t(idx));
+    ASSERT_TRUE(c.b >= 0 && c.b < batch && c.h >= 0 && c.h < heads && c.unit >= 0 && c.unit < f.units &&
+                c.cls >= 0 && c.cls < f.classes && c.sub >= 0 && c.sub < per_class)
+        << idx;
+    ++seen[std::size_t((((c.b * heads + c.h) * f.units + c.unit) * f.classes + c.cls) * per_class + c.sub)];
+  }
+  for (std::int64_t i = 0; i < tiles; ++i) EXPECT_EQ(seen[std::size_t(i)], 1) << i;
+}
+
 // The paper's schedule at 1M tokens: r = 1, 2, 4 fuse (1024-row... 512 rows
 // of each of 4 classes per 2048-token unit); r = 6, 12 run alone. Shapes the
 // fused form refuses keep the per-member chain.
@@ -149,7 +172,7 @@ TEST(LongNetFusedChain, IssueScheduleAndRefusals) {
   EXPECT_EQ(d::fused_tile_blocks(f, 0, 0, 128), 32);
   EXPECT_EQ(d::fused_tile_blocks(f, 0, 2, 128), 24);
   EXPECT_EQ(d::fused_tile_blocks(f, 0, 1, 128), 16);
-  EXPECT_EQ(d::fused_tile_blocks(f, 5, 1, 128), 32);  // head 5: offsets 1 (r = 2), 1 (r = 4)
+  EXPECT_EQ(d::fused_tile_blocks(f, 5, 1, 128), 32);  // head 5 (class 5): offsets 1 (r = 2), 1 (r = 4)
   EXPECT_FALSE(d::fused_chain_plan(p, dd.data(), 1, 1, 16).active());  // not a chain's first member
   EXPECT_FALSE(d::fused_chain_plan(p, dd.data(), 3, 1, 16).active());  // no chain
   // 128 r_L does not divide w_0 (256 % 512): whole class tiles impossible.

@@ -260,9 +260,14 @@ void run_branches(const details::ForwardParams& base, const PatternParams& pat, 
   // LongNet chains (details/longnet_dedup.hpp): nested branches skip the keys
   // an earlier branch of their chain counts, which weights them instead.
   // Eligible chains run as one launch (details/longnet_fused_chain.hpp).
+  // H100, LongNet 1M x 16, same binary, alternating
+  // (perf_tests/results/h100-fa3-2026-11-27-fused): d128 51.2-51.3 vs
+  // 55.7-55.8 ms one launch per member, d256 91.4 vs 95.4; head_dim 64
+  // 36.3-36.5 either way (its per-member chain runs 192-row tiles in branch
+  // 0, three consumer warpgroups; fused tiles are 128 rows of one class).
   // For comparison, DILATED_FA3_LONGNET (read once per process): =dup visits
   // every branch's keys as before the chains, =chain runs a chain one launch
-  // per member (before the fused launch).
+  // per member.
   static const std::string longnet_env = [] {
     const char* e = std::getenv("DILATED_FA3_LONGNET");
     return std::string(e ? e : "");

@@ -89,14 +89,13 @@ struct FusedKeyWalk {
   std::int32_t phase0, step;  // descriptor of key class k: phase0 + step * k
   float log2_m = 0.f;         // the last block's log2 multiplicity
   __device__ __forceinline__ FusedKeyWalk(const ForwardParams& p, const QueryTile& t)
-      : w(p.chain, t.h, t.chain_class, t.chain_unit, Block),
-        phase0(t.h % p.chain.dilation0),
+      : w(p.chain, fused_head_class(p.chain, t.h), t.chain_class, t.chain_unit, Block),
+        phase0(t.h - w.hc * p.chain.dilation0),
         step(p.chain.dilation0) {}
   __device__ __forceinline__ KeyBlock next(int) {
     const FusedBlock b = w.current();
+    log2_m = w.log2_m;
     w.advance();
-    const int m = b.multiplicity;  // 1..4
-    log2_m = m == 1 ? 0.f : m == 2 ? 1.f : m == 3 ? 1.5849625007211562f : 2.f;
     const std::int64_t row = std::int64_t(b.unit) * w.f->class_rows + b.first;
     // key/end: a whole block (needs_mask is false).
     return KeyBlock{0, Block, row, phase0 + step * b.kcls};

@@ -192,14 +192,15 @@ template <int BlockM, int BlockN>
 __device__ __forceinline__ QueryTile decode_fused_tile(const ForwardParams& p, std::int64_t idx) {
   static_assert(BlockM == kFusedTileRows, "fused chains run 128-row tiles");
   const FusedChainParams& f = p.chain;
-  const FusedTileCoords c = fused_tile_coords(f, std::uint32_t(idx), std::uint32_t(p.heads));
+  const FusedTileCoords c = fused_tile_coords(f, std::uint32_t(idx));
   QueryTile t{};
   t.b = c.b;
   t.h = c.h;
   t.segment = c.unit;
   t.chain_unit = c.unit;
   t.chain_class = c.cls;
-  const std::int32_t phase = c.h % f.dilation0 + f.dilation0 * c.cls;
+  const std::int32_t hc = fused_head_class(f, c.h);
+  const std::int32_t phase = c.h - hc * f.dilation0 + f.dilation0 * c.cls;  // o_0 + r_0 c
   t.q_phase = t.k_phase = phase;
   t.q_stride = std::int64_t(f.dilation0) * f.classes;
   t.q_map_row0 = t.k_map_row0 = std::int64_t(c.unit) * f.class_rows;
@@ -207,7 +208,7 @@ __device__ __forceinline__ QueryTile decode_fused_tile(const ForwardParams& p, s
   t.q_begin = std::int64_t(c.sub) * BlockM;
   t.q_end = t.k_end = f.class_rows;
   t.q_count = BlockM;
-  t.key_blocks = fused_tile_blocks(f, c.h, c.cls, BlockN);
+  t.key_blocks = fused_tile_blocks(f, hc, c.cls, BlockN);
   t.active = true;
   return t;
 }
