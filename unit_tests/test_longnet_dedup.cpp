@@ -13,32 +13,16 @@
 #include <vector>
 
 #include "cuda_fa3/details/longnet_dedup.hpp"
-#include "dilated/config.hpp"
 #include "dilated/pattern.hpp"
+#include "longnet_chain_support.hpp"
 
 namespace {
 
-using dilated::AttentionConfig;
 using dilated::Branch;
 using dilated::PatternParams;
+using longnet_chain_test::pattern;
+using longnet_chain_test::plan;
 namespace d = dilated::cuda_fa3::details;
-
-PatternParams pattern(std::vector<Branch> branches, std::int64_t n, std::int64_t heads) {
-  AttentionConfig c;
-  c.branches = std::move(branches);
-  c.allow_partial_segments = true;
-  return dilated::make_pattern(c, {1, n, heads, 64});
-}
-
-std::vector<d::DedupParams> plan(const PatternParams& p, std::vector<bool> default_keys = {}) {
-  default_keys.resize(std::size_t(p.num_branches), true);
-  bool keys[dilated::kMaxBranches] = {};
-  for (int i = 0; i < p.num_branches; ++i) keys[i] = default_keys[std::size_t(i)];
-  std::vector<d::DedupParams> out(std::size_t(dilated::kMaxBranches));
-  d::longnet_dedup_plan(p, true, keys, out.data());
-  out.resize(std::size_t(p.num_branches));
-  return out;
-}
 
 // count[q * n + k] for head h: the kernels' walk (weights included) minus the
 // pattern's count. tile_rows: the query tile of branches that do not skip

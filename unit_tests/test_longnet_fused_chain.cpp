@@ -13,30 +13,18 @@
 #include <vector>
 
 #include "cuda_fa3/details/longnet_fused_chain.hpp"
-#include "dilated/config.hpp"
 #include "dilated/pattern.hpp"
+#include "longnet_chain_support.hpp"
 
 namespace {
 
-using dilated::AttentionConfig;
 using dilated::Branch;
 using dilated::PatternParams;
+using longnet_chain_test::pattern;
 namespace d = dilated::cuda_fa3::details;
 
-PatternParams pattern(std::vector<Branch> branches, std::int64_t n, std::int64_t heads) {
-  AttentionConfig c;
-  c.branches = std::move(branches);
-  c.allow_partial_segments = true;
-  return dilated::make_pattern(c, {1, n, heads, 64});
-}
-
-std::vector<d::DedupParams> dedup_plan(const PatternParams& p) {
-  bool keys[dilated::kMaxBranches];
-  for (bool& k : keys) k = true;
-  std::vector<d::DedupParams> out(std::size_t(dilated::kMaxBranches));
-  d::longnet_dedup_plan(p, true, keys, out.data());
-  return out;
-}
+// Every branch's chain entry (longnet_dedup_plan), default key blocks.
+std::vector<d::DedupParams> dedup_plan(const PatternParams& p) { return longnet_chain_test::plan(p); }
 
 struct Walked {
   std::int64_t mismatched_pairs = 0, rows_not_once = 0, visits = 0, kept = 0, bad_counts = 0;
@@ -86,7 +74,8 @@ Walked walk_all(const PatternParams& p, const d::FusedChainParams& f, std::int64
       }
       // The count and the walk end together: after the last member keeping the class.
       if (walker.m != d::fused_members_of(f, hc, c.cls)) ++w.bad_counts;
-      for (std::int64_t row = c.sub * 128; row < c.sub * 128 + 128; ++row) ++row_seen[std::size_t(first + row * stride)];
+      for (std::int64_t row = c.sub * 128; row < c.sub * 128 + 128; ++row)
+        ++row_seen[std::size_t(first + row * stride)];
     }
     for (int x : count) w.mismatched_pairs += x != 0 ? 1 : 0;
     const std::int64_t o0 = p.offset(h, f.first_branch);
@@ -147,8 +136,8 @@ TEST(LongNetFusedChain, TileCoordinatesCoverEveryTileOnce) {
   std::vector<int> seen(std::size_t(tiles), 0);
   for (std::int64_t idx = 0; idx < tiles; ++idx) {
     const d::FusedTileCoords c = d::fused_tile_coords(f, std::uint32_t(idx));
-    ASSERT_TRUE(c.b >= 0 && c.b < batch && c.h >= 0 && c.h < heads && c.unit >= 0 && c.unit < f.units &&
-                c.cls >= 0 && c.cls < f.classes && c.sub >= 0 && c.sub < per_class)
+    ASSERT_TRUE(c.b >= 0 && c.b < batch && c.h >= 0 && c.h < heads && c.unit >= 0 && c.unit < f.units && c.cls >= 0 &&
+                c.cls < f.classes && c.sub >= 0 && c.sub < per_class)
         << idx;
     ++seen[std::size_t((((c.b * heads + c.h) * f.units + c.unit) * f.classes + c.cls) * per_class + c.sub)];
   }
@@ -172,7 +161,7 @@ TEST(LongNetFusedChain, IssueScheduleAndRefusals) {
   EXPECT_EQ(d::fused_tile_blocks(f, 0, 0, 128), 32);
   EXPECT_EQ(d::fused_tile_blocks(f, 0, 2, 128), 24);
   EXPECT_EQ(d::fused_tile_blocks(f, 0, 1, 128), 16);
-  EXPECT_EQ(d::fused_tile_blocks(f, 5, 1, 128), 32);  // head 5 (class 5): offsets 1 (r = 2), 1 (r = 4)
+  EXPECT_EQ(d::fused_tile_blocks(f, 5, 1, 128), 32);                   // head 5 (class 5): offsets 1 (r = 2), 1 (r = 4)
   EXPECT_FALSE(d::fused_chain_plan(p, dd.data(), 1, 1, 16).active());  // not a chain's first member
   EXPECT_FALSE(d::fused_chain_plan(p, dd.data(), 3, 1, 16).active());  // no chain
   // 128 r_L does not divide w_0 (256 % 512): whole class tiles impossible.

@@ -150,8 +150,7 @@ DILATED_INLINE std::int32_t fused_member_blocks(const FusedChainParams& f, int m
 }
 
 // hc: fused_head_class of the tile's head.
-DILATED_INLINE std::int32_t fused_tile_blocks(const FusedChainParams& f, std::int32_t hc, std::int32_t cls,
-                                              int block) {
+DILATED_INLINE std::int32_t fused_tile_blocks(const FusedChainParams& f, std::int32_t hc, std::int32_t cls, int block) {
   const int n = fused_members_of(f, hc, cls);
   std::int32_t blocks = 0;
   for (int m = 0; m < n; ++m) blocks += fused_member_blocks(f, m, block);
@@ -187,10 +186,10 @@ DILATED_INLINE float fused_log2(int m) { return m == 1 ? 0.f : m == 2 ? 1.f : m 
 // (`multiplicity`), not per block on the consumers' softmax path.
 struct FusedWalker {
   const FusedChainParams* f;
-  std::int32_t hc, cls, unit;  // the tile's head class (fused_head_class), row class and unit
-  int block;                  // keys per block
-  std::int32_t blocks_per_class;  // class_rows / block
-  int m = 0;                  // current member
+  std::int32_t hc, cls, unit;           // the tile's head class (fused_head_class), row class and unit
+  int block;                            // keys per block
+  std::int32_t blocks_per_class;        // class_rows / block
+  int m = 0;                            // current member
   std::int32_t u = 0, z = 0, beta = 0;  // unit, key class and block counters inside the member
   std::int32_t seg_begin = 0, prev_begin = 0, prev_span = 0, kcls_base = 0, kcls_step = 1, units = 0, kclasses = 1;
   int multiplicity = 1;  // of the current block
@@ -198,7 +197,11 @@ struct FusedWalker {
 
   DILATED_INLINE FusedWalker(const FusedChainParams& params, std::int32_t head_class, std::int32_t row_class,
                              std::int32_t tile_unit, int keys_per_block)
-      : f(&params), hc(head_class), cls(row_class), unit(tile_unit), block(keys_per_block),
+      : f(&params),
+        hc(head_class),
+        cls(row_class),
+        unit(tile_unit),
+        block(keys_per_block),
         blocks_per_class(params.class_rows / keys_per_block) {
     enter(0);
   }
