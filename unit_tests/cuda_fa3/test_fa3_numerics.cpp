@@ -128,6 +128,56 @@ TEST(Fa3Numerics, TinyAndHugeScales) {
   }
 }
 
+// The forward's lazy softmax (softmax.cuh update_lazy) keeps the stabilizer
+// of a tile's first key block for the later ones. Here the keys grow along
+// the sequence, so later blocks' scores rise above it: by ~25 (log2 units)
+// per block ("ramp": the power-of-two rescale, settle_lazy), or by ~300 at
+// once ("jump": exp2 overflows, the warp recomputes its scores,
+// score_recompute.cuh). Dense (128- and 176-key blocks), causal, fp16 and
+// the fused LongNet chain (weighted blocks) against the float64 reference.
+std::vector<double> growing_keys(std::vector<double> k, const ProblemShape& s, bool jump, DType dt) {
+  for (std::int64_t t = 0; t < s.seq_len; ++t) {
+    const double block = double(t % 2048) / 128.0;  // LongNet: again in every 2048-long unit
+    const double a = jump ? (block >= 2 ? 200.0 : 1.0) : 1.0 + 20.0 * block;
+    for (std::int64_t i = 0; i < s.heads * s.head_dim; ++i) {
+      double& x = k[std::size_t(t * s.heads * s.head_dim + i)];
+      x = from_half_bits(to_half_bits(float(x * a), dt), dt);
+    }
+  }
+  return k;
+}
+
+TEST(Fa3Numerics, ScoresRisingAfterTheFirstKeyBlock) {
+  if (!have_sm90()) GTEST_SKIP() << "needs a compute capability 9.x GPU";
+  struct Setup {
+    const char* name;
+    AttentionConfig c;
+    ProblemShape s;
+    DType dt;
+  };
+  const std::vector<Setup> setups = {
+      {"dense_d128", make({{1024, 1}}, false), {1, 1024, 2, 128}, DType::bf16},
+      {"dense_d64_fp16", make({{1024, 1}}, false), {1, 1024, 2, 64}, DType::fp16},
+      {"causal_d128", make({{1024, 1}}, true), {1, 1024, 2, 128}, DType::bf16},
+      {"dense_d256", make({{512, 1}}, false), {1, 512, 2, 256}, DType::bf16},
+      {"longnet_fused_d128", make({{2048, 1}, {4096, 2}, {8192, 4}}, false), {1, 8192, 4, 128}, DType::bf16},
+  };
+  std::uint64_t seed = 20;
+  for (const Setup& u : setups) {
+    for (bool jump : {false, true}) {
+      const std::size_t n = std::size_t(u.s.seq_len * u.s.heads * u.s.head_dim);
+      const auto q = uniform(n, 1, u.dt, ++seed), v = uniform(n, 1, u.dt, ++seed);
+      const auto k = growing_keys(uniform(n, 1, u.dt, ++seed), u.s, jump, u.dt);
+      const Outcome r = run_forward(u.c, u.s, u.dt, q, k, v);
+      EXPECT_LE(max_abs_err(r.out, r.want_out), 2e-2) << u.name << (jump ? " jump" : " ramp");
+      double worst = 0;
+      for (std::size_t i = 0; i < r.lse.size(); ++i)
+        worst = std::max(worst, std::abs(r.lse[i] - r.want_lse[i]) / (std::abs(r.want_lse[i]) + 1.0));
+      EXPECT_LE(worst, 1e-3) << u.name << (jump ? " jump" : " ramp");
+    }
+  }
+}
+
 TEST(Fa3Numerics, NanInAKeyRowReachesExactlyTheRowsThatAttendToIt) {
   if (!have_sm90()) GTEST_SKIP() << "needs a compute capability 9.x GPU";
   const ProblemShape s{1, 256, 1, 64};

@@ -21,6 +21,7 @@
 #include "cuda_fa3/details/mask.cuh"
 #include "cuda_fa3/details/merge_stage.cuh"
 #include "cuda_fa3/details/ptx_sm90.cuh"
+#include "cuda_fa3/details/score_recompute.cuh"
 #include "cuda_fa3/details/softmax.cuh"
 #include "cuda_fa3/details/tile_scheduler.cuh"
 #include "cuda_fa3/details/tile_shape.hpp"
@@ -299,10 +300,34 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
       log2_m[c] = m == 1 ? 0.f : m == 2 ? 1.f : m == 3 ? 1.5849625007211562f : 2.f;
     }
   }
+  // Blocks after the first: the lazy softmax (softmax.cuh lazy_probabilities;
+  // not under dropout, whose kernels keep their registers), decided per warp:
+  // all its rows within the limit (nearly every block) - accept; some past
+  // it - settle them; an exp2 overflowed - compute the warp's S(kb) again
+  // (score_recompute.cuh; K(kb) is still resident: consume releases its
+  // stage after the softmax) for the exact update. Returns true when the
+  // block is done, false when s holds S(kb) again.
+  const bool lazy = !kDropout && p.lazy_softmax;
+  auto lazy_step = [&](int kb, const float* lm) {
+    float sum[2];
+    const bool ok = softmax.template lazy_probabilities<(kFused || kDedup)>(s, p.scale_log2, lm, sum);
+    if (__all_sync(0xffffffffu, ok)) {
+      softmax.accept_lazy(correction, sum);
+      return true;
+    }
+    if (!softmax.lazy_overflowed(s)) {
+      softmax.settle_lazy(s, correction, sum);
+      return true;
+    }
+    const char* k_smem = smem + Shape::kOffsetK + ((it + kb) % kStages) * Shape::kTileBytesKV;
+    recompute_scores<T, kD, kN>(q_smem + 16 * warp * 128, Shape::kPanelBytesQ, k_smem, Shape::kPanelBytesKV, lane, s);
+    return false;
+  };
   auto softmax_step = [&](int kb) {
     if constexpr (kFused) {  // whole blocks: no mask; one weight for the block
       walk.next(kb);
       const float lm[2] = {walk.log2_m, walk.log2_m};
+      if (lazy && kb > 0 && lazy_step(kb, lm)) return;
       softmax.update_weighted(s, correction, p.scale_log2, lm);
       return;
     }
@@ -316,8 +341,12 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
       key_begin = key.key;
       key_end = key.end;
     }
-    if (needs_mask<kN>(key_begin, key_end, t.q_begin + 64 * wg, p.causal))
-      apply_mask<kN>(s, key_begin, key_end, rows, p.causal, lane);
+    const bool masked = needs_mask<kN>(key_begin, key_end, t.q_begin + 64 * wg, p.causal);
+    if (masked) apply_mask<kN>(s, key_begin, key_end, rows, p.causal, lane);
+    if (lazy && kb > 0) {
+      if (lazy_step(kb, log2_m)) return;
+      if (masked) apply_mask<kN>(s, key_begin, key_end, rows, p.causal, lane);
+    }
     if constexpr (kDedup) softmax.update_weighted(s, correction, p.scale_log2, log2_m);
     else softmax.update(s, correction, p.scale_log2);
     if constexpr (kDropout)  // after the row sums: the LSE is that of the undropped softmax
@@ -360,8 +389,13 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
     pass_turn();
     wgmma_wait<1>();  // S(kb) has landed; P(kb-1) V(kb-1) may still run
     fence_registers(s);
-    mbar_arrive(&bar.k_empty[(it + kb) % kStages]);
+    // K(kb) stays until after the softmax: the lazy softmax may compute S
+    // again from it. (The producer refills this stage only after V(kb)'s release, a
+    // block later, anyway.) Dropout, not lazy, releases it first as before:
+    // its Philox rounds spilled 164 bytes with the late release (ptxas, CUDA 13.0).
+    if constexpr (kDropout) mbar_arrive(&bar.k_empty[(it + kb) % kStages]);
     softmax_step(kb);
+    if constexpr (!kDropout) mbar_arrive(&bar.k_empty[(it + kb) % kStages]);
     // Once the running max settles (most blocks), the factor is 1 for every
     // row of the warp: skip the 64-wide multiply (`need`, voted per warp).
     // The wait for P(kb-1) V(kb-1) must come after softmax_step in the SASS

@@ -76,6 +76,87 @@ struct OnlineSoftmax {
     }
   }
 
+  // Lazy update, for the blocks after a tile's first (consume): the
+  // probabilities use the stabilizer row_max as it stands, without this
+  // block's max - no max over the scores (a compare per score), no quad
+  // shuffles, no correction factor, and the exp2s do not wait for a max.
+  // The stabilizer need not be the running max, only keep exp2 in range: a
+  // thread's probabilities of a row are accepted while their sum stays <=
+  // kLazyLimit (so are all of them; P V, the row sums and the LSE, which is
+  // row_max + log2(sum), are exact for any stabilizer). Past the limit (a
+  // score more than 8 above the stabilizer, log2 units: FA4's rescaling
+  // threshold), settle_lazy raises the rows' stabilizers by powers of two (an
+  // exact rescale of the probabilities) and reports a correction as update
+  // does; where an exp2 overflowed (lazy_overflowed) the raw scores are gone,
+  // and the caller computes them again and runs update. H100, LongNet 1M d128
+  // and dense 16K: about -10% time (perf_tests/results/h100-fa3-2026-11-27-turns).
+  //
+  // lazy_probabilities turns s into probabilities and sum into this thread's
+  // row sums; true if both are within the limit (NaN is not: settle_lazy
+  // keeps it, as update would). A row with no stabilizer yet (-inf: no
+  // visible key so far) takes 0. Nothing is committed until accept_lazy or
+  // settle_lazy.
+  static constexpr float kLazyLimit = 256.f;
+  template <bool kWeighted>
+  __device__ __forceinline__ bool lazy_probabilities(float (&s)[kS], float scale_log2, const float* log2_m,
+                                                     float (&sum)[2]) const {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      const float base = lazy_base(r);
+      sum[r] = 0.f;
+#pragma unroll
+      for (int j = 0; j < kS / 4; ++j) {
+#pragma unroll
+        for (int c = 0; c < 2; ++c) {
+          const float add = kWeighted ? log2_m[c] - base : -base;
+          const float e = fast_exp2(fmaf(s[4 * j + 2 * r + c], scale_log2, add));
+          s[4 * j + 2 * r + c] = e;
+          sum[r] += e;
+        }
+      }
+    }
+    return sum[0] <= kLazyLimit && sum[1] <= kLazyLimit;
+  }
+  __device__ __forceinline__ void accept_lazy(float (&correction)[2], const float (&sum)[2]) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      correction[r] = 1.f;
+      row_max[r] = lazy_base(r);
+      row_sum[r] += sum[r];
+    }
+  }
+  // Whether a row of this warp has a probability of 2^100 or more (an
+  // overflowed exp2 among them). Warp-uniform.
+  __device__ __forceinline__ bool lazy_overflowed(const float (&s)[kS]) const {
+    bool over = false;
+#pragma unroll
+    for (int i = 0; i < kS; ++i) over |= !(s[i] < 0x1p100f) && !isnan(s[i]);
+    return __any_sync(0xffffffffu, over);
+  }
+  // Each row whose largest probability exceeds the limit moves its
+  // stabilizer up by d, 2^d > that probability (d <= 100, so 2^-d is a
+  // normal float), and scales its probabilities by 2^-d, exactly.
+  __device__ __forceinline__ void settle_lazy(float (&s)[kS], float (&correction)[2], const float (&sum)[2]) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+      float m = 0.f;  // (fmaxf drops NaN: a NaN probability stays NaN below)
+#pragma unroll
+      for (int j = 0; j < kS / 4; ++j) m = fmaxf(m, fmaxf(s[4 * j + 2 * r], s[4 * j + 2 * r + 1]));
+      const float emax = quad_max(m);
+      const int d = emax > kLazyLimit ? ((__float_as_int(emax) >> 23) & 0xff) - 126 : 0;  // emax = 1.f x 2^(d-1)
+      const float f = __int_as_float((127 - d) << 23);
+#pragma unroll
+      for (int j = 0; j < kS / 4; ++j) {
+        s[4 * j + 2 * r] *= f;
+        s[4 * j + 2 * r + 1] *= f;
+      }
+      correction[r] = f;
+      row_max[r] = lazy_base(r) + float(d);
+      row_sum[r] = (row_sum[r] + sum[r]) * f;
+    }
+  }
+  __device__ __forceinline__ float lazy_base(int r) const { return row_max[r] == -INFINITY ? 0.f : row_max[r]; }
+
   __device__ __forceinline__ static void rescale(float (&o)[kO], const float (&correction)[2]) {
 #pragma unroll
     for (int j = 0; j < kO / 4; ++j) {
