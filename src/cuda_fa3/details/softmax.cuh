@@ -61,19 +61,28 @@ struct OnlineSoftmax {
       const float base = mx == -INFINITY ? 0.f : mx;
       correction[r] = fast_exp2(row_max[r] - base);
       row_max[r] = mx;
-      float sum = 0.f;
-#pragma unroll
-      for (int j = 0; j < kS / 4; ++j) {
-#pragma unroll
-        for (int c = 0; c < 2; ++c) {
-          const float add = kWeighted ? log2_m[c] - base : -base;
-          const float e = fast_exp2(fmaf(s[4 * j + 2 * r + c], scale_log2, add));
-          s[4 * j + 2 * r + c] = e;
-          sum += e;
-        }
-      }
+      const float sum = exp_row<kWeighted>(s, r, scale_log2, log2_m, base);
       row_sum[r] = row_sum[r] * correction[r] + sum;
     }
+  }
+
+  // Row r's scores become exp2(s scale + log2 m - base) (m: the column
+  // parity's weight, kWeighted); returns this thread's sum of them.
+  template <bool kWeighted>
+  __device__ __forceinline__ static float exp_row(float (&s)[kS], int r, float scale_log2, const float* log2_m,
+                                                  float base) {
+    float sum = 0.f;
+#pragma unroll
+    for (int j = 0; j < kS / 4; ++j) {
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        const float add = kWeighted ? log2_m[c] - base : -base;
+        const float e = fast_exp2(fmaf(s[4 * j + 2 * r + c], scale_log2, add));
+        s[4 * j + 2 * r + c] = e;
+        sum += e;
+      }
+    }
+    return sum;
   }
 
   // Lazy update, for the blocks after a tile's first (consume): the
@@ -101,20 +110,7 @@ struct OnlineSoftmax {
   __device__ __forceinline__ bool lazy_probabilities(float (&s)[kS], float scale_log2, const float* log2_m,
                                                      float (&sum)[2]) const {
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      const float base = lazy_base(r);
-      sum[r] = 0.f;
-#pragma unroll
-      for (int j = 0; j < kS / 4; ++j) {
-#pragma unroll
-        for (int c = 0; c < 2; ++c) {
-          const float add = kWeighted ? log2_m[c] - base : -base;
-          const float e = fast_exp2(fmaf(s[4 * j + 2 * r + c], scale_log2, add));
-          s[4 * j + 2 * r + c] = e;
-          sum[r] += e;
-        }
-      }
-    }
+    for (int r = 0; r < 2; ++r) sum[r] = exp_row<kWeighted>(s, r, scale_log2, log2_m, lazy_base(r));
     return sum[0] <= kLazyLimit && sum[1] <= kLazyLimit;
   }
   __device__ __forceinline__ void accept_lazy(float (&correction)[2], const float (&sum)[2]) {
