@@ -122,7 +122,7 @@ void launch_kernel(const ForwardArgs& args, std::int64_t grid, cudaStream_t stre
   ForwardArgs a = args;
   a.p.merge_prefetch = epilogue_options().merge_prefetch;
   if (!kBlockSparse) a.p.wide_stores = epilogue_options().wide_stores;
-  // The lazy softmax (softmax.cuh update_lazy), on by default;
+  // The lazy softmax (softmax.cuh lazy_probabilities), on by default;
   // DILATED_FA3_SOFTMAX=exact: the running max at every block, as before.
   static const bool lazy_softmax = [] {
     const char* e = std::getenv("DILATED_FA3_SOFTMAX");

@@ -84,7 +84,7 @@ struct ForwardParams {
   // (In the struct's tail padding: the other kernels' parameters keep their size.)
   bool entry_decode = false;
   // The lazy softmax after each tile's first key block (softmax.cuh
-  // update_lazy); forward_launch.cu sets it, DILATED_FA3_SOFTMAX=exact clears it.
+  // lazy_probabilities); forward_launch.cu sets it, DILATED_FA3_SOFTMAX=exact clears it.
   bool lazy_softmax = false;
   // LongNet chains (longnet_dedup.hpp, plan.cu): this branch's skipped key
   // run per query tile and the weights of its keys; inactive: today's
