@@ -123,6 +123,167 @@ TEST(LongNetFusedChain, WalkCountsEveryPairAsTheBranches) {
   }
 }
 
+// Absorbed branches (fused_absorb_plan): the fused walk's weights, taken
+// per register as the kernel takes them (fused_hit_class: thread lane % 4,
+// register j, column parity c), plus the absorbed branches' own tiles
+// (exclusion_tile: skipped blocks, exclusion_row: masked keys), count every
+// pair exactly as often as all branches keep it, and the absorbed branches
+// visit fewer blocks than they would whole. tail_block_m: the absorbed
+// branches' query tile rows (128, or head_dim 64's 192).
+struct AbsorbWalked {
+  std::int64_t mismatched_pairs = 0, tail_blocks = 0, tail_blocks_whole = 0;
+};
+
+AbsorbWalked walk_absorbed(const PatternParams& p, const d::FusedChainParams& f, const std::vector<d::DedupParams>& dd,
+                           std::int64_t heads, const std::vector<std::int64_t>& checked_heads, int block,
+                           int tail_block_m) {
+  AbsorbWalked w;
+  const std::int64_t n = p.seq_len;
+  const std::int64_t tiles = heads * std::int64_t(f.units) * f.tiles_per_unit;
+  std::vector<int> counted;  // the branches the launch covers: the chain's members and its absorbed ones
+  for (int m = 0; m < f.members; ++m) counted.push_back(f.first_branch + m);
+  for (int a = 0; a < f.absorbed; ++a) counted.push_back(f.absorb_branch[a]);
+  for (std::int64_t h : checked_heads) {
+    std::vector<signed char> count(std::size_t(n * n), 0);
+    for (int i : counted) {
+      const std::int64_t o = p.offset(h, i);
+      for (std::int64_t s = 0; s < p.num_segments(i); ++s) {
+        const std::int64_t kc = p.kept_count(i, s, o);
+        for (std::int64_t a = 0; a < kc; ++a)
+          for (std::int64_t b = 0; b < kc; ++b) --count[std::size_t(p.position(i, s, o, a) * n + p.position(i, s, o, b))];
+      }
+    }
+    // The fused launch, register by register.
+    const std::int32_t o0 = std::int32_t(h % f.dilation0);
+    for (std::int64_t idx = 0; idx < tiles; ++idx) {
+      const d::FusedTileCoords c = d::fused_tile_coords(f, std::uint32_t(idx));
+      if (c.h != h) continue;
+      const std::int64_t stride = std::int64_t(f.dilation0) * f.classes;
+      const std::int64_t first = std::int64_t(c.unit) * f.unit + o0 + f.dilation0 * c.cls;
+      const std::int32_t hc = d::fused_head_class(f, std::int32_t(h));
+      const std::int32_t blocks = d::fused_tile_blocks(f, hc, c.cls, block);
+      d::FusedWalker walker(f, hc, c.cls, c.unit, block);
+      for (std::int32_t kb = 0; kb < blocks; ++kb) {
+        const d::FusedBlock b = walker.current();
+        walker.advance();
+        const std::int32_t pos3 = d::fused_key_residue3(f, b, o0);
+        const std::int64_t kfirst = std::int64_t(b.unit) * f.unit + o0 + f.dilation0 * b.kcls;
+        for (std::int64_t row = c.sub * 128; row < c.sub * 128 + 128; ++row) {
+          const std::int64_t qpos = first + row * stride;
+          const std::int32_t res = std::int32_t(qpos % 3);
+          const std::uint32_t bits = d::fused_absorb_rows(f, std::int32_t(h), c.unit, res);
+          for (int col = 0; col < block; ++col) {
+            const int quad = (col % 8) / 2, cpar = col % 2, j = col / 8;
+            const bool hit = (2 * j + cpar) % 3 == d::fused_hit_class(f, res, pos3, quad);
+            const int m = hit ? d::fused_hit_multiplicity(b.multiplicity, b.absorbed, bits) : b.multiplicity;
+            count[std::size_t(qpos * n + kfirst + (b.first + col) * stride)] += static_cast<signed char>(m);
+          }
+        }
+      }
+    }
+    // The absorbed branches' launches (dedup_tile, KeyWalk<..., true>, the consumers' masks).
+    for (int a = 0; a < f.absorbed; ++a) {
+      const int i = f.absorb_branch[a];
+      const d::DedupParams& dp = dd[std::size_t(i)];
+      const std::int32_t r = std::int32_t(p.dilation[i]);
+      const std::int64_t o = p.offset(h, i);
+      for (std::int64_t s = 0; s < p.num_segments(i); ++s) {
+        const std::int32_t kc = std::int32_t(p.kept_count(i, s, o));
+        const std::int32_t first = std::int32_t(p.position(i, s, o, 0));
+        for (std::int32_t q0 = 0; q0 < kc; q0 += tail_block_m) {
+          const std::int32_t qn = kc - q0 < tail_block_m ? kc - q0 : tail_block_m;
+          std::int32_t mb, me, sb, se;
+          int blocks;
+          d::exclusion_tile(dp, first, q0, qn, kc, block, &mb, &me, &sb, &se, &blocks);
+          w.tail_blocks += blocks;
+          w.tail_blocks_whole += (kc + block - 1) / block;
+          for (int kb = 0; kb < blocks; ++kb) {
+            const std::int32_t key0 = d::dedup_block_key(kb, block, sb, se);
+            const bool meets = key0 < me && key0 + block > mb;
+            for (std::int32_t row = q0; row < q0 + qn; ++row) {
+              std::int32_t lo, hi;
+              d::exclusion_row(dp, first, row, kc, &lo, &hi);
+              for (std::int32_t key = key0; key < key0 + block && key < kc; ++key) {
+                if (meets && key >= lo && key < hi) continue;
+                ++count[std::size_t(std::int64_t(first + r * row) * n + first + r * key)];
+              }
+            }
+          }
+        }
+      }
+    }
+    for (signed char x : count) w.mismatched_pairs += x != 0 ? 1 : 0;
+  }
+  return w;
+}
+
+TEST(LongNetFusedChain, AbsorbedBranchesCountEveryPairOnce) {
+  struct AbsorbCase {
+    std::string name;
+    std::vector<Branch> branches;
+    std::int64_t n, heads;
+    std::vector<std::int64_t> checked_heads;  // (a n x n count per head: the paper case checks some)
+    int absorbed;
+    std::vector<std::pair<int, int>> blocks;  // (key block, absorbed tiles' rows)
+    bool skips;  // surely skips whole blocks (W / r_t well above the tiles' rows)
+  };
+  const std::vector<std::pair<int, int>> all = {{128, 128}, {128, 192}, {64, 128}, {64, 192}};
+  const std::vector<AbsorbCase> cases = {
+      // The paper's schedule, scaled down: r = 6 over r = 2's 1024-segments,
+      // r = 12 over r = 4's 2048-segments; w_6 = 4096 = 1 (mod 3), so rho_t
+      // changes with the segment.
+      {"paper", {{512, 1}, {1024, 2}, {2048, 4}, {4096, 6}, {8192, 12}}, 8192, 13, {0, 1, 2, 5, 7, 10, 12}, 2,
+       {{128, 128}, {64, 192}}, true},
+      // R = 2 (class positions step by 2 = -1 mod 3); r = 3 over member 0;
+      // w_t = 1 and 2 (mod 3) with several segments.
+      {"r12_36", {{256, 1}, {512, 2}, {1024, 3}, {2048, 6}}, 4096, 7, {0, 1, 2, 3, 4, 5, 6}, 2, all, false},
+      // r_0 = 2: r = 12 over r = 4.
+      {"r0_2", {{512, 2}, {1024, 4}, {2048, 12}}, 4096, 13, {0, 1, 3, 4, 6, 8, 11, 12}, 1, all, false},
+  };
+  for (const AbsorbCase& cs : cases) {
+    SCOPED_TRACE(cs.name);
+    const PatternParams p = pattern(cs.branches, cs.n, cs.heads);
+    auto dd = dedup_plan(p);
+    d::FusedChainParams f = d::fused_chain_plan(p, dd.data(), 0, 1, cs.heads);
+    ASSERT_TRUE(f.active());
+    bool keys[dilated::kMaxBranches];
+    for (bool& k : keys) k = true;
+    d::fused_absorb_plan(p, keys, &f, dd.data());
+    ASSERT_EQ(f.absorbed, cs.absorbed);
+    for (int a = 0; a < f.absorbed; ++a) EXPECT_GT(dd[std::size_t(f.absorb_branch[a])].exclude, 0);
+    for (const auto& [block, tail_m] : cs.blocks) {
+      const AbsorbWalked w = walk_absorbed(p, f, dd, cs.heads, cs.checked_heads, block, tail_m);
+      EXPECT_EQ(w.mismatched_pairs, 0) << "block " << block << ", absorbed tiles of " << tail_m;
+      if (cs.skips) EXPECT_LT(w.tail_blocks, w.tail_blocks_whole) << "block " << block;
+      else EXPECT_LE(w.tail_blocks, w.tail_blocks_whole) << "block " << block;
+    }
+  }
+  // Not absorbed: 3 | r_0 (r = 18 = 3 x 6); a branch on the 176-key blocks.
+  {
+    const PatternParams p = pattern({{1536, 3}, {3072, 6}, {6144, 18}}, 6144, 18);
+    auto dd = dedup_plan(p);
+    d::FusedChainParams f = d::fused_chain_plan(p, dd.data(), 0, 1, 18);
+    ASSERT_TRUE(f.active());
+    bool keys[dilated::kMaxBranches];
+    for (bool& k : keys) k = true;
+    d::fused_absorb_plan(p, keys, &f, dd.data());
+    EXPECT_EQ(f.absorbed, 0);
+  }
+  {
+    const PatternParams p = pattern({{512, 1}, {1024, 2}, {2048, 4}, {4096, 6}, {8192, 12}}, 8192, 13);
+    auto dd = longnet_chain_test::plan(p, {true, true, true, true, false});  // r = 12 on 176-key blocks
+    d::FusedChainParams f = d::fused_chain_plan(p, dd.data(), 0, 1, 13);
+    ASSERT_TRUE(f.active());
+    bool keys[dilated::kMaxBranches];
+    for (bool& k : keys) k = true;
+    keys[4] = false;
+    d::fused_absorb_plan(p, keys, &f, dd.data());
+    ASSERT_EQ(f.absorbed, 1);  // r = 6 only
+    EXPECT_EQ(f.absorb_branch[0], 3);
+    EXPECT_FALSE(dd[4].active());
+  }
+}
+
 // Tile indices map one to one onto (batch, head, unit, class, sub-tile),
 // by the multiply-shift divisions the kernel uses.
 TEST(LongNetFusedChain, TileCoordinatesCoverEveryTileOnce) {

@@ -293,6 +293,17 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
   using Walk = std::conditional_t<kFused, FusedKeyWalk<kN>, KeyWalk<kN, kBlockSparse, kDedup>>;
   Walk walk = make_key_walk<Walk, kFused>(p, t, !keys_from_entry);  // softmax_step(kb) runs once per kb, in order
   float log2_m[2] = {0.f, 0.f};  // kDedup: log2 of the multiplicity of column parity 0 / 1
+  // kDedup, an absorbed branch: mask the keys each row skips (exclusion_row)
+  // in a block that meets the tile's range. The rows' bounds are computed
+  // there (~8% of the paper's r = 6 / 12 blocks), not kept across the loop:
+  // four more live registers spilled 128 bytes (ptxas, CUDA 13.0).
+  auto exclude = [&](std::int64_t key_begin) {
+    std::int32_t lo[2], hi[2];
+#pragma unroll
+    for (int r = 0; r < 2; ++r)
+      exclusion_row(p.dedup, std::int32_t(t.first), std::int32_t(rows[r]), std::int32_t(t.k_end), &lo[r], &hi[r]);
+    apply_exclusion<kN>(s, key_begin, lo, hi, lane);
+  };
   if constexpr (kDedup) {
 #pragma unroll
     for (int c = 0; c < 2; ++c) {
@@ -308,9 +319,10 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
   // stage after the softmax) for the exact update. Returns true when the
   // block is done, false when s holds S(kb) again.
   const bool lazy = !kDropout && p.lazy_softmax;
-  auto lazy_step = [&](int kb, const float* lm) {
+  using Softmax = OnlineSoftmax<kN, kD>;
+  auto lazy_step = [&](int kb, const float* lm, auto weights) {
     float sum[2];
-    const bool ok = softmax.template lazy_probabilities<(kFused || kDedup)>(s, p.scale_log2, lm, sum);
+    const bool ok = softmax.template lazy_probabilities<decltype(weights)::value>(s, p.scale_log2, lm, sum);
     if (__all_sync(0xffffffffu, ok)) {
       softmax.accept_lazy(correction, sum);
       return true;
@@ -323,11 +335,41 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
     recompute_scores<T, kD, kN>(q_smem + 16 * warp * 128, Shape::kPanelBytesQ, k_smem, Shape::kPanelBytesKV, lane, s);
     return false;
   };
+  using ParityWeights = std::integral_constant<int, Softmax::kParityWeights>;
+  using ThirdWeights = std::integral_constant<int, Softmax::kThirdWeights>;
+  // Fused chains with absorbed branches (longnet_fused_chain.hpp): each
+  // row's position mod 3 and the absorbed branches counting its pairs there.
+  std::int32_t row_res[2] = {0, 0}, o0 = 0;
+  std::uint32_t row_bits[2] = {0u, 0u};
+  if constexpr (kFused) {
+    if (p.chain.absorbed > 0) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        row_res[r] = std::int32_t((std::uint32_t(t.first) + std::uint32_t(t.q_stride) * std::uint32_t(rows[r])) % 3u);
+        row_bits[r] = fused_absorb_rows(p.chain, t.h, t.chain_unit, row_res[r]);
+      }
+      o0 = t.h - fused_head_class(p.chain, t.h) * p.chain.dilation0;
+    }
+  }
   auto softmax_step = [&](int kb) {
-    if constexpr (kFused) {  // whole blocks: no mask; one weight for the block
+    if constexpr (kFused) {  // whole blocks: no mask
       walk.next(kb);
-      const float lm[2] = {walk.log2_m, walk.log2_m};
-      if (lazy && kb > 0 && lazy_step(kb, lm)) return;
+      if (p.chain.absorbed > 0) {  // two weights per row: its hit register class and the rest
+        const std::int32_t pos3 = fused_key_residue3(p.chain, walk.block, o0);
+        float lw[6];
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+          const int hit_class = fused_hit_class(p.chain, row_res[r], pos3, lane % 4);
+          const float hit = fused_log2(fused_hit_multiplicity(walk.block.multiplicity, walk.block.absorbed, row_bits[r]));
+#pragma unroll
+          for (int k = 0; k < 3; ++k) lw[3 * r + k] = k == hit_class ? hit : walk.log2_m;
+        }
+        if (lazy && kb > 0 && lazy_step(kb, lw, ThirdWeights{})) return;
+        softmax.update_weighted3(s, correction, p.scale_log2, lw);
+        return;
+      }
+      const float lm[2] = {walk.log2_m, walk.log2_m};  // one weight for the block
+      if (lazy && kb > 0 && lazy_step(kb, lm, ParityWeights{})) return;
       softmax.update_weighted(s, correction, p.scale_log2, lm);
       return;
     }
@@ -343,9 +385,15 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
     }
     const bool masked = needs_mask<kN>(key_begin, key_end, t.q_begin + 64 * wg, p.causal);
     if (masked) apply_mask<kN>(s, key_begin, key_end, rows, p.causal, lane);
+    // An absorbed branch (DedupParams::exclude): keys of the row's own
+    // segment of the absorbing member, in the blocks that meet the tile's range.
+    const bool excluded = kDedup && p.dedup.exclude > 0 && key_begin < t.exclude_end && key_begin + kN > t.exclude_begin;
+    if (excluded) exclude(key_begin);
     if (lazy && kb > 0) {
-      if (lazy_step(kb, log2_m)) return;
+      if (lazy_step(kb, log2_m, std::integral_constant<int, (kDedup ? Softmax::kParityWeights : Softmax::kNoWeights)>{}))
+        return;
       if (masked) apply_mask<kN>(s, key_begin, key_end, rows, p.causal, lane);
+      if (excluded) exclude(key_begin);
     }
     if constexpr (kDedup) softmax.update_weighted(s, correction, p.scale_log2, log2_m);
     else softmax.update(s, correction, p.scale_log2);
@@ -494,13 +542,19 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
 // Fused LongNet chains (kFused) walk several units and classes per tile: the
 // producer keeps the walk's counters, so head_dim <= 128 runs 40 / 232 as
 // the scheduled block-sparse kernels do.
-template <class Shape, bool kBlockSparse, bool kDynamic = false, bool kFused = false>
+// LongNet chain branches (kDedup) with two consumer warpgroups run 32 /
+// 240 (the register file exactly): the absorbed branches' tile start
+// (exclusion_tile) made the 24-register producer spill 64-128 bytes
+// (ptxas, CUDA 13.0).
+template <class Shape, bool kBlockSparse, bool kDynamic = false, bool kFused = false, bool kDedup = false>
 struct RegSplit {
   static constexpr bool kScheduled = kBlockSparse && Shape::kHeadDim <= 128;
   static constexpr bool kFusedSplit = kFused && Shape::kHeadDim <= 128;
+  static constexpr bool kDedupSplit = kDedup && Shape::kConsumerWarpgroups == 2;
   // (Head_dim 64 scheduled: 48 / 224 since its producer publishes the tile
   // entries (QSlot::entry_slot): at 40 it spilled 12 bytes; its consumers need far fewer.)
   static constexpr int kProducer = kFusedSplit                           ? 40
+                                   : kDedupSplit                         ? 32
                                    : kDynamic                            ? 48
                                    : kScheduled && Shape::kHeadDim == 64 ? 48
                                    : kScheduled                          ? 40
@@ -646,7 +700,7 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
   }
   __syncthreads();
 
-  using Regs = RegSplit<Shape, kBlockSparse, kDynamic, kFused>;
+  using Regs = RegSplit<Shape, kBlockSparse, kDynamic, kFused, kDedup>;
   std::uint32_t it = 0, tile_iter = 0;
   if (warpgroup == 0) {
     regs_release<Regs::kProducer>();

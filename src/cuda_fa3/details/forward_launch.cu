@@ -41,10 +41,12 @@ bool d64_rows_128() {
 
 // A skipping branch of a LongNet chain (longnet_dedup.hpp) runs 128-row
 // tiles: its query tiles must not straddle the previous branch's segments,
-// whose kept keys (w_{i-1} / r_i) are multiples of 128, not of 192.
+// whose kept keys (w_{i-1} / r_i) are multiples of 128, not of 192. An
+// absorbed branch (DedupParams::exclude) too: with three, its consumers
+// (160 registers) spilled 564 bytes (ptxas, CUDA 13.0).
 bool three_warpgroups(int head_dim, const ForwardParams& p) {
   return head_dim == 64 && !p.dropout.enabled() && !p.pattern.block_sparse.enabled() && !d64_rows_128() &&
-         p.dedup.skip_keys == 0 && !p.chain.active();
+         p.dedup.skip_keys == 0 && p.dedup.exclude == 0 && !p.chain.active();
 }
 }  // namespace
 
