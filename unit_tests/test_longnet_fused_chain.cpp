@@ -174,8 +174,11 @@ AbsorbWalked walk_absorbed(const PatternParams& p, const d::FusedChainParams& f,
           const std::uint32_t bits = d::fused_absorb_rows(f, std::int32_t(h), c.unit, res);
           for (int col = 0; col < block; ++col) {
             const int quad = (col % 8) / 2, cpar = col % 2, j = col / 8;
-            const bool hit = (2 * j + cpar) % 3 == d::fused_hit_class(f, res, pos3, quad);
-            const int m = hit ? d::fused_hit_multiplicity(b.multiplicity, b.absorbed, bits) : b.multiplicity;
+            // As the consumers: the tile's part and the block's part of the hit class.
+            const int hit_class = d::fused_hit_step(d::fused_hit_base(f, res, quad), d::fused_hit_shift(f, pos3));
+            EXPECT_EQ(hit_class, d::fused_hit_class(f, res, pos3, quad));
+            const bool hit = (2 * j + cpar) % 3 == hit_class;
+            const int m = hit ? b.multiplicity + d::fused_hit_count(b.absorbed, bits) : b.multiplicity;
             count[std::size_t(qpos * n + kfirst + (b.first + col) * stride)] += static_cast<signed char>(m);
           }
         }

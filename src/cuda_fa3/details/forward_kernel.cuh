@@ -198,6 +198,13 @@ template <class Shape, bool kDropout, bool kBlockSparse, bool kDynamic = false>
 inline constexpr bool kMergeStage =
     KernelMergeStage<Shape, kBlockSparse, kDynamic>::kFits && !kBlockSparse && !kDropout && !kDynamic;
 
+// Absorbed LongNet branches (DedupParams::exclude) run in the kDedup
+// kernels of two consumer warpgroups only (forward_launch.cu
+// three_warpgroups): compiled into head_dim 64's three-warpgroup kernel, the
+// exclusion made its consumers (160 registers) spill 564 bytes (ptxas, CUDA 13.0).
+template <class Shape, bool kDedup>
+inline constexpr bool kExclusion = kDedup && Shape::kConsumerWarpgroups == 2;
+
 // Consumer warpgroup `wg` (0 or 1) owns query rows [64 wg, 64 wg + 64) of the tile.
 //
 // Software pipeline inside the warpgroup (FA3's intra-warpgroup overlap):
@@ -337,16 +344,19 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
   };
   using ParityWeights = std::integral_constant<int, Softmax::kParityWeights>;
   using ThirdWeights = std::integral_constant<int, Softmax::kThirdWeights>;
-  // Fused chains with absorbed branches (longnet_fused_chain.hpp): each
-  // row's position mod 3 and the absorbed branches counting its pairs there.
-  std::int32_t row_res[2] = {0, 0}, o0 = 0;
+  // Fused chains with absorbed branches (longnet_fused_chain.hpp): per row,
+  // the absorbed branches counting its pairs (fused_absorb_rows of its
+  // position mod 3) and its part of the hit class (fused_hit_base).
+  std::int32_t hit_base[2] = {0, 0}, o0 = 0;
   std::uint32_t row_bits[2] = {0u, 0u};
   if constexpr (kFused) {
     if (p.chain.absorbed > 0) {
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        row_res[r] = std::int32_t((std::uint32_t(t.first) + std::uint32_t(t.q_stride) * std::uint32_t(rows[r])) % 3u);
-        row_bits[r] = fused_absorb_rows(p.chain, t.h, t.chain_unit, row_res[r]);
+        const std::int32_t res =
+            std::int32_t((std::uint32_t(t.first) + std::uint32_t(t.q_stride) * std::uint32_t(rows[r])) % 3u);
+        row_bits[r] = fused_absorb_rows(p.chain, t.h, t.chain_unit, res);
+        hit_base[r] = fused_hit_base(p.chain, res, lane % 4);
       }
       o0 = t.h - fused_head_class(p.chain, t.h) * p.chain.dilation0;
     }
@@ -354,13 +364,17 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
   auto softmax_step = [&](int kb) {
     if constexpr (kFused) {  // whole blocks: no mask
       walk.next(kb);
-      if (p.chain.absorbed > 0) {  // two weights per row: its hit register class and the rest
-        const std::int32_t pos3 = fused_key_residue3(p.chain, walk.block, o0);
+      // Blocks some absorbed branch counts (FusedBlock::absorbed; all blocks
+      // under DILATED_FA3_ABSORB=all): two weights per row, its hit
+      // register class's and the rest's. Others: one weight for the block.
+      if (p.chain.absorbed > 0 && (walk.block.absorbed != 0 || p.absorb_all_blocks)) {
+        const int shift = fused_hit_shift(p.chain, fused_key_residue3(p.chain, walk.block, o0));
         float lw[6];
 #pragma unroll
         for (int r = 0; r < 2; ++r) {
-          const int hit_class = fused_hit_class(p.chain, row_res[r], pos3, lane % 4);
-          const float hit = fused_log2(fused_hit_multiplicity(walk.block.multiplicity, walk.block.absorbed, row_bits[r]));
+          const int hit_class = fused_hit_step(hit_base[r], shift);
+          const float hit =
+              fused_hit_log2(walk.log2_m, walk.log2_m1, walk.log2_m2, fused_hit_count(walk.block.absorbed, row_bits[r]));
 #pragma unroll
           for (int k = 0; k < 3; ++k) lw[3 * r + k] = k == hit_class ? hit : walk.log2_m;
         }
@@ -387,7 +401,8 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
     if (masked) apply_mask<kN>(s, key_begin, key_end, rows, p.causal, lane);
     // An absorbed branch (DedupParams::exclude): keys of the row's own
     // segment of the absorbing member, in the blocks that meet the tile's range.
-    const bool excluded = kDedup && p.dedup.exclude > 0 && key_begin < t.exclude_end && key_begin + kN > t.exclude_begin;
+    const bool excluded = kExclusion<Shape, kDedup> && p.dedup.exclude > 0 && key_begin < t.exclude_end &&
+                          key_begin + kN > t.exclude_begin;
     if (excluded) exclude(key_begin);
     if (lazy && kb > 0) {
       if (lazy_step(kb, log2_m, std::integral_constant<int, (kDedup ? Softmax::kParityWeights : Softmax::kNoWeights)>{}))
@@ -542,19 +557,13 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
 // Fused LongNet chains (kFused) walk several units and classes per tile: the
 // producer keeps the walk's counters, so head_dim <= 128 runs 40 / 232 as
 // the scheduled block-sparse kernels do.
-// LongNet chain branches (kDedup) with two consumer warpgroups run 32 /
-// 240 (the register file exactly): the absorbed branches' tile start
-// (exclusion_tile) made the 24-register producer spill 64-128 bytes
-// (ptxas, CUDA 13.0).
-template <class Shape, bool kBlockSparse, bool kDynamic = false, bool kFused = false, bool kDedup = false>
+template <class Shape, bool kBlockSparse, bool kDynamic = false, bool kFused = false>
 struct RegSplit {
   static constexpr bool kScheduled = kBlockSparse && Shape::kHeadDim <= 128;
   static constexpr bool kFusedSplit = kFused && Shape::kHeadDim <= 128;
-  static constexpr bool kDedupSplit = kDedup && Shape::kConsumerWarpgroups == 2;
   // (Head_dim 64 scheduled: 48 / 224 since its producer publishes the tile
   // entries (QSlot::entry_slot): at 40 it spilled 12 bytes; its consumers need far fewer.)
   static constexpr int kProducer = kFusedSplit                           ? 40
-                                   : kDedupSplit                         ? 32
                                    : kDynamic                            ? 48
                                    : kScheduled && Shape::kHeadDim == 64 ? 48
                                    : kScheduled                          ? 40
@@ -566,7 +575,13 @@ struct RegSplit {
                                                                          : Shape::kConsumerRegs;
   static_assert(!kDynamic || Shape::kConsumerWarpgroups == 2, "the causal persistent grid runs two consumer warpgroups");
   static_assert(!kBlockSparse || Shape::kConsumerWarpgroups == 2, "block-sparse runs two consumer warpgroups");
-  static_assert(kProducer * 128 + kConsumer * 128 * Shape::kConsumerWarpgroups <= 65536, "register file");
+  // setmaxnreg moves registers within the CTA's allocation, which is what
+  // ptxas gave each thread at launch (at most 65536 / threads, a multiple
+  // of 8: 168 x 384 = 64512 with two consumer warpgroups), not the whole
+  // register file: a 32 / 240 split (65536) hung in the consumers'
+  // setmaxnreg.inc (H100, 2026-11-28, perf_tests/results/h100-fa3-2026-11-28-absorb).
+  static constexpr int kCtaRegisters = 65536 / Shape::kThreads / 8 * 8 * Shape::kThreads;
+  static_assert(kProducer * 128 + kConsumer * 128 * Shape::kConsumerWarpgroups <= kCtaRegisters, "register file");
 };
 
 // The tile indices this CTA runs, in order, each passed to body: the stride
@@ -700,7 +715,7 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
   }
   __syncthreads();
 
-  using Regs = RegSplit<Shape, kBlockSparse, kDynamic, kFused, kDedup>;
+  using Regs = RegSplit<Shape, kBlockSparse, kDynamic, kFused>;
   std::uint32_t it = 0, tile_iter = 0;
   if (warpgroup == 0) {
     regs_release<Regs::kProducer>();
@@ -720,7 +735,7 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
           if constexpr (kFused) return decode_fused_tile<Shape::kBlockM, Shape::kBlockN>(args.p, idx);
           else return start_tile<Shape, kBlockSparse>(args.p, idx, entry);
         }();
-        if constexpr (kDedup) dedup_tile<Shape::kBlockN>(args.p, t);
+        if constexpr (kDedup) dedup_tile<Shape::kBlockN, kExclusion<Shape, kDedup>>(args.p, t);
         if (!t.active) return;
         produce<Shape, kBlockSparse, false, kDedup, kFused>(args, t, smem, bar, it, tile_iter, 0, entry);
         it += t.key_blocks;
@@ -767,7 +782,7 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
         if constexpr (kFused) return decode_fused_tile<Shape::kBlockM, Shape::kBlockN>(args.p, idx);
         else return start_tile<Shape, kBlockSparse, true>(args.p, idx, entry);
       }();
-      if constexpr (kDedup) dedup_tile<Shape::kBlockN>(args.p, t);
+      if constexpr (kDedup) dedup_tile<Shape::kBlockN, kExclusion<Shape, kDedup>>(args.p, t);
       if (!t.active) return;
       consume<T, Shape, kDropout, kBlockSparse, false, kDedup, kFused>(args, t, smem, bar, warpgroup - 1,
                                                                       threadIdx.x % 128, it, tile_iter);

@@ -131,6 +131,11 @@ void launch_kernel(const ForwardArgs& args, std::int64_t grid, cudaStream_t stre
     return !(e && std::string(e) == "exact");
   }();
   a.p.lazy_softmax = lazy_softmax;
+  static const bool absorb_all = [] {
+    const char* e = std::getenv("DILATED_FA3_ABSORB");
+    return e && std::string(e) == "all";
+  }();
+  a.p.absorb_all_blocks = absorb_all;
   const int smem = kStage && a.p.merge && a.p.merge_prefetch ? kSmemMax : kSmemBase;
   kernel<<<dim3(unsigned(grid)), dim3(Shape::kThreads), smem, stream>>>(a);
   check(cudaGetLastError(), "forward kernel launch");

@@ -63,6 +63,10 @@ namespace dilated::cuda_fa3::details {
 inline constexpr int kFusedMaxMembers = kDedupMaxWeights + 1;
 inline constexpr int kFusedTileRows = 128;
 inline constexpr int kFusedMaxPhases = 16;  // forward_params.hpp kMaxPhases
+// Absorbed branches per chain (the paper's r = 6 and 12): a pair counts
+// 0..2 times more, so the consumers pick its weight among three the walker
+// computes per key class (FusedWalker::log2_m1, log2_m2).
+inline constexpr int kFusedMaxAbsorbed = 2;
 
 struct FusedChainParams {
   std::int32_t members = 0;       // 0: no fused chain
@@ -84,10 +88,10 @@ struct FusedChainParams {
   // Absorbed branches (fused_absorb_plan): each one's member a (r_t = 3 r_a),
   // its segment in units (w_t / w_0) and w_t mod 3.
   std::int32_t absorbed = 0;
-  std::int32_t absorb_member[kFusedMaxMembers] = {};
-  std::int32_t absorb_units[kFusedMaxMembers] = {};
-  std::int32_t absorb_w3[kFusedMaxMembers] = {};
-  std::int32_t absorb_branch[kFusedMaxMembers] = {};  // (the plan's record; the kernel does not read it)
+  std::int32_t absorb_member[kFusedMaxAbsorbed] = {};
+  std::int32_t absorb_units[kFusedMaxAbsorbed] = {};
+  std::int32_t absorb_w3[kFusedMaxAbsorbed] = {};
+  std::int32_t absorb_branch[kFusedMaxAbsorbed] = {};  // (the plan's record; the kernel does not read it)
   DILATED_INLINE bool active() const { return members > 0; }
 };
 
@@ -136,7 +140,7 @@ inline FusedChainParams fused_chain_plan(const PatternParams& p, const DedupPara
 inline void fused_absorb_plan(const PatternParams& p, const bool* default_keys, FusedChainParams* f,
                               DedupParams* dedup) {
   if (!f->active() || f->dilation0 % 3 == 0 || p.head_mode != 0 || p.seq_len >= (std::int64_t(1) << 30)) return;  // 32-bit positions, with tiles past the end
-  for (int t = f->first_branch + f->members; t < p.num_branches && f->absorbed < kFusedMaxMembers; ++t) {
+  for (int t = f->first_branch + f->members; t < p.num_branches && f->absorbed < kFusedMaxAbsorbed; ++t) {
     if (dedup[t].active() || !default_keys[t] || p.dilation[t] % 3 != 0) continue;
     for (int a = 0; a < f->members; ++a) {
       const int ia = f->first_branch + a;
@@ -267,16 +271,13 @@ DILATED_INLINE float fused_log2(int m) {
                   : 3.f;
 }
 
-// The multiplicity of a block's pairs whose query row has row_bits
-// (fused_absorb_rows of its position mod 3) and whose key is at that
-// residue too (the register class fused_hit_class names).
-DILATED_INLINE int fused_hit_multiplicity(int multiplicity, std::uint32_t absorbed, std::uint32_t row_bits) {
+// How many absorbed branches count the pairs of a block (FusedBlock::
+// absorbed) whose query row has row_bits (fused_absorb_rows of its
+// position mod 3) and whose key is at that residue too (the register class
+// fused_hit_class names): 0..2.
+DILATED_INLINE int fused_hit_count(std::uint32_t absorbed, std::uint32_t row_bits) {
   const std::uint32_t x = absorbed & row_bits;
-#if defined(__CUDA_ARCH__)
-  return multiplicity + __popc(x);
-#else
-  return multiplicity + __builtin_popcount(x);
-#endif
+  return int(x & 1u) + int((x >> 1) & 1u);  // kFusedMaxAbsorbed = 2
 }
 
 // Position mod 3 of key `first` of a block (FusedBlock) of the head with
@@ -290,10 +291,25 @@ DILATED_INLINE std::int32_t fused_key_residue3(const FusedChainParams& f, const 
 // Which register class k = (2j + c) mod 3 holds, in a thread whose lane % 4
 // is `quad`, the block's keys at positions = x3 (mod 3): key 8j + 2 quad + c
 // of the block lies at pos0 + s (8j + 2 quad + c), s = r_0 R, s^2 = 1
-// (mod 3). pos3: fused_key_residue3.
-DILATED_INLINE int fused_hit_class(const FusedChainParams& f, std::int32_t x3, std::int32_t pos3, int quad) {
+// (mod 3), so k = s (x3 - pos0) - 2 quad (mod 3). pos3: fused_key_residue3.
+// The consumers split it into a per-tile part (fused_hit_base, per row) and
+// a per-block one (fused_hit_shift, the same for all threads).
+DILATED_INLINE int fused_hit_base(const FusedChainParams& f, std::int32_t x3, int quad) {
   const int s3 = (f.dilation0 * f.classes) % 3;  // 1 or 2 (fused_absorb_plan: 3 does not divide r_0)
-  return (s3 * (x3 + 3 - pos3) + 6 - 2 * quad) % 3;
+  return (s3 * x3 + 6 - 2 * quad) % 3;
+}
+DILATED_INLINE int fused_hit_shift(const FusedChainParams& f, std::int32_t pos3) {
+  return (f.dilation0 * f.classes % 3) * pos3 % 3;
+}
+DILATED_INLINE int fused_hit_step(int base, int shift) { return base >= shift ? base - shift : base + 3 - shift; }
+DILATED_INLINE int fused_hit_class(const FusedChainParams& f, std::int32_t x3, std::int32_t pos3, int quad) {
+  return fused_hit_step(fused_hit_base(f, x3, quad), fused_hit_shift(f, pos3));
+}
+
+// log2 of the weight of a pair with n (0..2) absorbed counts more than the
+// block's multiplicity: the walker's three per-class values.
+DILATED_INLINE float fused_hit_log2(float log2_m, float log2_m1, float log2_m2, int n) {
+  return n == 0 ? log2_m : n == 1 ? log2_m1 : log2_m2;
 }
 
 // The blocks of one tile in the order the producer loads and the consumers
@@ -313,6 +329,7 @@ struct FusedWalker {
   int multiplicity = 1;         // of the current block
   std::uint32_t absorbed = 0;   // fused_absorbed of the current block
   float log2_m = 0.f;           // fused_log2(multiplicity)
+  float log2_m1 = 0.f, log2_m2 = 0.f;  // of multiplicity + 1, + 2 (absorbed pairs; unused, so dropped, in the producer)
 
   DILATED_INLINE FusedWalker(const FusedChainParams& params, std::int32_t head_class, std::int32_t row_class,
                              std::int32_t tile_unit, int keys_per_block)
@@ -328,6 +345,8 @@ struct FusedWalker {
     multiplicity = fused_multiplicity(*f, m, hc, cls, kcls);
     absorbed = fused_absorbed(*f, m, hc, cls, kcls);
     log2_m = fused_log2(multiplicity);
+    log2_m1 = fused_log2(multiplicity + 1);
+    log2_m2 = fused_log2(multiplicity + 2);
   }
   DILATED_INLINE void enter(int member) {
     m = member;

@@ -222,11 +222,12 @@ __device__ __forceinline__ QueryTile decode_fused_tile(const ForwardParams& p, s
 // keeps the rows the earlier branches merged (its keys are all counted there).
 // An absorbed branch (DedupParams::exclude) skips the whole blocks of the
 // keys its rows skip where all its rows skip the same (exclusion_tile).
-template <int BlockN>
+// kExclusion: the kernel may run absorbed branches (forward_kernel.cuh).
+template <int BlockN, bool kExclusion>
 __device__ __forceinline__ void dedup_tile(const ForwardParams& p, QueryTile& t) {
   t.skip_begin = t.skip_end = 0;
   t.exclude_begin = t.exclude_end = 0;
-  if (t.active && p.dedup.exclude > 0) {
+  if (kExclusion && t.active && p.dedup.exclude > 0) {
     int blocks = 0;
     exclusion_tile(p.dedup, std::int32_t(t.first), std::int32_t(t.q_begin), std::int32_t(t.q_count),
                    std::int32_t(t.k_end), BlockN, &t.exclude_begin, &t.exclude_end, &t.skip_begin, &t.skip_end,
