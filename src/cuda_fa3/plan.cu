@@ -278,29 +278,19 @@ void run_branches(const details::ForwardParams& base, const PatternParams& pat, 
   for (int i = 0; i < pat.num_branches; ++i) default_keys[i] = !wide_keys(pat, s, base.causal, i, s.seq_len);
   details::longnet_dedup_plan(pat, !dup && !base.causal && !base.dropout.enabled() && !block_sparse, default_keys,
                               dedup);
-  // Fused chains, and the later branches they absorb (r = 3 r_a: the
-  // paper's r = 6 and 12; details/longnet_fused_chain.hpp fused_absorb_plan):
-  // those skip the keys of their rows' own segment of member a, which the
-  // chain counts once more. H100, LongNet 1M x 16 d128: see
-  // perf_tests/results/h100-fa3-2026-11-28-absorb. DILATED_FA3_LONGNET=noabsorb
-  // keeps them whole, for comparison.
-  details::FusedChainParams fused[kMaxBranches];
-  if (!dup && longnet_env != "chain") {
-    for (int i = 0; i < pat.num_branches; ++i) {
-      fused[i] = details::fused_chain_plan(pat, dedup, i, s.batch, s.heads);
-      if (fused[i].active() && longnet_env != "noabsorb") details::fused_absorb_plan(pat, default_keys, &fused[i], dedup);
-    }
-  }
   for (int i = 0; i < pat.num_branches; ++i) {
     // Block-sparse (one branch): a tile with any visible block gives every
     // one of its rows a key (blocks are 128-multiples, so a causally clipped
     // run still starts at or before the tile's first row), so its rows are
     // written outright; the fill above covers the skipped tiles. No merge read.
     const bool merge = i > 0 || (!first_covers_all && !block_sparse);
-    if (fused[i].active()) {
-      launch_fused_chain<T>(base, pat, s, dtype, fused[i], merge, q, k, v, stream);
-      i += fused[i].members - 1;
-      continue;
+    if (!dup && longnet_env != "chain") {
+      const details::FusedChainParams f = details::fused_chain_plan(pat, dedup, i, s.batch, s.heads);
+      if (f.active()) {
+        launch_fused_chain<T>(base, pat, s, dtype, f, merge, q, k, v, stream);
+        i += f.members - 1;
+        continue;
+      }
     }
     launch_branch<T>(base, pat, s, dtype, i, whole, merge, q, k, v, stream, dedup[i]);
   }

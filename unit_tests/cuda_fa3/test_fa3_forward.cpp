@@ -142,20 +142,6 @@ std::vector<Case> cases() {
   cs.push_back({"fused_r248_d128", make({{1024, 2}, {2048, 4}, {4096, 8}}, false), {1, 8192, 10, 128}});
   cs.push_back({"fused_then_r6_d128", make({{512, 1}, {1024, 2}, {2048, 4}, {3072, 6}}, false), {1, 6144, 7, 128}});
   cs.push_back({"fused_after_r3_d64", make({{768, 3}, {512, 1}, {1024, 2}, {2048, 4}}, false), {1, 6144, 7, 64}});
-  // Absorbed branches (longnet_fused_chain.hpp fused_absorb_plan): the
-  // paper's schedule scaled down, r = 6 over r = 2's 1024-segments and 12
-  // over r = 4's 2048-segments (the chain weighs their pairs per register
-  // class mod 3; they skip or mask their rows' own segment); w_6 = 1 (mod 3):
-  // the residue changes with the segment. (fused_then_r6_d128 above absorbs
-  // r = 6 too, w_6 = 0 mod 3.) Head_dim 64's absorbed branches run two
-  // consumer warpgroups (forward_launch.cu three_warpgroups).
-  cs.push_back({"absorb_paper_d128", make({{512, 1}, {1024, 2}, {2048, 4}, {4096, 6}, {8192, 12}}, false),
-                {1, 8192, 13, 128}});
-  cs.push_back({"absorb_paper_d64", make({{512, 1}, {1024, 2}, {2048, 4}, {4096, 6}, {8192, 12}}, false),
-                {1, 8192, 7, 64}});
-  cs.push_back({"absorb_paper_d256", make({{512, 1}, {1024, 2}, {2048, 4}, {4096, 6}, {8192, 12}}, false),
-                {1, 8192, 4, 256}});
-  cs.push_back({"absorb_r36_d128", make({{256, 1}, {512, 2}, {1024, 3}, {2048, 6}}, false), {2, 4096, 7, 128}});
   // Causal, more query tiles (160-192) than an H100 has SMs (132): the
   // persistent causal grid (forward_kernel.cuh produce_dynamic_tiles) runs
   // one or two tiles per CTA from its tile counter; the smaller causal cases

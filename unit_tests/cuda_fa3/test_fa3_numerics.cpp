@@ -161,9 +161,6 @@ TEST(Fa3Numerics, ScoresRisingAfterTheFirstKeyBlock) {
       {"causal_d128", make({{1024, 1}}, true), {1, 1024, 2, 128}, DType::bf16},
       {"dense_d256", make({{512, 1}}, false), {1, 512, 2, 256}, DType::bf16},
       {"longnet_fused_d128", make({{2048, 1}, {4096, 2}, {8192, 4}}, false), {1, 8192, 4, 128}, DType::bf16},
-      // The chain with absorbed r = 6, 12 (three weights per row; their masked blocks).
-      {"longnet_absorb_d128", make({{512, 1}, {1024, 2}, {2048, 4}, {4096, 6}, {8192, 12}}, false),
-       {1, 8192, 7, 128}, DType::bf16},
   };
   std::uint64_t seed = 20;
   for (const Setup& u : setups) {

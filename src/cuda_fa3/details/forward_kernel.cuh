@@ -198,13 +198,6 @@ template <class Shape, bool kDropout, bool kBlockSparse, bool kDynamic = false>
 inline constexpr bool kMergeStage =
     KernelMergeStage<Shape, kBlockSparse, kDynamic>::kFits && !kBlockSparse && !kDropout && !kDynamic;
 
-// Absorbed LongNet branches (DedupParams::exclude) run in the kDedup
-// kernels of two consumer warpgroups only (forward_launch.cu
-// three_warpgroups): compiled into head_dim 64's three-warpgroup kernel, the
-// exclusion made its consumers (160 registers) spill 564 bytes (ptxas, CUDA 13.0).
-template <class Shape, bool kDedup>
-inline constexpr bool kExclusion = kDedup && Shape::kConsumerWarpgroups == 2;
-
 // Consumer warpgroup `wg` (0 or 1) owns query rows [64 wg, 64 wg + 64) of the tile.
 //
 // Software pipeline inside the warpgroup (FA3's intra-warpgroup overlap):
@@ -300,17 +293,6 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
   using Walk = std::conditional_t<kFused, FusedKeyWalk<kN>, KeyWalk<kN, kBlockSparse, kDedup>>;
   Walk walk = make_key_walk<Walk, kFused>(p, t, !keys_from_entry);  // softmax_step(kb) runs once per kb, in order
   float log2_m[2] = {0.f, 0.f};  // kDedup: log2 of the multiplicity of column parity 0 / 1
-  // kDedup, an absorbed branch: mask the keys each row skips (exclusion_row)
-  // in a block that meets the tile's range. The rows' bounds are computed
-  // there (~8% of the paper's r = 6 / 12 blocks), not kept across the loop:
-  // four more live registers spilled 128 bytes (ptxas, CUDA 13.0).
-  auto exclude = [&](std::int64_t key_begin) {
-    std::int32_t lo[2], hi[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r)
-      exclusion_row(p.dedup, std::int32_t(t.first), std::int32_t(rows[r]), std::int32_t(t.k_end), &lo[r], &hi[r]);
-    apply_exclusion<kN>(s, key_begin, lo, hi, lane);
-  };
   if constexpr (kDedup) {
 #pragma unroll
     for (int c = 0; c < 2; ++c) {
@@ -326,10 +308,9 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
   // stage after the softmax) for the exact update. Returns true when the
   // block is done, false when s holds S(kb) again.
   const bool lazy = !kDropout && p.lazy_softmax;
-  using Softmax = OnlineSoftmax<kN, kD>;
-  auto lazy_step = [&](int kb, const float* lm, auto weights) {
+  auto lazy_step = [&](int kb, const float* lm) {
     float sum[2];
-    const bool ok = softmax.template lazy_probabilities<decltype(weights)::value>(s, p.scale_log2, lm, sum);
+    const bool ok = softmax.template lazy_probabilities<(kFused || kDedup)>(s, p.scale_log2, lm, sum);
     if (__all_sync(0xffffffffu, ok)) {
       softmax.accept_lazy(correction, sum);
       return true;
@@ -342,48 +323,11 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
     recompute_scores<T, kD, kN>(q_smem + 16 * warp * 128, Shape::kPanelBytesQ, k_smem, Shape::kPanelBytesKV, lane, s);
     return false;
   };
-  using ParityWeights = std::integral_constant<int, Softmax::kParityWeights>;
-  using ThirdWeights = std::integral_constant<int, Softmax::kThirdWeights>;
-  // Fused chains with absorbed branches (longnet_fused_chain.hpp): per row,
-  // the absorbed branches counting its pairs (fused_absorb_rows of its
-  // position mod 3) and its part of the hit class (fused_hit_base).
-  std::int32_t hit_base[2] = {0, 0}, o0 = 0;
-  std::uint32_t row_bits[2] = {0u, 0u};
-  if constexpr (kFused) {
-    if (p.chain.absorbed > 0) {
-#pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const std::int32_t res =
-            std::int32_t((std::uint32_t(t.first) + std::uint32_t(t.q_stride) * std::uint32_t(rows[r])) % 3u);
-        row_bits[r] = fused_absorb_rows(p.chain, t.h, t.chain_unit, res);
-        hit_base[r] = fused_hit_base(p.chain, res, lane % 4);
-      }
-      o0 = t.h - fused_head_class(p.chain, t.h) * p.chain.dilation0;
-    }
-  }
   auto softmax_step = [&](int kb) {
-    if constexpr (kFused) {  // whole blocks: no mask
+    if constexpr (kFused) {  // whole blocks: no mask; one weight for the block
       walk.next(kb);
-      // Blocks some absorbed branch counts (FusedBlock::absorbed; all blocks
-      // under DILATED_FA3_ABSORB=all): two weights per row, its hit
-      // register class's and the rest's. Others: one weight for the block.
-      if (p.chain.absorbed > 0 && (walk.block.absorbed != 0 || p.absorb_all_blocks)) {
-        const int shift = fused_hit_shift(p.chain, fused_key_residue3(p.chain, walk.block, o0));
-        float lw[6];
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-          const int hit_class = fused_hit_step(hit_base[r], shift);
-          const float hit =
-              fused_hit_log2(walk.log2_m, walk.log2_m1, walk.log2_m2, fused_hit_count(walk.block.absorbed, row_bits[r]));
-#pragma unroll
-          for (int k = 0; k < 3; ++k) lw[3 * r + k] = k == hit_class ? hit : walk.log2_m;
-        }
-        if (lazy && kb > 0 && lazy_step(kb, lw, ThirdWeights{})) return;
-        softmax.update_weighted3(s, correction, p.scale_log2, lw);
-        return;
-      }
-      const float lm[2] = {walk.log2_m, walk.log2_m};  // one weight for the block
-      if (lazy && kb > 0 && lazy_step(kb, lm, ParityWeights{})) return;
+      const float lm[2] = {walk.log2_m, walk.log2_m};
+      if (lazy && kb > 0 && lazy_step(kb, lm)) return;
       softmax.update_weighted(s, correction, p.scale_log2, lm);
       return;
     }
@@ -399,16 +343,9 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
     }
     const bool masked = needs_mask<kN>(key_begin, key_end, t.q_begin + 64 * wg, p.causal);
     if (masked) apply_mask<kN>(s, key_begin, key_end, rows, p.causal, lane);
-    // An absorbed branch (DedupParams::exclude): keys of the row's own
-    // segment of the absorbing member, in the blocks that meet the tile's range.
-    const bool excluded = kExclusion<Shape, kDedup> && p.dedup.exclude > 0 && key_begin < t.exclude_end &&
-                          key_begin + kN > t.exclude_begin;
-    if (excluded) exclude(key_begin);
     if (lazy && kb > 0) {
-      if (lazy_step(kb, log2_m, std::integral_constant<int, (kDedup ? Softmax::kParityWeights : Softmax::kNoWeights)>{}))
-        return;
+      if (lazy_step(kb, log2_m)) return;
       if (masked) apply_mask<kN>(s, key_begin, key_end, rows, p.causal, lane);
-      if (excluded) exclude(key_begin);
     }
     if constexpr (kDedup) softmax.update_weighted(s, correction, p.scale_log2, log2_m);
     else softmax.update(s, correction, p.scale_log2);
@@ -735,7 +672,7 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
           if constexpr (kFused) return decode_fused_tile<Shape::kBlockM, Shape::kBlockN>(args.p, idx);
           else return start_tile<Shape, kBlockSparse>(args.p, idx, entry);
         }();
-        if constexpr (kDedup) dedup_tile<Shape::kBlockN, kExclusion<Shape, kDedup>>(args.p, t);
+        if constexpr (kDedup) dedup_tile<Shape::kBlockN>(args.p, t);
         if (!t.active) return;
         produce<Shape, kBlockSparse, false, kDedup, kFused>(args, t, smem, bar, it, tile_iter, 0, entry);
         it += t.key_blocks;
@@ -782,7 +719,7 @@ __global__ void __launch_bounds__(Shape::kThreads, 1)
         if constexpr (kFused) return decode_fused_tile<Shape::kBlockM, Shape::kBlockN>(args.p, idx);
         else return start_tile<Shape, kBlockSparse, true>(args.p, idx, entry);
       }();
-      if constexpr (kDedup) dedup_tile<Shape::kBlockN, kExclusion<Shape, kDedup>>(args.p, t);
+      if constexpr (kDedup) dedup_tile<Shape::kBlockN>(args.p, t);
       if (!t.active) return;
       consume<T, Shape, kDropout, kBlockSparse, false, kDedup, kFused>(args, t, smem, bar, warpgroup - 1,
                                                                       threadIdx.x % 128, it, tile_iter);

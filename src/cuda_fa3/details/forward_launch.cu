@@ -41,12 +41,10 @@ bool d64_rows_128() {
 
 // A skipping branch of a LongNet chain (longnet_dedup.hpp) runs 128-row
 // tiles: its query tiles must not straddle the previous branch's segments,
-// whose kept keys (w_{i-1} / r_i) are multiples of 128, not of 192. An
-// absorbed branch (DedupParams::exclude) too: with three, its consumers
-// (160 registers) spilled 564 bytes (ptxas, CUDA 13.0).
+// whose kept keys (w_{i-1} / r_i) are multiples of 128, not of 192.
 bool three_warpgroups(int head_dim, const ForwardParams& p) {
   return head_dim == 64 && !p.dropout.enabled() && !p.pattern.block_sparse.enabled() && !d64_rows_128() &&
-         p.dedup.skip_keys == 0 && p.dedup.exclude == 0 && !p.chain.active();
+         p.dedup.skip_keys == 0 && !p.chain.active();
 }
 }  // namespace
 
@@ -131,11 +129,6 @@ void launch_kernel(const ForwardArgs& args, std::int64_t grid, cudaStream_t stre
     return !(e && std::string(e) == "exact");
   }();
   a.p.lazy_softmax = lazy_softmax;
-  static const bool absorb_all = [] {
-    const char* e = std::getenv("DILATED_FA3_ABSORB");
-    return e && std::string(e) == "all";
-  }();
-  a.p.absorb_all_blocks = absorb_all;
   const int smem = kStage && a.p.merge && a.p.merge_prefetch ? kSmemMax : kSmemBase;
   kernel<<<dim3(unsigned(grid)), dim3(Shape::kThreads), smem, stream>>>(a);
   check(cudaGetLastError(), "forward kernel launch");

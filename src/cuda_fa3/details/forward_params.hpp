@@ -99,10 +99,6 @@ struct ForwardParams {
   // forward_kernel<..., kFused = true> reads it; branch is its last member
   // (whose dilation the descriptors take).
   FusedChainParams chain;
-  // Fused chains with absorbed branches: the per-row weights on every block,
-  // not only on those an absorbed branch counts (DILATED_FA3_ABSORB=all,
-  // forward_launch.cu; for comparison).
-  bool absorb_all_blocks = false;
 };
 
 struct ForwardArgs {

@@ -88,8 +88,6 @@ struct FusedKeyWalk {
   FusedWalker w;
   std::int32_t phase0, step;  // descriptor of key class k: phase0 + step * k
   float log2_m = 0.f;         // the last block's log2 multiplicity
-  float log2_m1 = 0.f, log2_m2 = 0.f;  // and of one or two absorbed counts more
-  FusedBlock block{};         // the last block (its absorbed branches, fused_key_residue3)
   __device__ __forceinline__ FusedKeyWalk(const ForwardParams& p, const QueryTile& t)
       : w(p.chain, fused_head_class(p.chain, t.h), t.chain_class, t.chain_unit, Block),
         phase0(t.h - w.hc * p.chain.dilation0),
@@ -97,9 +95,6 @@ struct FusedKeyWalk {
   __device__ __forceinline__ KeyBlock next(int) {
     const FusedBlock b = w.current();
     log2_m = w.log2_m;
-    log2_m1 = w.log2_m1;
-    log2_m2 = w.log2_m2;
-    block = b;
     w.advance();
     const std::int64_t row = std::int64_t(b.unit) * w.f->class_rows + b.first;
     // key/end: a whole block (needs_mask is false).

@@ -35,7 +35,6 @@
 
 #include <cstdint>
 
-#include "cuda_fa3/details/fast_decode.hpp"
 #include "dilated/host_device.hpp"
 #include "dilated/pattern.hpp"
 
@@ -54,13 +53,7 @@ struct DedupParams {
   std::int32_t weights = 0;
   std::int32_t ratio[kDedupMaxWeights] = {};
   std::int32_t dilation = 1;  // r_i
-  // > 0: a branch a fused chain absorbs (longnet_fused_chain.hpp
-  // fused_absorb_plan): its query rows skip the keys of their own
-  // `exclude`-long segment (the chain counts those pairs). Positions,
-  // not kept rows; exclusive with skip_keys and weights.
-  std::int32_t exclude = 0;
-  FastDiv exclude_div, dilation_div;  // W and r_i as multiply-shifts (the tile start's divisions)
-  DILATED_INLINE bool active() const { return skip_keys > 0 || weights > 0 || exclude > 0; }
+  DILATED_INLINE bool active() const { return skip_keys > 0 || weights > 0; }
 };
 
 // Branches a < c of p nested (above). Segment lengths below 2^31 (the
@@ -128,51 +121,6 @@ DILATED_INLINE void dedup_skip(std::int32_t skip_keys, std::int32_t q_begin, std
   *skip_begin = b;
   *skip_end = e;
   *blocks = int(b / block + (e < k_end ? (k_end - e + block - 1) / block : 0));
-}
-
-// An absorbed branch (DedupParams::exclude = W): kept row j of a segment
-// lies at position first + r j (first: sparse row 0's position), in
-// W-segment u(j) = (first + r j) / W, and skips the keys of its own
-// W-segment, [exclusion_key(u), exclusion_key(u + 1)). Positions < 2^30
-// (fused_absorb_plan); divisions by multiply-shift (d.exclude_div,
-// d.dilation_div): with 32-bit divisions at each tile start the consumers
-// spilled 128 bytes (ptxas, CUDA 13.0).
-DILATED_INLINE std::int32_t exclusion_key(const DedupParams& d, std::int32_t first, std::int32_t u,
-                                          std::int32_t k_end) {
-  const std::int32_t at = u * d.exclude - first;  // first kept key at or after position u W
-  const std::int32_t k = at <= 0 ? 0 : std::int32_t(d.dilation_div.div(std::uint32_t(at + d.dilation - 1)));
-  return k < k_end ? k : k_end;
-}
-DILATED_INLINE void exclusion_row(const DedupParams& d, std::int32_t first, std::int32_t row, std::int32_t k_end,
-                                  std::int32_t* lo, std::int32_t* hi) {
-  const std::int32_t u = std::int32_t(d.exclude_div.div(std::uint32_t(first + d.dilation * row)));
-  *lo = exclusion_key(d, first, u, k_end);
-  *hi = exclusion_key(d, first, u + 1, k_end);
-}
-
-// A tile of rows [q_begin, q_begin + q_count) of an absorbed branch: the
-// keys some row of it skips, [*mask_begin, *mask_end) (blocks meeting it are
-// masked row by row), and, when every row lies in one W-segment, the whole
-// blocks of that segment's keys, [*skip_begin, *skip_end), which the tile
-// does not visit at all (dedup_block_key; empty: both 0). *blocks: the
-// blocks it visits of [0, k_end).
-DILATED_INLINE void exclusion_tile(const DedupParams& d, std::int32_t first, std::int32_t q_begin,
-                                   std::int32_t q_count, std::int32_t k_end, int block, std::int32_t* mask_begin,
-                                   std::int32_t* mask_end, std::int32_t* skip_begin, std::int32_t* skip_end,
-                                   int* blocks) {
-  const std::int32_t u0 = std::int32_t(d.exclude_div.div(std::uint32_t(first + d.dilation * q_begin)));
-  const std::int32_t u1 = std::int32_t(d.exclude_div.div(std::uint32_t(first + d.dilation * (q_begin + q_count - 1))));
-  *mask_begin = exclusion_key(d, first, u0, k_end);
-  *mask_end = exclusion_key(d, first, u1 + 1, k_end);
-  std::int32_t b = 0, e = 0;
-  if (u0 == u1) {
-    b = (*mask_begin + block - 1) / block * block;
-    e = *mask_end == k_end ? k_end : *mask_end / block * block;
-    if (e <= b) b = e = 0;
-  }
-  *skip_begin = b;
-  *skip_end = e;
-  *blocks = int((k_end + block - 1) / block - (e - b + (e == k_end ? block - 1 : 0)) / block);
 }
 
 // First key of the tile's kb-th visited block.

@@ -28,23 +28,6 @@
 // counts 1 + #{later members m' keeping c and c'} times: one weight per key
 // block, added as log2(m) to the exp2 argument (softmax.cuh).
 //
-// Absorbed branches (fused_absorb_plan). A later branch t with r_t = 3 r_a
-// for a member a (the paper's r = 6 = 3 x 2 and 12 = 3 x 4 over r = 1, 2,
-// 4), w_a | w_t and 3 not dividing r_0 keeps, in its segment s, positions
-// s w_t + o_t + r_t j: = o_a (mod r_a) (r_a | w_a | w_t, o = h mod r), so
-// member a keeps them too, and = rho_t = s w_t + h (mod 3). In each
-// w_a-segment of a the chain visits all their pairs already (in the block
-// of the first member whose segment holds the key, m <= a), so it counts
-// them once more and branch t skips its keys of the query's own w_a-segment
-// (DedupParams::exclude): 1/4 of the paper's r = 6 and 12 pairs, 21% of
-// their blocks whole (the rest masked), 4% of the layer's FLOPs.
-// In a block, a pair of a query at position = x (mod 3) counts
-// 1 + #{absorbed t keeping both classes, m <= a, with rho_t = x} more times
-// if its key is = x (mod 3) too. Class positions step by r_0 R (not a
-// multiple of 3), so those keys are, in every thread, the registers of one
-// class k = (2j + c) mod 3 (register j, column parity c; fused_hit_class):
-// two weights per row and block, no per-score cost (softmax.cuh exp_row).
-//
 // Eligible (fused_chain_plan): a chain of longnet_dedup_plan with
 // w_0 % (128 r_L) == 0 (whole tiles and blocks per class and unit),
 // seq_len % w_L == 0 (every member's segments whole), r_L <= 16
@@ -63,10 +46,6 @@ namespace dilated::cuda_fa3::details {
 inline constexpr int kFusedMaxMembers = kDedupMaxWeights + 1;
 inline constexpr int kFusedTileRows = 128;
 inline constexpr int kFusedMaxPhases = 16;  // forward_params.hpp kMaxPhases
-// Absorbed branches per chain (the paper's r = 6 and 12): a pair counts
-// 0..2 times more, so the consumers pick its weight among three the walker
-// computes per key class (FusedWalker::log2_m1, log2_m2).
-inline constexpr int kFusedMaxAbsorbed = 2;
 
 struct FusedChainParams {
   std::int32_t members = 0;       // 0: no fused chain
@@ -85,13 +64,6 @@ struct FusedChainParams {
   // divisions there, a tile start cost ~20 instructions per division).
   FastDiv div_tiles, div_units, div_heads, div_per_class, div_d0;
   FastDiv div_span[kFusedMaxMembers];
-  // Absorbed branches (fused_absorb_plan): each one's member a (r_t = 3 r_a),
-  // its segment in units (w_t / w_0) and w_t mod 3.
-  std::int32_t absorbed = 0;
-  std::int32_t absorb_member[kFusedMaxAbsorbed] = {};
-  std::int32_t absorb_units[kFusedMaxAbsorbed] = {};
-  std::int32_t absorb_w3[kFusedMaxAbsorbed] = {};
-  std::int32_t absorb_branch[kFusedMaxAbsorbed] = {};  // (the plan's record; the kernel does not read it)
   DILATED_INLINE bool active() const { return members > 0; }
 };
 
@@ -130,34 +102,6 @@ inline FusedChainParams fused_chain_plan(const PatternParams& p, const DedupPara
   f.div_per_class = FastDiv::make(std::uint32_t(f.class_rows / kFusedTileRows));
   f.div_d0 = FastDiv::make(std::uint32_t(r0));
   return f;
-}
-
-// The later branches the fused chain f absorbs (above): f gains their
-// members, and each one's dedup entry its exclusion (DedupParams::exclude
-// = w_a), which its launch (a kDedup kernel: default key block only) skips.
-// Branches that are chain members themselves, or not after the chain, stay
-// as they are.
-inline void fused_absorb_plan(const PatternParams& p, const bool* default_keys, FusedChainParams* f,
-                              DedupParams* dedup) {
-  if (!f->active() || f->dilation0 % 3 == 0 || p.head_mode != 0 || p.seq_len >= (std::int64_t(1) << 30)) return;  // 32-bit positions, with tiles past the end
-  for (int t = f->first_branch + f->members; t < p.num_branches && f->absorbed < kFusedMaxAbsorbed; ++t) {
-    if (dedup[t].active() || !default_keys[t] || p.dilation[t] % 3 != 0) continue;
-    for (int a = 0; a < f->members; ++a) {
-      const int ia = f->first_branch + a;
-      if (p.dilation[ia] * 3 != p.dilation[t] || p.segment_length[t] % p.segment_length[ia] != 0) continue;
-      f->absorb_member[f->absorbed] = a;
-      f->absorb_units[f->absorbed] = std::int32_t(p.segment_length[t] / f->unit);
-      f->absorb_w3[f->absorbed] = std::int32_t(p.segment_length[t] % 3);
-      f->absorb_branch[f->absorbed] = t;
-      ++f->absorbed;
-      dedup[t] = DedupParams{};
-      dedup[t].dilation = std::int32_t(p.dilation[t]);
-      dedup[t].exclude = std::int32_t(p.segment_length[ia]);
-      dedup[t].exclude_div = FastDiv::make(std::uint32_t(dedup[t].exclude));
-      dedup[t].dilation_div = FastDiv::make(std::uint32_t(dedup[t].dilation));
-      break;
-    }
-  }
 }
 
 // Where a tile index lies: tiles run unit by unit (class-major inside a
@@ -225,92 +169,14 @@ DILATED_INLINE int fused_multiplicity(const FusedChainParams& f, int m, std::int
   return n;
 }
 
-// The absorbed branches (a bit each) counting the pairs of (query class
-// cls, key class kcls) of a block member m visits, where both positions are
-// = that branch's rho_t (mod 3): those whose member a holds the key's unit
-// (m <= a) and keeps both classes.
-DILATED_INLINE std::uint32_t fused_absorbed(const FusedChainParams& f, int m, std::int32_t hc, std::int32_t cls,
-                                            std::int32_t kcls) {
-  std::uint32_t bits = 0;
-  for (int i = 0; i < f.absorbed; ++i) {
-    const int a = f.absorb_member[i];
-    const std::int32_t mask = f.ratio[a] - 1;
-    if (m <= a && ((cls ^ hc) & mask) == 0 && ((kcls ^ hc) & mask) == 0) bits |= 1u << i;
-  }
-  return bits;
-}
-
-// The absorbed branches (bits) whose rho_t is x3, for a tile of `unit` of
-// head h: rho_t = s w_t + h (mod 3), s = the tile's segment of branch t.
-DILATED_INLINE std::uint32_t fused_absorb_rows(const FusedChainParams& f, std::int32_t h, std::int32_t unit,
-                                               std::int32_t x3) {
-  std::uint32_t bits = 0;
-  for (int i = 0; i < f.absorbed; ++i) {
-    const std::int32_t rho = ((unit / f.absorb_units[i]) % 3 * f.absorb_w3[i] + h) % 3;
-    if (rho == x3) bits |= 1u << i;
-  }
-  return bits;
-}
-
 // One key block of a fused tile: the unit and class it reads, and its weight.
 struct FusedBlock {
   std::int32_t unit, kcls, first;  // first: first key of the block within the class's rows of the unit
   int multiplicity;
-  std::uint32_t absorbed;  // fused_absorbed
 };
 
-// log2 of a multiplicity 1..8 (the exp2 argument's offset, softmax.cuh).
-DILATED_INLINE float fused_log2(int m) {
-  return m <= 1   ? 0.f
-         : m == 2 ? 1.f
-         : m == 3 ? 1.5849625007211562f
-         : m == 4 ? 2.f
-         : m == 5 ? 2.3219280948873622f
-         : m == 6 ? 2.5849625007211562f
-         : m == 7 ? 2.8073549220576041f
-                  : 3.f;
-}
-
-// How many absorbed branches count the pairs of a block (FusedBlock::
-// absorbed) whose query row has row_bits (fused_absorb_rows of its
-// position mod 3) and whose key is at that residue too (the register class
-// fused_hit_class names): 0..2.
-DILATED_INLINE int fused_hit_count(std::uint32_t absorbed, std::uint32_t row_bits) {
-  const std::uint32_t x = absorbed & row_bits;
-  return int(x & 1u) + int((x >> 1) & 1u);  // kFusedMaxAbsorbed = 2
-}
-
-// Position mod 3 of key `first` of a block (FusedBlock) of the head with
-// offset o_0: keys of class kcls of unit u lie at u w_0 + o_0 + r_0 (kcls + R i).
-DILATED_INLINE std::int32_t fused_key_residue3(const FusedChainParams& f, const FusedBlock& b, std::int32_t o0) {
-  const std::uint32_t pos = std::uint32_t(b.unit) * std::uint32_t(f.unit) + std::uint32_t(o0) +
-                            std::uint32_t(f.dilation0) * std::uint32_t(b.kcls + f.classes * b.first);
-  return std::int32_t(pos % 3u);  // < 2^31 (fused_chain_plan)
-}
-
-// Which register class k = (2j + c) mod 3 holds, in a thread whose lane % 4
-// is `quad`, the block's keys at positions = x3 (mod 3): key 8j + 2 quad + c
-// of the block lies at pos0 + s (8j + 2 quad + c), s = r_0 R, s^2 = 1
-// (mod 3), so k = s (x3 - pos0) - 2 quad (mod 3). pos3: fused_key_residue3.
-// The consumers split it into a per-tile part (fused_hit_base, per row) and
-// a per-block one (fused_hit_shift, the same for all threads).
-DILATED_INLINE int fused_hit_base(const FusedChainParams& f, std::int32_t x3, int quad) {
-  const int s3 = (f.dilation0 * f.classes) % 3;  // 1 or 2 (fused_absorb_plan: 3 does not divide r_0)
-  return (s3 * x3 + 6 - 2 * quad) % 3;
-}
-DILATED_INLINE int fused_hit_shift(const FusedChainParams& f, std::int32_t pos3) {
-  return (f.dilation0 * f.classes % 3) * pos3 % 3;
-}
-DILATED_INLINE int fused_hit_step(int base, int shift) { return base >= shift ? base - shift : base + 3 - shift; }
-DILATED_INLINE int fused_hit_class(const FusedChainParams& f, std::int32_t x3, std::int32_t pos3, int quad) {
-  return fused_hit_step(fused_hit_base(f, x3, quad), fused_hit_shift(f, pos3));
-}
-
-// log2 of the weight of a pair with n (0..2) absorbed counts more than the
-// block's multiplicity: the walker's three per-class values.
-DILATED_INLINE float fused_hit_log2(float log2_m, float log2_m1, float log2_m2, int n) {
-  return n == 0 ? log2_m : n == 1 ? log2_m1 : log2_m2;
-}
+// log2 of a multiplicity 1..4 (the exp2 argument's offset, softmax.cuh).
+DILATED_INLINE float fused_log2(int m) { return m == 1 ? 0.f : m == 2 ? 1.f : m == 3 ? 1.5849625007211562f : 2.f; }
 
 // The blocks of one tile in the order the producer loads and the consumers
 // weigh them, advanced exactly once per block by each thread that uses it.
@@ -326,10 +192,8 @@ struct FusedWalker {
   int m = 0;                            // current member
   std::int32_t u = 0, z = 0, beta = 0;  // unit, key class and block counters inside the member
   std::int32_t seg_begin = 0, prev_begin = 0, prev_span = 0, kcls_base = 0, kcls_step = 1, units = 0, kclasses = 1;
-  int multiplicity = 1;         // of the current block
-  std::uint32_t absorbed = 0;   // fused_absorbed of the current block
-  float log2_m = 0.f;           // fused_log2(multiplicity)
-  float log2_m1 = 0.f, log2_m2 = 0.f;  // of multiplicity + 1, + 2 (absorbed pairs; unused, so dropped, in the producer)
+  int multiplicity = 1;  // of the current block
+  float log2_m = 0.f;    // fused_log2(multiplicity)
 
   DILATED_INLINE FusedWalker(const FusedChainParams& params, std::int32_t head_class, std::int32_t row_class,
                              std::int32_t tile_unit, int keys_per_block)
@@ -343,10 +207,7 @@ struct FusedWalker {
   }
   DILATED_INLINE void weigh(std::int32_t kcls) {
     multiplicity = fused_multiplicity(*f, m, hc, cls, kcls);
-    absorbed = fused_absorbed(*f, m, hc, cls, kcls);
     log2_m = fused_log2(multiplicity);
-    log2_m1 = fused_log2(multiplicity + 1);
-    log2_m2 = fused_log2(multiplicity + 2);
   }
   DILATED_INLINE void enter(int member) {
     m = member;
@@ -366,7 +227,7 @@ struct FusedWalker {
     std::int32_t uu = seg_begin + u;
     if (m > 0 && uu >= prev_begin) uu += prev_span;  // member m-1 counted its own segment
     const std::int32_t kcls = kcls_base + kcls_step * z;
-    return FusedBlock{uu, kcls, beta * block, multiplicity, absorbed};
+    return FusedBlock{uu, kcls, beta * block, multiplicity};
   }
   // Per block a compare (the consumers run this on their softmax path; a
   // division here and the weight per block cost 5.5% of LongNet 1M d128,

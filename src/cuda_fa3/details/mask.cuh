@@ -34,21 +34,4 @@ __device__ __forceinline__ void apply_mask(float (&s)[BlockN / 2], std::int64_t 
   }
 }
 
-// An absorbed LongNet branch (longnet_dedup.hpp exclusion_row): row r skips
-// keys [lo[r], hi[r]) (sparse indices; 32-bit, fused_absorb_plan).
-template <int BlockN>
-__device__ __forceinline__ void apply_exclusion(float (&s)[BlockN / 2], std::int64_t key_begin,
-                                               const std::int32_t (&lo)[2], const std::int32_t (&hi)[2], int lane) {
-#pragma unroll
-  for (int j = 0; j < BlockN / 8; ++j) {
-#pragma unroll
-    for (int c = 0; c < 2; ++c) {
-      const std::int32_t key = std::int32_t(key_begin) + 8 * j + 2 * (lane % 4) + c;
-#pragma unroll
-      for (int r = 0; r < 2; ++r)
-        if (key >= lo[r] && key < hi[r]) s[4 * j + 2 * r + c] = -INFINITY;
-    }
-  }
-}
-
 }  // namespace dilated::cuda_fa3::details

@@ -34,7 +34,7 @@ struct OnlineSoftmax {
   // which O must be rescaled (applied by the caller once the previous P V
   // product, still in flight on the tensor cores, has landed).
   __device__ __forceinline__ void update(float (&s)[kS], float (&correction)[2], float scale_log2) {
-    update_impl<kNoWeights>(s, correction, scale_log2, nullptr);
+    update_impl<false>(s, correction, scale_log2, nullptr);
   }
   // LongNet chains (longnet_dedup.hpp): the probability of column parity c
   // is weighted by its multiplicity m_c, log2_m[c] = log2(m_c), the same for
@@ -43,21 +43,10 @@ struct OnlineSoftmax {
   // row sum, P V and so the LSE carry the weights.
   __device__ __forceinline__ void update_weighted(float (&s)[kS], float (&correction)[2], float scale_log2,
                                                   const float (&log2_m)[2]) {
-    update_impl<kParityWeights>(s, correction, scale_log2, log2_m);
-  }
-  // Fused LongNet chains with absorbed branches (longnet_fused_chain.hpp):
-  // the weight of row r's register class k = (2j + c) mod 3 is
-  // log2_m[3 r + k] (fused_hit_class).
-  __device__ __forceinline__ void update_weighted3(float (&s)[kS], float (&correction)[2], float scale_log2,
-                                                   const float (&log2_m)[6]) {
-    update_impl<kThirdWeights>(s, correction, scale_log2, log2_m);
+    update_impl<true>(s, correction, scale_log2, log2_m);
   }
 
-  // Weights of exp_row: none, per column parity (log2_m[c]), or per row and
-  // register class mod 3 (log2_m[3 r + (2j + c) mod 3]).
-  static constexpr int kNoWeights = 0, kParityWeights = 1, kThirdWeights = 2;
-
-  template <int kWeighted>
+  template <bool kWeighted>
   __device__ __forceinline__ void update_impl(float (&s)[kS], float (&correction)[2], float scale_log2,
                                               const float* log2_m) {
 #pragma unroll
@@ -77,9 +66,9 @@ struct OnlineSoftmax {
     }
   }
 
-  // Row r's scores become exp2(s scale + log2 m - base) (m: the weight of
-  // kWeighted's kind); returns this thread's sum of them.
-  template <int kWeighted>
+  // Row r's scores become exp2(s scale + log2 m - base) (m: the column
+  // parity's weight, kWeighted); returns this thread's sum of them.
+  template <bool kWeighted>
   __device__ __forceinline__ static float exp_row(float (&s)[kS], int r, float scale_log2, const float* log2_m,
                                                   float base) {
     float sum = 0.f;
@@ -87,9 +76,7 @@ struct OnlineSoftmax {
     for (int j = 0; j < kS / 4; ++j) {
 #pragma unroll
       for (int c = 0; c < 2; ++c) {
-        const float add = kWeighted == kThirdWeights    ? log2_m[3 * r + (2 * j + c) % 3] - base
-                          : kWeighted == kParityWeights ? log2_m[c] - base
-                                                        : -base;
+        const float add = kWeighted ? log2_m[c] - base : -base;
         const float e = fast_exp2(fmaf(s[4 * j + 2 * r + c], scale_log2, add));
         s[4 * j + 2 * r + c] = e;
         sum += e;
@@ -119,7 +106,7 @@ struct OnlineSoftmax {
   // visible key so far) takes 0. Nothing is committed until accept_lazy or
   // settle_lazy.
   static constexpr float kLazyLimit = 256.f;
-  template <int kWeighted>
+  template <bool kWeighted>
   __device__ __forceinline__ bool lazy_probabilities(float (&s)[kS], float scale_log2, const float* log2_m,
                                                      float (&sum)[2]) const {
 #pragma unroll

@@ -32,9 +32,6 @@ struct QueryTile {
   // LongNet chains (kDedup kernels, dedup_tile): keys [skip_begin, skip_end)
   // are counted by the previous chain branch and not visited here.
   std::int32_t skip_begin, skip_end;
-  // An absorbed branch (DedupParams::exclude, dedup_tile): keys some row of
-  // the tile skips; blocks meeting [exclude_begin, exclude_end) are masked.
-  std::int32_t exclude_begin, exclude_end;
   // Block-sparse schedule entries (decode_entry_tile): the first key of the
   // tile's last key block, the only one that may need a mask (TileEntry).
   std::int64_t last_key;
@@ -220,22 +217,9 @@ __device__ __forceinline__ QueryTile decode_fused_tile(const ForwardParams& p, s
 // its segment's keys but the run the previous chain branch counts for it.
 // Non-windowed launches only (k_begin = 0). A tile left with no key block
 // keeps the rows the earlier branches merged (its keys are all counted there).
-// An absorbed branch (DedupParams::exclude) skips the whole blocks of the
-// keys its rows skip where all its rows skip the same (exclusion_tile).
-// kExclusion: the kernel may run absorbed branches (forward_kernel.cuh).
-template <int BlockN, bool kExclusion>
+template <int BlockN>
 __device__ __forceinline__ void dedup_tile(const ForwardParams& p, QueryTile& t) {
   t.skip_begin = t.skip_end = 0;
-  t.exclude_begin = t.exclude_end = 0;
-  if (kExclusion && t.active && p.dedup.exclude > 0) {
-    int blocks = 0;
-    exclusion_tile(p.dedup, std::int32_t(t.first), std::int32_t(t.q_begin), std::int32_t(t.q_count),
-                   std::int32_t(t.k_end), BlockN, &t.exclude_begin, &t.exclude_end, &t.skip_begin, &t.skip_end,
-                   &blocks);
-    t.key_blocks = blocks;
-    if (t.key_blocks == 0) t.active = false;
-    return;
-  }
   if (!t.active || p.dedup.skip_keys == 0) return;
   dedup_skip(p.dedup.skip_keys, std::int32_t(t.q_begin), std::int32_t(t.k_end), BlockN, &t.skip_begin, &t.skip_end,
              &t.key_blocks);
