@@ -161,6 +161,10 @@ TEST(Fa3Numerics, ScoresRisingAfterTheFirstKeyBlock) {
       {"causal_d128", make({{1024, 1}}, true), {1, 1024, 2, 128}, DType::bf16},
       {"dense_d256", make({{512, 1}}, false), {1, 512, 2, 256}, DType::bf16},
       {"longnet_fused_d128", make({{2048, 1}, {4096, 2}, {8192, 4}}, false), {1, 8192, 4, 128}, DType::bf16},
+      // The paper's five branches scaled down: a fused chain (r = 1, 2, 4) and
+      // a two-member chain (r = 6, 12) of kDedup launches.
+      {"longnet5_d128", make({{512, 1}, {1024, 2}, {2048, 4}, {3072, 6}, {6144, 12}}, false), {1, 6144, 4, 128},
+       DType::bf16},
   };
   std::uint64_t seed = 20;
   for (const Setup& u : setups) {

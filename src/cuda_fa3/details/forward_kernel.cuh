@@ -323,36 +323,53 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
     recompute_scores<T, kD, kN>(q_smem + 16 * warp * 128, Shape::kPanelBytesQ, k_smem, Shape::kPanelBytesKV, lane, s);
     return false;
   };
-  auto softmax_step = [&](int kb) {
+  // The keys of block kb (walk.next(kb): once per kb, in order), whether it
+  // needs a mask (warpgroup-uniform: the range is the tile's) and the log2
+  // weights of its column parities.
+  struct BlockKeys {
+    std::int64_t begin = 0, end = 0;
+    bool masked = false;
+    float lm[2];
+  };
+  auto block_keys = [&](int kb) {
+    BlockKeys k;
     if constexpr (kFused) {  // whole blocks: no mask; one weight for the block
       walk.next(kb);
-      const float lm[2] = {walk.log2_m, walk.log2_m};
-      if (lazy && kb > 0 && lazy_step(kb, lm)) return;
-      softmax.update_weighted(s, correction, p.scale_log2, lm);
+      k.lm[0] = k.lm[1] = walk.log2_m;
+    } else {
+      if (keys_from_entry) {
+        // Far below every query: needs_mask is false for all blocks but the last.
+        k.begin = kb == t.key_blocks - 1 ? t.last_key : -(std::int64_t(1) << 40);
+        k.end = t.k_end;
+      } else {
+        const KeyBlock key = walk.next(kb);
+        k.begin = key.key;
+        k.end = key.end;
+      }
+      k.masked = needs_mask<kN>(k.begin, k.end, t.q_begin + 64 * wg, p.causal);
+      k.lm[0] = log2_m[0];
+      k.lm[1] = log2_m[1];
+    }
+    return k;
+  };
+  auto softmax_block = [&](int kb, const BlockKeys& k) {
+    if constexpr (kFused) {
+      if (lazy && kb > 0 && lazy_step(kb, k.lm)) return;
+      softmax.update_weighted(s, correction, p.scale_log2, k.lm);
       return;
     }
-    std::int64_t key_begin, key_end;
-    if (keys_from_entry) {
-      // Far below every query: needs_mask is false for all blocks but the last.
-      key_begin = kb == t.key_blocks - 1 ? t.last_key : -(std::int64_t(1) << 40);
-      key_end = t.k_end;
-    } else {
-      const KeyBlock key = walk.next(kb);
-      key_begin = key.key;
-      key_end = key.end;
-    }
-    const bool masked = needs_mask<kN>(key_begin, key_end, t.q_begin + 64 * wg, p.causal);
-    if (masked) apply_mask<kN>(s, key_begin, key_end, rows, p.causal, lane);
+    if (k.masked) apply_mask<kN>(s, k.begin, k.end, rows, p.causal, lane);
     if (lazy && kb > 0) {
-      if (lazy_step(kb, log2_m)) return;
-      if (masked) apply_mask<kN>(s, key_begin, key_end, rows, p.causal, lane);
+      if (lazy_step(kb, k.lm)) return;
+      if (k.masked) apply_mask<kN>(s, k.begin, k.end, rows, p.causal, lane);
     }
-    if constexpr (kDedup) softmax.update_weighted(s, correction, p.scale_log2, log2_m);
+    if constexpr (kDedup) softmax.update_weighted(s, correction, p.scale_log2, k.lm);
     else softmax.update(s, correction, p.scale_log2);
     if constexpr (kDropout)  // after the row sums: the LSE is that of the undropped softmax
       apply_dropout<kN>(s, p.dropout, p.keep_scale, t.b, t.h, p.branch, t.first,
-                        p.pattern.dilation[p.branch], rows, key_begin, lane);
+                        p.pattern.dilation[p.branch], rows, k.begin, lane);
   };
+  auto softmax_step = [&](int kb) { softmax_block(kb, block_keys(kb)); };
   // P in the accumulator layout is already the register A operand of P V,
   // once packed to 16-bit pairs.
   auto pack_p = [&] {
@@ -382,7 +399,89 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
   mbar_arrive(&bar.k_empty[it % kStages]);
   softmax_step(0);  // O is still zero: nothing to rescale
   pack_p();
-  for (int kb = 1; kb < t.key_blocks; ++kb) {
+  // The lazy softmax's common case in a loop of its own: every warp of the
+  // warpgroup accepts the block lazily (a bar.red vote, then __any_sync so
+  // ptxas keeps it warp-uniform; the warpgroup leaves together, so its wgmma
+  // instructions stay aligned), no rescale, no mask. The rare paths (mask,
+  // settle, S again and the exact update) are not in its address range: the
+  // consumers' loop is instruction-fetch sensitive (H100, 2026-11-28 absorb:
+  // the same work 7% slower with the loop twice as long). At the first block
+  // some warp cannot accept, the warpgroup finishes that block the general way
+  // and runs the rest of the tile in the general loop below, which keeps every
+  // path. H100, LongNet 1M x 16 bf16, same executables, alternating
+  // (perf_tests/results/h100-fa3-2026-11-28-hotloop): d128 48.4-48.7 ->
+  // 47.0-47.2 ms, d64 33.8 -> 33.0, d256 91.1 -> 90.4-90.8; the fused loop is
+  // 636 SASS instructions where the general one is 1500-1600 (CUDA 13.0).
+  // Where: the fused kernels and kDedup at head_dim 128 (LongNet's later
+  // chains). Not under dropout (no lazy softmax). Not measured for the
+  // dense, causal and block-sparse kernels: with it ptxas spilled 84-676
+  // bytes in them (0-112 without). Not kDedup at head_dim 64 / 256 (ptxas
+  // spilled 180 / 120 bytes against 32 / 8). The vote uses named barrier
+  // 8 + wg (the turns use 1..3). Going back from the finished block into the hot
+  // loop instead of on in the general loop made ptxas serialize the wgmma
+  // pipeline (C7515) in every kernel that has it, so a tile that stops once
+  // stays in the general loop.
+  constexpr bool kHotLoop = !kDropout && (kFused || (kDedup && kD == 128));
+  int kb = 1;
+  if constexpr (kHotLoop) {
+    if (lazy) {
+      bool stopped = false, ok = false;
+      float sum[2];
+      BlockKeys k;
+      for (; kb < t.key_blocks; ++kb) {
+        my_turn();
+        issue_scores(kb);
+        issue_pv(kb - 1);
+        pass_turn();
+        wgmma_wait<1>();
+        fence_registers(s);
+        k = block_keys(kb);
+        ok = !k.masked && softmax.template lazy_probabilities<(kFused || kDedup)>(s, p.scale_log2, k.lm, sum);
+        if (!__any_sync(0xffffffffu, named_all(8 + wg, 128, ok))) {
+          stopped = true;
+          break;
+        }
+        softmax.accept_lazy(correction, sum);
+        mbar_arrive(&bar.k_empty[(it + kb) % kStages]);
+        if (kb & 1)
+          wgmma_wait<0>();
+        else
+          wgmma_wait_all_unmerged();
+        fence_registers(o);
+        keep_alive(a);
+        mbar_arrive(&bar.v_empty[(it + kb - 1) % kStages]);
+        pack_p();
+      }
+      if (stopped) {  // block kb, each warp as softmax_block decides
+        if (k.masked) {
+          softmax_block(kb, k);  // s is still S(kb): the mask comes first
+        } else if (__all_sync(0xffffffffu, ok)) {
+          softmax.accept_lazy(correction, sum);
+        } else if (!softmax.lazy_overflowed(s)) {
+          softmax.settle_lazy(s, correction, sum);
+        } else {
+          const char* k_smem = smem + Shape::kOffsetK + ((it + kb) % kStages) * Shape::kTileBytesKV;
+          recompute_scores<T, kD, kN>(q_smem + 16 * warp * 128, Shape::kPanelBytesQ, k_smem, Shape::kPanelBytesKV,
+                                      lane, s);
+          if constexpr (kFused || kDedup) softmax.update_weighted(s, correction, p.scale_log2, k.lm);
+          else softmax.update(s, correction, p.scale_log2);
+        }
+        mbar_arrive(&bar.k_empty[(it + kb) % kStages]);
+        const bool need = __any_sync(0xffffffffu, correction[0] != 1.f || correction[1] != 1.f);
+        if (kb & 1)
+          wgmma_wait<0>();
+        else
+          wgmma_wait_all_unmerged();
+        fence_registers(o);
+        keep_alive(a);
+        mbar_arrive(&bar.v_empty[(it + kb - 1) % kStages]);
+        if (need) OnlineSoftmax<kN, kD>::rescale(o, correction);
+        pack_p();
+        ++kb;
+      }
+    }
+  }
+  for (; kb < t.key_blocks; ++kb) {
     my_turn();
     issue_scores(kb);
     issue_pv(kb - 1);

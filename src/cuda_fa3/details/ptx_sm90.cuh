@@ -167,6 +167,18 @@ __device__ __forceinline__ void named_arrive(int id, int threads) {
   asm volatile("bar.arrive %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
 
+// True on every thread iff `pred` holds on all `threads` threads arriving at
+// barrier `id` (bar.red.and).
+__device__ __forceinline__ bool named_all(int id, int threads, bool pred) {
+  std::uint32_t r;
+  asm volatile(
+      "{\n .reg .pred p, q;\n setp.ne.u32 p, %1, 0;\n bar.red.and.pred q, %2, %3, p;\n selp.u32 %0, 1, 0, q;\n}"
+      : "=r"(r)
+      : "r"(std::uint32_t(pred)), "r"(id), "r"(threads)
+      : "memory");
+  return r != 0;
+}
+
 // ---- register reallocation between warpgroups ---------------------------------
 template <int Regs>
 __device__ __forceinline__ void regs_release() {
