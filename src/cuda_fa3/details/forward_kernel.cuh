@@ -421,6 +421,18 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
   // loop instead of on in the general loop made ptxas serialize the wgmma
   // pipeline (C7515) in every kernel that has it, so a tile that stops once
   // stays in the general loop.
+  // P(kb-1) V(kb-1) has retired: its P registers and V stage are free. The
+  // wait ends a block on kb's parity, one instruction for the whole
+  // warpgroup (the general loop below says why); not under dropout.
+  auto retire_pv = [&](int kb) {
+    if (kb & 1)
+      wgmma_wait<0>();
+    else
+      wgmma_wait_all_unmerged();
+    fence_registers(o);
+    keep_alive(a);
+    mbar_arrive(&bar.v_empty[(it + kb - 1) % kStages]);
+  };
   constexpr bool kHotLoop = !kDropout && (kFused || (kDedup && kD == 128));
   int kb = 1;
   if constexpr (kHotLoop) {
@@ -443,13 +455,7 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
         }
         softmax.accept_lazy(correction, sum);
         mbar_arrive(&bar.k_empty[(it + kb) % kStages]);
-        if (kb & 1)
-          wgmma_wait<0>();
-        else
-          wgmma_wait_all_unmerged();
-        fence_registers(o);
-        keep_alive(a);
-        mbar_arrive(&bar.v_empty[(it + kb - 1) % kStages]);
+        retire_pv(kb);
         pack_p();
       }
       if (stopped) {  // block kb, each warp as softmax_block decides
@@ -468,13 +474,7 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
         }
         mbar_arrive(&bar.k_empty[(it + kb) % kStages]);
         const bool need = __any_sync(0xffffffffu, correction[0] != 1.f || correction[1] != 1.f);
-        if (kb & 1)
-          wgmma_wait<0>();
-        else
-          wgmma_wait_all_unmerged();
-        fence_registers(o);
-        keep_alive(a);
-        mbar_arrive(&bar.v_empty[(it + kb - 1) % kStages]);
+        retire_pv(kb);
         if (need) OnlineSoftmax<kN, kD>::rescale(o, correction);
         pack_p();
         ++kb;
@@ -538,12 +538,7 @@ __device__ void consume(const ForwardArgs& args, const QueryTile& t, char* smem,
         OnlineSoftmax<kN, kD>::rescale(o, correction);
     } else {
       const bool need = __any_sync(0xffffffffu, correction[0] != 1.f || correction[1] != 1.f);
-      if (kb & 1)
-        wgmma_wait<0>();
-      else
-        wgmma_wait_all_unmerged();
-      fence_registers(o);
-      release_v();
+      retire_pv(kb);
       if (need) OnlineSoftmax<kN, kD>::rescale(o, correction);
     }
     pack_p();
